@@ -1,0 +1,126 @@
+"""Reading and writing tables at the edges: Parquet, CSV and ARFF in, atomic Parquet out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from riskcast.errors import DataValidationError, InputError
+
+from .schema import ALL_TABLES, RAW_TABLES, validate_table
+
+
+@dataclass(frozen=True)
+class RawTables:
+    """The five raw tables, validated; ``truth`` only for synthetic books."""
+
+    customers: pd.DataFrame
+    financial_statements: pd.DataFrame
+    invoices: pd.DataFrame
+    industry_signals: pd.DataFrame
+    defaults: pd.DataFrame
+    truth: pd.DataFrame | None = None
+
+    def items(self) -> Iterator[tuple[str, pd.DataFrame]]:
+        for f in fields(self):
+            df = getattr(self, f.name)
+            if df is not None:
+                yield f.name, df
+
+    @property
+    def data_end(self) -> pd.Timestamp:
+        """The last day for which the book holds facts (latest invoice or statement filing)."""
+        dates = [self.invoices["issue_date"].max(), self.financial_statements["filed_date"].max()]
+        return max(d for d in dates if pd.notna(d)).normalize()
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def read_any(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, Parquet or ARFF file; ``?`` and empty cells are missing values."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"file {path} does not exist", field=str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path, na_values=["?", ""], keep_default_na=True, low_memory=False)
+        if suffix == ".arff":
+            return _read_arff(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"file {path} cannot be read as {suffix[1:]}: {exc}", field=str(path)) from None
+    raise InputError(f"file {path}: unsupported format {suffix!r} (use .csv, .parquet or .arff)", field=str(path))
+
+
+def _read_arff(path: Path) -> pd.DataFrame:
+    from scipy.io import arff
+
+    data, meta = arff.loadarff(str(path))
+    df = pd.DataFrame(data)
+    for name in meta.names():
+        if meta[name][0] == "nominal":
+            df[name] = df[name].str.decode("utf-8").replace("?", np.nan)
+    return df
+
+
+def find_table_file(directory: Path, name: str) -> Path | None:
+    for suffix in (".parquet", ".csv"):
+        p = directory / f"{name}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def read_tables(directory: str | Path, *, with_truth: bool = True) -> RawTables:
+    """Read and validate the five raw tables (and ``truth`` if present) from a folder."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"data folder {directory} does not exist", field="data")
+    out: dict[str, pd.DataFrame | None] = {}
+    for name, contract in RAW_TABLES.items():
+        p = find_table_file(directory, name)
+        if p is None:
+            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in {directory}")
+        out[name] = validate_table(contract, read_any(p))
+    truth_path = find_table_file(directory, "truth") if with_truth else None
+    out["truth"] = validate_table(ALL_TABLES["truth"], read_any(truth_path)) if truth_path else None
+    return RawTables(**out)
+
+
+def write_tables(tables: RawTables, directory: str | Path) -> dict[str, Path]:
+    directory = Path(directory)
+    return {name: write_parquet(df, directory / f"{name}.parquet") for name, df in tables.items()}

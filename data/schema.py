@@ -1,0 +1,221 @@
+"""Contracts of the five raw tables: column types, nullability, ranges and keys.
+
+``validate_table`` returns a typed copy of the table or raises ``DataValidationError`` naming
+the table, the column and the problem; it never drops rows silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from riskcast.errors import DataValidationError
+
+Kind = Literal["str", "date", "float", "bool", "category"]
+
+NACE_SECTIONS = tuple("ABCDEFGHIJKLMNOPQRSTU")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TableContract:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+_MONEY = dict(kind="float")
+
+CUSTOMERS = TableContract(
+    "customers",
+    (
+        Column("customer_id", "str"),
+        Column("name", "str"),
+        Column("industry", "category", allowed=NACE_SECTIONS),
+        Column("country", "str"),
+        Column("founded", "date"),
+        Column("first_trade_date", "date"),
+    ),
+    key=("customer_id",),
+)
+
+FINANCIAL_STATEMENTS = TableContract(
+    "financial_statements",
+    (
+        Column("customer_id", "str"),
+        Column("period_end", "date"),
+        Column("filed_date", "date"),
+        Column("revenue", "float", nullable=True, min=0),
+        Column("cogs", "float", nullable=True, min=0),
+        Column("ebit", "float", nullable=True),
+        Column("interest_expense", "float", nullable=True, min=0),
+        Column("net_income", "float", nullable=True),
+        Column("total_assets", "float", nullable=True, min=0),
+        Column("current_assets", "float", nullable=True, min=0),
+        Column("cash", "float", nullable=True, min=0),
+        Column("receivables", "float", nullable=True, min=0),
+        Column("inventory", "float", nullable=True, min=0),
+        Column("current_liabilities", "float", nullable=True, min=0),
+        Column("total_liabilities", "float", nullable=True, min=0),
+        Column("equity", "float", nullable=True),
+        Column("retained_earnings", "float", nullable=True),
+        Column("operating_cash_flow", "float", nullable=True),
+    ),
+    key=("customer_id", "period_end"),
+)
+
+INVOICES = TableContract(
+    "invoices",
+    (
+        Column("invoice_id", "str"),
+        Column("customer_id", "str"),
+        Column("issue_date", "date"),
+        Column("due_date", "date"),
+        Column("amount", "float", min=0),
+        Column("paid_date", "date", nullable=True),
+        Column("paid_amount", "float", nullable=True, min=0),
+        Column("disputed", "bool"),
+    ),
+    key=("invoice_id",),
+)
+
+INDUSTRY_SIGNALS = TableContract(
+    "industry_signals",
+    (
+        Column("industry", "category", allowed=NACE_SECTIONS),
+        Column("month", "date"),
+        Column("default_rate", "float", min=0, max=1),
+        Column("growth_index", "float", min=0),
+    ),
+    key=("industry", "month"),
+)
+
+DEFAULTS = TableContract(
+    "defaults",
+    (
+        Column("customer_id", "str"),
+        Column("default_date", "date"),
+        Column("kind", "category", allowed=("bankruptcy", "90dpd")),
+    ),
+    key=("customer_id", "default_date"),
+)
+
+TRUTH = TableContract(
+    "truth",
+    (
+        Column("customer_id", "str"),
+        Column("as_of", "date"),
+        Column("pd_12m", "float", min=0, max=1),
+    ),
+    key=("customer_id", "as_of"),
+)
+
+RAW_TABLES: dict[str, TableContract] = {
+    t.name: t for t in (CUSTOMERS, FINANCIAL_STATEMENTS, INVOICES, INDUSTRY_SIGNALS, DEFAULTS)
+}
+ALL_TABLES: dict[str, TableContract] = {**RAW_TABLES, TRUTH.name: TRUTH}
+
+
+def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
+    if col.kind in ("str", "category"):
+        out = s.astype("string").astype(object).where(s.notna(), None)
+        return out
+    if col.kind == "date":
+        parsed = pd.to_datetime(s, errors="coerce", format="mixed") if s.dtype == object else pd.to_datetime(s, errors="coerce")
+        bad = parsed.isna() & s.notna() & (s.astype("string").str.strip() != "")
+        if bad.any():
+            sample = s[bad].iloc[0]
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {sample!r}")
+        return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed.astype("datetime64[ns]")
+    if col.kind == "float":
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna() & s.notna() & (s.astype("string").str.strip() != "")
+        if bad.any():
+            sample = s[bad].iloc[0]
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r}")
+        num = num.astype("float64")
+        if np.isinf(num).any():
+            raise DataValidationError(table, col.name, "contains infinite values")
+        return num
+    if col.kind == "bool":
+        if s.dtype == bool:
+            return s
+        mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+                   "t": True, "f": False, "1.0": True, "0.0": False}
+        txt = s.astype("string").str.strip().str.lower()
+        out = txt.map(mapping)
+        bad = out.isna() & s.notna()
+        if bad.any():
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not booleans, e.g. {s[bad].iloc[0]!r}")
+        return out.fillna(False).astype(bool)
+    raise AssertionError(col.kind)  # pragma: no cover - Kind is closed
+
+
+def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
+    """Check ``df`` against ``contract`` and return a typed copy with the contract's columns.
+
+    Extra columns are kept (a user's ledger may carry more); missing ones are an error.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataValidationError(contract.name, None, f"expected a table, got {type(df).__name__}")
+    missing = [c for c in contract.column_names if c not in df.columns]
+    if missing:
+        raise DataValidationError(contract.name, missing[0], f"required column is missing (missing: {missing})")
+    out = df.copy()
+    for col in contract.columns:
+        s = _coerce(contract.name, col, out[col.name])
+        nulls = s.isna()
+        if not col.nullable and nulls.any():
+            raise DataValidationError(contract.name, col.name, f"{int(nulls.sum())} empty value(s) in a required column")
+        if col.kind == "float":
+            if col.min is not None and (s < col.min).any():
+                v = s[s < col.min].iloc[0]
+                raise DataValidationError(contract.name, col.name, f"value {v!r} is below the minimum {col.min}")
+            if col.max is not None and (s > col.max).any():
+                v = s[s > col.max].iloc[0]
+                raise DataValidationError(contract.name, col.name, f"value {v!r} is above the maximum {col.max}")
+        if col.allowed is not None:
+            bad = s.notna() & ~s.isin(col.allowed)
+            if bad.any():
+                raise DataValidationError(
+                    contract.name, col.name,
+                    f"value {s[bad].iloc[0]!r} is not one of {', '.join(col.allowed)}")
+        out[col.name] = s
+    if contract.key:
+        dup = out.duplicated(list(contract.key))
+        if dup.any():
+            first = out.loc[dup, list(contract.key)].iloc[0].tolist()
+            raise DataValidationError(contract.name, ",".join(contract.key), f"{int(dup.sum())} duplicate key(s), e.g. {first}")
+    _check_table_rules(contract.name, out)
+    return out
+
+
+def _check_table_rules(name: str, df: pd.DataFrame) -> None:
+    """Rules between columns of one table."""
+    if name == "invoices":
+        bad = df["due_date"] < df["issue_date"]
+        if bad.any():
+            raise DataValidationError(name, "due_date", f"{int(bad.sum())} invoice(s) fall due before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]}")
+        bad = df["paid_date"].notna() & (df["paid_date"] < df["issue_date"])
+        if bad.any():
+            raise DataValidationError(name, "paid_date", f"{int(bad.sum())} invoice(s) paid before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]}")
+    elif name == "financial_statements":
+        bad = df["filed_date"] < df["period_end"]
+        if bad.any():
+            raise DataValidationError(name, "filed_date", f"{int(bad.sum())} statement(s) filed before their period ended, e.g. customer {df.loc[bad, 'customer_id'].iloc[0]}")

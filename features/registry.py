@@ -1,0 +1,167 @@
+"""The feature registry: one declarative list that every other part is generated from.
+
+Training columns and their order, LightGBM monotone constraints, the scorecard's monotonic
+trends, the service's feature schema, the monitoring columns and the reason-code sentences
+all come from here, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+Group = Literal["financial", "payment", "industry", "order", "table"]
+Direction = Literal[-1, 0, 1]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input.
+
+    ``direction`` is the expected effect on risk: +1 when a higher value means a higher PD,
+    -1 when it means a lower PD, 0 when no direction is imposed. Values outside
+    ``[valid_min, valid_max]`` are clipped when computed and rejected when supplied by a caller.
+    ``reason`` is the sentence shown when the feature raises the customer's risk; ``{value}``
+    is replaced by the customer's value formatted with ``fmt``.
+    """
+
+    name: str
+    group: Group
+    description: str
+    direction: Direction
+    valid_min: float
+    valid_max: float
+    reason: str
+    fmt: str = ".2f"
+    dtype: Literal["float"] = "float"
+
+    def reason_text(self, value: float | None) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return f"{self.description}: not available"
+        return self.reason.format(value=format(value, self.fmt))
+
+
+_F = Feature
+
+_FEATURES: tuple[Feature, ...] = (
+    # financial statements: the latest statement filed on or before as_of
+    _F("current_ratio", "financial", "Current assets / current liabilities", -1, 0.0, 50.0,
+       "Current ratio of {value}: little short-term cover for short-term debts"),
+    _F("quick_ratio", "financial", "(Current assets - inventory) / current liabilities", -1, 0.0, 50.0,
+       "Quick ratio of {value}: liquid assets cover few of the short-term debts"),
+    _F("cash_ratio", "financial", "Cash / current liabilities", -1, 0.0, 50.0,
+       "Cash covers only {value} of short-term debts"),
+    _F("liabilities_to_assets", "financial", "Total liabilities / total assets", 1, 0.0, 10.0,
+       "Liabilities are {value} of total assets", ".0%"),
+    _F("roa", "financial", "Net income / total assets", -1, -5.0, 5.0,
+       "Return on assets of {value}", ".1%"),
+    _F("ebit_margin", "financial", "EBIT / revenue", -1, -5.0, 1.0,
+       "Operating (EBIT) margin of {value}", ".1%"),
+    _F("interest_coverage", "financial", "EBIT / interest expense", -1, -100.0, 100.0,
+       "EBIT covers interest expense only {value} times", ".1f"),
+    _F("ocf_to_liabilities", "financial", "Operating cash flow / total liabilities", -1, -10.0, 10.0,
+       "Operating cash flow is {value} of total liabilities", ".0%"),
+    _F("log_total_assets", "financial", "Natural log of total assets", -1, 0.0, 35.0,
+       "Small balance sheet (log total assets {value})", ".1f"),
+    _F("statement_age_days", "financial", "Days since the period end of the latest filed statement", 1,
+       0.0, 3650.0, "Latest financial statement is {value} days old", ".0f"),
+    # payment behaviour: invoices known at as_of
+    _F("invoices_12m", "payment", "Invoices issued in the last 12 months", 0, 0.0, 100_000.0,
+       "Only {value} invoices in the last 12 months", ".0f"),
+    _F("dbt_mean_3m", "payment", "Mean days beyond terms, invoices due in the last 3 months", 1,
+       0.0, 3650.0, "Invoices paid on average {value} days late over the last 3 months", ".0f"),
+    _F("dbt_mean_12m", "payment", "Mean days beyond terms, invoices due in the last 12 months", 1,
+       0.0, 3650.0, "Invoices paid on average {value} days late over the last 12 months", ".0f"),
+    _F("dbt_max_12m", "payment", "Longest days beyond terms in the last 12 months", 1, 0.0, 3650.0,
+       "An invoice was {value} days late in the last 12 months", ".0f"),
+    _F("share_late_30_12m", "payment", "Share of invoices due in the last 12 months more than 30 days late",
+       1, 0.0, 1.0, "{value} of invoices in the last 12 months were more than 30 days late", ".0%"),
+    _F("overdue_share_open", "payment", "Overdue share of open receivables", 1, 0.0, 1.0,
+       "{value} of the open receivables are overdue", ".0%"),
+    _F("dbt_trend", "payment", "Mean days beyond terms, last 3 months minus last 12 months", 1,
+       -3650.0, 3650.0, "Payment delays lengthened by {value} days in the last 3 months", "+.0f"),
+    _F("dispute_rate_12m", "payment", "Share of invoices disputed in the last 12 months", 1, 0.0, 1.0,
+       "{value} of invoices disputed in the last 12 months", ".0%"),
+    _F("relationship_months", "payment", "Months since the first trade with the customer", -1,
+       0.0, 1200.0, "Trading relationship of only {value} months", ".0f"),
+    # industry signals: published for months before as_of
+    _F("industry_default_rate_12m", "industry", "Industry default rate, trailing 12 months", 1,
+       0.0, 1.0, "Industry default rate of {value} over the last 12 months", ".1%"),
+    _F("industry_growth_12m", "industry", "Change of the industry growth index over 12 months", -1,
+       -1.0, 10.0, "Industry activity changed {value} over the last 12 months", "+.1%"),
+)
+
+
+@dataclass(frozen=True)
+class FeatureRegistry:
+    """An ordered, immutable set of features; the order is the model's column order."""
+
+    features: tuple[Feature, ...]
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.features]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate feature names in registry: {sorted(dup)}")
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(f.name == name for f in self.features)
+
+    def group(self, group: Group) -> list[Feature]:
+        return [f for f in self.features if f.group == group]
+
+    @property
+    def monotone_constraints(self) -> list[int]:
+        """LightGBM ``monotone_constraints`` in column order."""
+        return [int(f.direction) for f in self.features]
+
+    @property
+    def scorecard_trends(self) -> dict[str, str]:
+        """optbinning ``monotonic_trend`` per feature: the event (default) rate's trend."""
+        trend = {1: "ascending", -1: "descending", 0: "auto"}
+        return {f.name: trend[f.direction] for f in self.features}
+
+    @property
+    def valid_ranges(self) -> dict[str, tuple[float, float]]:
+        return {f.name: (f.valid_min, f.valid_max) for f in self.features}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": [asdict(f) for f in self.features]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureRegistry":
+        return cls(tuple(Feature(**f) for f in data["features"]))
+
+    @classmethod
+    def for_table(cls, columns: Iterable[str], ranges: Mapping[str, tuple[float, float]] | None = None) -> "FeatureRegistry":
+        """A registry for a user's own feature table: no imposed directions, generic reasons."""
+        ranges = ranges or {}
+        feats = []
+        for c in columns:
+            lo, hi = ranges.get(c, (-math.inf, math.inf))
+            feats.append(Feature(c, "table", f"Column {c}", 0, float(lo), float(hi),
+                                 f"{c} = {{value}}", ".4g"))
+        return cls(tuple(feats))
+
+
+def default_registry() -> FeatureRegistry:
+    """The registry of the built-in features (financial, payment, industry)."""
+    return FeatureRegistry(_FEATURES)
+
+
+def select(registry: FeatureRegistry, names: Sequence[str]) -> FeatureRegistry:
+    return FeatureRegistry(tuple(registry[n] for n in names))

@@ -1,0 +1,325 @@
+"""The ``riskcast`` command line: parses options, calls the library, prints results.
+
+Every command prints a one-line error and exits 2 on bad input; ``monitor`` exits 1 when an
+alert threshold is crossed. Heavy libraries are imported inside the commands so that
+``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import RiskcastConfig, WorkPaths, load_config, workdir
+from .env import offline_environment
+from .errors import InputError, RiskcastError
+
+
+class Progress:
+    """Timestamped progress lines on stderr, so long jobs show they are alive."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.t0 = time.monotonic()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self.t0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _config(args: argparse.Namespace) -> RiskcastConfig:
+    return load_config(getattr(args, "config", None))
+
+
+def _paths(args: argparse.Namespace) -> WorkPaths:
+    return WorkPaths(root=workdir(getattr(args, "workdir", None)))
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def _generator_config(cfg: RiskcastConfig, args: argparse.Namespace):
+    updates = {k: getattr(args, k) for k in ("customers", "years", "seed", "scenario") if getattr(args, k, None) is not None}
+    try:
+        return cfg.generator.model_validate({**cfg.generator.model_dump(), **updates})
+    except ValueError as exc:
+        raise InputError(f"generator options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+
+
+# -- commands -------------------------------------------------------------------------------
+
+def cmd_generate(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.io import write_tables
+    from riskcast.data.synthetic import generate_book
+
+    gen = _generator_config(_config(args), args)
+    say(f"generating a {gen.scenario} book: {gen.customers:,} customers over {gen.years} years (seed {gen.seed})")
+    tables = generate_book(gen, progress=say)
+    written = write_tables(tables, Path(args.out))
+    for name, df in tables.items():
+        print(f"{name:22s} {len(df):>10,} rows  {written[name]}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.io import read_tables, write_parquet
+    from riskcast.features.build import build_features, parse_as_of
+
+    dates = parse_as_of(args.as_of)
+    tables = read_tables(args.data, with_truth=False)
+    df = build_features(tables, dates, progress=say)
+    write_parquet(df, args.out)
+    print(f"{len(df):,} feature rows for {len(dates)} date(s) -> {args.out}")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
+    keys = [("LightGBM model", "test"), ("scorecard", "scorecard_test"), ("true PD (ceiling)", "oracle_test")]
+    print(f"{'test window':22s} {'AUC':>7s} {'Brier':>8s} {'KS':>6s}")
+    for label, p in keys:
+        if f"{p}_auc" in metrics:
+            print(f"{label:22s} {metrics[p + '_auc']:7.4f} {metrics[p + '_brier']:8.5f} {metrics[p + '_ks']:6.3f}")
+    if "cv_auc" in metrics:
+        print(f"{'cross-validated AUC':22s} {metrics['cv_auc']:7.4f} (+/- {metrics['cv_auc_std']:.4f})")
+
+
+def _train(tables, cfg: RiskcastConfig, paths: WorkPaths, say: Progress):
+    from riskcast.data.io import write_parquet
+    from riskcast.training import tracking
+    from riskcast.training.pipeline import train_on_book
+
+    uri = tracking.configure(paths.root)
+    say(f"MLflow tracking at {uri}")
+    outcome = train_on_book(tables, cfg, paths.root, progress=say)
+    write_parquet(outcome.reference, paths.reference)
+    run = outcome.run
+    print(f"MLflow run {run.run_id}: registered {run.model_name} version {run.version}")
+    print(f"promotion gate: {run.gate['reason']} -> "
+          + ("alias 'champion'" if run.promoted else "alias 'challenger' only"))
+    _print_metrics(outcome.metrics)
+    print(f"monitoring reference (test window, scored): {paths.reference}")
+    return outcome
+
+
+def cmd_train(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.io import read_tables
+
+    tables = read_tables(args.data)
+    _train(tables, _config(args), _paths(args), say)
+    return 0
+
+
+def cmd_train_table(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.io import read_any
+    from riskcast.training import tracking
+    from riskcast.training.pipeline import train_on_table
+
+    paths = _paths(args)
+    df = read_any(args.table)
+    tracking.configure(paths.root)
+    name = args.name or Path(args.table).stem
+    out = train_on_table(df, args.target, _config(args), paths.root, name=name, id_col=args.id_col,
+                         time_col=args.time_col, folds=args.folds, progress=say)
+    print(f"MLflow run {out.run.run_id}: registered {out.run.model_name} version {out.run.version}"
+          + (" (champion)" if out.run.promoted else " (challenger)"))
+    _print_metrics(out.metrics)
+    return 0
+
+
+def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None):
+    from riskcast.data.io import write_parquet
+    from riskcast.features.store import write_store
+    from riskcast.serving.runtime import build_core
+    from riskcast.serving.rescore import rescore_book
+
+    core = build_core(paths.root, config_path)
+    if core.model is None:
+        raise RiskcastError(f"no champion model to rescore with: {core.model_error}")
+    say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
+    scored, feats = rescore_book(tables, core, as_of, progress=say)
+    write_parquet(scored, out)
+    write_store(feats, paths.store)
+    counts = scored["grade"].value_counts().reindex(core.model.bundle.master_scale.grades, fill_value=0)
+    print(f"scored book: {len(scored):,} customers -> {out}")
+    print("grades: " + "  ".join(f"{g}:{n}" for g, n in counts.items()))
+    print("decisions: " + "  ".join(f"{d}:{n}" for d, n in scored["decision"].value_counts().items()))
+    print(f"latest-features store for order entry: {paths.store}")
+    return scored
+
+
+def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.io import read_tables
+    from riskcast.features.build import parse_as_of
+
+    as_of = parse_as_of(args.as_of)
+    if len(as_of) != 1:
+        raise InputError("as_of: rescore takes one date", field="as_of")
+    tables = read_tables(args.data, with_truth=False)
+    _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None))
+    return 0
+
+
+def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, say: Progress) -> int:
+    from riskcast.data.io import read_any
+    from riskcast.features.registry import default_registry
+    from riskcast.monitoring.drift import write_drift_report
+
+    ref, cur = read_any(reference), read_any(current)
+    say(f"drift: reference {len(ref):,} rows vs current {len(cur):,} rows")
+    summary = write_drift_report(ref, cur, default_registry().names, out, cfg.monitoring)
+    d = summary.to_dict()
+    print(f"drift report: {out / 'drift_report.html'}  summary: {out / 'drift_summary.json'}")
+    print(f"score PSI {d['score_psi']:.3f} ({d['score_band']}); drifted features {d['drift_share']:.0%}")
+    if summary.alert:
+        for r in d["alert_reasons"]:
+            print(f"ALERT: {r}")
+        return 1
+    print("no alert: the book is stable against the reference")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, say: Progress) -> int:
+    return _monitor(Path(args.reference), Path(args.current), Path(args.out), _config(args), say)
+
+
+def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
+    import os
+
+    paths = _paths(args)
+    env = dict(os.environ, RISKCAST_HOME=str(paths.root))
+    if args.config:
+        env["RISKCAST_CONFIG"] = str(Path(args.config).resolve())
+    cmd = [sys.executable, "-m", "bentoml", "serve", "riskcast.serving.service:RiskcastService",
+           "--host", args.host, "--port", str(args.port)]
+    say(f"serving {paths.root} on http://{args.host}:{args.port} (POST /score, /docs.json)")
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # pragma: no cover - exec does not return
+
+
+def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.io import write_tables
+    from riskcast.data.synthetic import generate_book
+
+    cfg = _config(args)
+    paths = _paths(args)
+    gen = _generator_config(cfg, args)
+    say(f"work directory {paths.root}")
+    say(f"1/5 generating a synthetic book: {gen.customers:,} customers over {gen.years} years")
+    tables = generate_book(gen, progress=say)
+    write_tables(tables, paths.book)
+    print(f"synthetic book (five raw tables + truth): {paths.book}")
+    say("2/5 features, LightGBM, calibration, scorecard, MLflow")
+    _train(tables, cfg, paths, say)
+    as_of = tables.data_end
+    say("3/5 rescoring the book")
+    _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
+    say("4/5 drift report: training reference against the latest rescore")
+    alert = _monitor(paths.reference, paths.scored, paths.drift, cfg, say)
+    say("5/5 done")
+    home = paths.root
+    print()
+    print("next steps:")
+    print(f"  start the service : RISKCAST_HOME={home} riskcast serve --host 127.0.0.1 --port 3000")
+    print(f"  score an order    : curl -s -X POST http://127.0.0.1:3000/score -H 'content-type: application/json' "
+          f"-d '{{\"customer_id\": \"{tables.customers['customer_id'].iloc[0]}\", \"order_amount\": 25000}}'")
+    print(f"  MLflow UI         : mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
+    if alert:
+        print("(the drift report raised an alert: see above)")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="riskcast", description="Probability of default and credit decisions for trade-credit customers.")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=fn)
+        return sp
+
+    def with_workdir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--workdir", help="where embedded state lives (MLflow database, store, reports); "
+                                          "default $RISKCAST_HOME or ./riskcast-work")
+        sp.add_argument("--config", help="TOML file overriding the default configuration")
+
+    sp = add("demo", cmd_demo, "the whole main job on a synthetic book: generate, train, register, rescore, drift report")
+    sp.add_argument("--customers", type=_positive, help="customers in the synthetic book (default 3000)")
+    with_workdir(sp)
+
+    sp = add("generate", cmd_generate, "write a synthetic book: the five raw tables and the true PDs, as Parquet")
+    sp.add_argument("--out", required=True, help="folder to write the tables into")
+    sp.add_argument("--customers", type=_positive, help="number of customers (default 3000)")
+    sp.add_argument("--years", type=_positive, help="years of history (default 4)")
+    sp.add_argument("--seed", type=int, help="random seed (default 7); the same seed gives the same book")
+    sp.add_argument("--scenario", choices=["baseline", "recession"], help="economic scenario (default baseline)")
+    sp.add_argument("--config", help="TOML file overriding the default configuration")
+
+    sp = add("features", cmd_features, "point-in-time feature table: one row per customer and as-of date")
+    sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
+    sp.add_argument("--as-of", required=True, help="date or comma-separated dates, YYYY-MM-DD")
+    sp.add_argument("--out", required=True, help="Parquet file to write")
+
+    sp = add("train", cmd_train, "train on a book, evaluate out of time, log to MLflow, register; promote if the gate passes")
+    sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
+    with_workdir(sp)
+
+    sp = add("train-table", cmd_train_table, "train on your own feature table (CSV, Parquet or ARFF) with a 0/1 target")
+    sp.add_argument("--table", required=True, help="the feature table")
+    sp.add_argument("--target", required=True, help="the 0/1 default column")
+    sp.add_argument("--id-col", help="an id column to leave out of the features")
+    sp.add_argument("--time-col", help="a date column: split out of time instead of cross-validating")
+    sp.add_argument("--folds", type=_positive, default=10, help="cross-validation folds without a time column (default 10)")
+    sp.add_argument("--name", help="name for the experiment and registered model (default: the file's stem)")
+    with_workdir(sp)
+
+    sp = add("rescore", cmd_rescore, "score the whole book on one date and refresh the order-entry feature store")
+    sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
+    sp.add_argument("--as-of", required=True, help="the date to score on, YYYY-MM-DD")
+    sp.add_argument("--out", required=True, help="Parquet file to write (atomically)")
+    with_workdir(sp)
+
+    sp = add("serve", cmd_serve, "start the HTTP service (POST /score, /score_batch; /livez, /readyz, /metrics)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=_positive, default=3000, help="port (default 3000)")
+    with_workdir(sp)
+
+    sp = add("monitor", cmd_monitor, "drift and stability report (HTML + JSON); exit code 1 when an alert threshold is crossed")
+    sp.add_argument("--reference", required=True, help="reference table (e.g. reference.parquet from training)")
+    sp.add_argument("--current", required=True, help="current table (e.g. a scored book from rescore)")
+    sp.add_argument("--out", required=True, help="folder for drift_report.html and drift_summary.json")
+    sp.add_argument("--config", help="TOML file overriding the default configuration")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    offline_environment()
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    say = Progress(quiet=args.quiet)
+    try:
+        return int(args.func(args, say) or 0)
+    except RiskcastError as exc:
+        print(f"riskcast {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, InputError) else 3
+    except KeyboardInterrupt:
+        print(f"riskcast {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

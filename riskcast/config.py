@@ -1,0 +1,213 @@
+"""Typed configuration: one pydantic model per concern, unknown keys rejected, read once.
+
+Defaults are the embedded demo settings. A TOML file (``--config FILE``) overrides any of
+them; nothing here touches the disk or the environment until an entry point asks.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorConfig(_Section):
+    """Synthetic book: size, history and the economic scenario."""
+
+    customers: int = Field(3000, ge=50, le=5_000_000)
+    years: int = Field(4, ge=3, le=10)
+    start: str = "2022-01-01"
+    seed: int = 7
+    scenario: Literal["baseline", "recession"] = "baseline"
+
+
+class LightGBMConfig(_Section):
+    """Gradient-boosting settings; monotone constraints come from the feature registry."""
+
+    n_estimators: int = Field(600, ge=10, le=20_000)
+    learning_rate: float = Field(0.03, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2, le=1024)
+    min_child_samples: int = Field(100, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(5.0, ge=0)
+    early_stopping_rounds: int = Field(50, ge=1)
+    num_threads: int = Field(2, ge=1)
+
+
+class ScorecardConfig(_Section):
+    """Points scaling: ``base_points`` at odds ``base_odds``:1 (good:bad), ``pdo`` to double."""
+
+    base_points: float = 600.0
+    base_odds: float = Field(50.0, gt=0)
+    pdo: float = Field(20.0, gt=0)
+    max_n_bins: int = Field(8, ge=2, le=30)
+
+
+class TrainingConfig(_Section):
+    """Snapshots, label horizon and the out-of-time split."""
+
+    horizon_months: int = Field(12, ge=1, le=36)
+    snapshot_months: int = Field(3, ge=1, le=12)
+    history_months: int = Field(12, ge=3, le=36)
+    test_snapshots: int = Field(2, ge=1)
+    valid_snapshots: int = Field(1, ge=1)
+    pd_floor: float = Field(0.0003, gt=0, lt=0.01)
+    seed: int = 42
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    scorecard: ScorecardConfig = ScorecardConfig()
+    promotion_max_auc_drop: float = Field(0.005, ge=0, le=0.5)
+
+
+class GradeBand(_Section):
+    """One grade of the master scale: PD in ``[pd_min, pd_max)``, and its A-E band."""
+
+    grade: str
+    pd_max: float = Field(gt=0, le=1)
+    band: Literal["A", "B", "C", "D", "E"]
+
+
+def _default_scale() -> tuple[GradeBand, ...]:
+    rows = [
+        ("1", 0.001, "A"), ("2", 0.002, "A"), ("3", 0.004, "B"), ("4", 0.007, "B"),
+        ("5", 0.012, "C"), ("6", 0.02, "C"), ("7", 0.035, "D"), ("8", 0.06, "D"),
+        ("9", 0.12, "E"), ("10", 1.0, "E"),
+    ]
+    return tuple(GradeBand(grade=g, pd_max=p, band=b) for g, p, b in rows)
+
+
+class MasterScaleConfig(_Section):
+    """PD bands of the grades, best first; the last band must end at 1."""
+
+    grades: tuple[GradeBand, ...] = Field(default_factory=_default_scale)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MasterScaleConfig":
+        edges = [g.pd_max for g in self.grades]
+        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError("grades.pd_max must increase strictly from the best grade to the worst")
+        if edges[-1] != 1.0:
+            raise ValueError("the worst grade must end at pd_max = 1.0")
+        return self
+
+
+class PolicyConfig(_Section):
+    """Credit policy: limits, terms and decisions. Every threshold is here, with its default."""
+
+    # share of annual revenue granted as a limit, by A-E band (never above 15%)
+    limit_share_of_revenue: dict[str, float] = Field(
+        default_factory=lambda: {"A": 0.15, "B": 0.10, "C": 0.06, "D": 0.03, "E": 0.0}
+    )
+    limit_share_of_monthly_ocf: float = Field(0.30, ge=0)
+    new_customer_share_of_order: float = Field(0.5, ge=0, le=1)
+    loyal_uplift: float = Field(0.20, ge=0, le=1)
+    loyal_min_months: int = Field(24, ge=0)
+    terms_days: dict[str, int] = Field(
+        default_factory=lambda: {"A": 90, "B": 60, "C": 30, "D": 30, "E": 0}
+    )
+    deposit_share: float = Field(0.30, ge=0, le=1)
+    refer_margin: float = Field(0.10, ge=0, le=1)
+    decline_overdue_days: int = Field(30, ge=0)
+    decline_bands: tuple[str, ...] = ("E",)
+    conditions_bands: tuple[str, ...] = ("D",)
+
+    @model_validator(mode="after")
+    def _bands(self) -> "PolicyConfig":
+        for key, table in (("limit_share_of_revenue", self.limit_share_of_revenue),
+                           ("terms_days", self.terms_days)):
+            missing = {"A", "B", "C", "D", "E"} - set(table)
+            if missing:
+                raise ValueError(f"{key} needs a value for bands {sorted(missing)}")
+        too_high = {b: v for b, v in self.limit_share_of_revenue.items() if not 0 <= v <= 0.15}
+        if too_high:
+            raise ValueError(f"limit_share_of_revenue must lie in [0, 0.15]; got {too_high}")
+        return self
+
+
+class ServingConfig(_Section):
+    """When the service stops trusting the model and uses the scorecard instead."""
+
+    max_missing_share: float = Field(0.5, ge=0, le=1)
+    top_reasons: int = Field(4, ge=1, le=10)
+    model_name: str = "riskcast-pd"
+    alias: str = "champion"
+
+
+class MonitoringConfig(_Section):
+    """Drift thresholds: PSI bands 0.10 (watch) and 0.25 (shift); share of drifted features."""
+
+    psi_watch: float = Field(0.10, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    drift_share_alert: float = Field(0.30, gt=0, le=1)
+    psi_bins: int = Field(10, ge=2, le=100)
+
+
+class RiskcastConfig(_Section):
+    generator: GeneratorConfig = GeneratorConfig()
+    training: TrainingConfig = TrainingConfig()
+    master_scale: MasterScaleConfig = MasterScaleConfig()
+    policy: PolicyConfig = PolicyConfig()
+    serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+
+def load_config(path: str | Path | None = None) -> RiskcastConfig:
+    """Defaults, overridden by a TOML file when one is given. Errors name the key."""
+    if path is None:
+        return RiskcastConfig()
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", field="config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", field="config") from None
+    try:
+        return RiskcastConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        raise ConfigError(f"config file {path}: {key}: {err['msg']}", field=key) from None
+
+
+def workdir(explicit: str | Path | None = None) -> Path:
+    """Where embedded state lives: ``--workdir``, else ``$RISKCAST_HOME``, else ``./riskcast-work``."""
+    chosen = explicit or os.environ.get("RISKCAST_HOME") or "riskcast-work"
+    return Path(chosen).expanduser().resolve()
+
+
+class WorkPaths(BaseModel):
+    """Where the embedded state of one work directory lives."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+
+    @property
+    def book(self) -> Path:
+        return self.root / "book"
+
+    @property
+    def store(self) -> Path:
+        return self.root / "features.sqlite"
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "reference.parquet"
+
+    @property
+    def scored(self) -> Path:
+        return self.root / "scored_book.parquet"
+
+    @property
+    def drift(self) -> Path:
+        return self.root / "drift"

@@ -1,0 +1,56 @@
+"""The exception hierarchy: every error knows its HTTP status and names the field and the value.
+
+Caller mistakes are 4xx; our own faults are 5xx. The CLI prints ``str(error)`` on one line and
+exits non-zero; the service turns the status into the HTTP response.
+"""
+
+from __future__ import annotations
+
+
+class RiskcastError(Exception):
+    """Base class. ``http_status`` tells the service what to answer."""
+
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InputError(RiskcastError):
+    """The caller gave something we cannot use (bad value, bad file, bad option)."""
+
+    http_status = 400
+    exit_code = 2
+
+
+class DataValidationError(InputError):
+    """A raw table or feature table breaks its contract: names table, column and problem."""
+
+    def __init__(self, table: str, column: str | None, problem: str) -> None:
+        where = f"{table}.{column}" if column else table
+        super().__init__(f"{where}: {problem}", field=column)
+        self.table = table
+        self.column = column
+        self.problem = problem
+
+
+class ConfigError(InputError):
+    """A configuration file or option is invalid."""
+
+
+class UnknownCustomerError(InputError):
+    """A customer is not in the book and the request supplied no features for it."""
+
+    http_status = 404
+
+
+class ModelUnavailableError(RiskcastError):
+    """No usable model bundle (registry unreachable, alias missing, artifact broken)."""
+
+    http_status = 503
+
+
+class ScoringError(RiskcastError):
+    """Neither the model nor the fallback scorecard could score a row."""

@@ -1,0 +1,214 @@
+"""The scoring core: customer and order in, PD, grade, limit, terms, decision and reasons out.
+
+The service and batch rescoring both call ``ScoringCore.decide`` on a frame of feature rows,
+so an order scored over HTTP and the same customer in the nightly rescore get the same answer.
+The core always answers: when the model cannot, the bundle's scorecard does, and when neither
+can, the decision is ``refer`` with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from riskcast.config import RiskcastConfig
+from riskcast.errors import InputError, UnknownCustomerError
+from riskcast.features.build import CONTEXT_COLUMNS
+from riskcast.features.registry import FeatureRegistry
+from riskcast.features.store import FeatureStore
+from riskcast.training.tracking import LoadedModel
+
+from .policy import PolicyInputs, apply_policy
+from .reasons import top_reasons
+
+#: what a customer without history or statements is assumed to have
+CONTEXT_DEFAULTS: dict[str, float] = {
+    "revenue": math.nan, "operating_cash_flow": math.nan, "amount_12m": 0.0,
+    "open_receivables": 0.0, "max_days_overdue_open": 0.0,
+}
+
+
+@dataclass(frozen=True)
+class Order:
+    customer_id: str
+    order_amount: float
+    requested_terms_days: int | None = None
+    features: Mapping[str, float] | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class _Scored:
+    pd_: np.ndarray
+    logit: np.ndarray
+    impact: np.ndarray
+    kind: np.ndarray
+    fallback_reason: np.ndarray
+    failed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+class ScoringCore:
+    """Holds the loaded bundle, the feature store and the configuration; stateless per call."""
+
+    def __init__(self, cfg: RiskcastConfig, model: LoadedModel | None, store: FeatureStore | None,
+                 model_error: str | None = None, registry: FeatureRegistry | None = None) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.store = store
+        self.model_error = model_error
+        if model is None and registry is None:
+            from riskcast.features.registry import default_registry
+            registry = default_registry()
+        self.registry = model.bundle.registry if model is not None else registry
+
+    # -- inputs -------------------------------------------------------------------------
+    def _check_overrides(self, features: Mapping[str, float]) -> None:
+        ranges = self.registry.valid_ranges
+        for name, value in features.items():
+            where = f"features.{name}"
+            if name not in ranges and name not in CONTEXT_DEFAULTS:
+                raise InputError(f"{where}: unknown feature (known: {', '.join(self.registry.names + list(CONTEXT_DEFAULTS))})", field=where)
+            if value is None:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise InputError(f"{where}: must be a finite number, got {value!r}", field=where)
+            lo, hi = ranges.get(name, (0.0, math.inf) if name != "operating_cash_flow" else (-math.inf, math.inf))
+            if not lo <= value <= hi:
+                raise InputError(f"{where}: {value!r} is outside the valid range [{lo}, {hi}]", field=where)
+
+    def lookup(self, order: Order) -> dict[str, Any]:
+        """The customer's latest features, with the request's values laid over them."""
+        if not isinstance(order.order_amount, (int, float)) or not math.isfinite(order.order_amount) or order.order_amount <= 0:
+            raise InputError(f"order_amount: must be a finite number > 0, got {order.order_amount!r}", field="order_amount")
+        terms = order.requested_terms_days
+        if terms is not None and (isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365):
+            raise InputError(f"requested_terms_days: must be a whole number of days in [0, 365], got {terms!r}", field="requested_terms_days")
+        overrides = dict(order.features or {})
+        self._check_overrides(overrides)
+        row = self.store.get(order.customer_id) if self.store is not None else None
+        if row is None and not overrides:
+            raise UnknownCustomerError(
+                f"customer_id: {order.customer_id!r} is not in the book and the request supplies no features",
+                field="customer_id")
+        base: dict[str, Any] = {n: math.nan for n in self.registry.names}
+        base.update(CONTEXT_DEFAULTS)
+        base.update(row or {})
+        base.update({k: (math.nan if v is None else float(v)) for k, v in overrides.items()})
+        base["customer_id"] = order.customer_id
+        base["in_book"] = row is not None
+        return base
+
+    # -- scoring ------------------------------------------------------------------------
+    def _score(self, rows: pd.DataFrame, forced_reason: str | None) -> _Scored:
+        n = len(rows)
+        X = rows[self.registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
+        s = _Scored(np.full(n, np.nan), np.full(n, np.nan), np.zeros((n, len(self.registry))),
+                    np.full(n, "lightgbm", dtype=object), np.full(n, None, dtype=object), np.zeros(n, dtype=bool))
+        if self.model is None:
+            s.failed[:] = True
+            s.kind[:] = None
+            s.fallback_reason[:] = f"no model available: {self.model_error or 'not loaded'}"
+            return s
+        bundle = self.model.bundle
+        missing = np.isnan(X).mean(axis=1)
+        use_card = missing > self.cfg.serving.max_missing_share
+        s.fallback_reason[use_card] = [f"{m:.0%} of features missing (limit {self.cfg.serving.max_missing_share:.0%})" for m in missing[use_card]]
+        if forced_reason:
+            use_card[:] = True
+            s.fallback_reason[:] = forced_reason
+        gbm = ~use_card
+        if gbm.any():
+            try:
+                num_threads = 1 if gbm.sum() < 1000 else None
+                s.logit[gbm] = bundle.model_logit(X[gbm], num_threads=num_threads)
+                s.impact[gbm] = bundle.contributions(X[gbm], num_threads=num_threads)
+            except Exception as exc:  # the model failed: the scorecard answers instead
+                use_card |= gbm
+                s.fallback_reason[gbm] = f"model error: {type(exc).__name__}: {exc}"[:200]
+        if use_card.any():
+            s.kind[use_card] = "scorecard"
+            try:
+                card_rows = rows.loc[use_card]
+                pd_card = bundle.scorecard_pd(card_rows)
+                s.logit[use_card] = np.log(pd_card / (1 - pd_card))
+                points = bundle.scorecard.points_by_feature(card_rows)
+                s.impact[use_card] = bundle.scorecard.best_points_ - points
+            except Exception as exc:
+                s.failed[use_card] = True
+                s.kind[use_card] = None
+                s.fallback_reason[use_card] = f"scorecard error: {type(exc).__name__}: {exc}"[:200]
+        s.pd_ = 1.0 / (1.0 + np.exp(-s.logit))
+        return s
+
+    def decide(self, rows: pd.DataFrame, order_amount: np.ndarray, requested_terms: np.ndarray,
+               request_ids: Sequence[str] | None = None, forced_fallback: str | None = None) -> list[dict[str, Any]]:
+        """Score and decide every row; ``rows`` carry registry features and context columns."""
+        rows = rows.reset_index(drop=True)
+        for c, default in CONTEXT_DEFAULTS.items():
+            if c not in rows.columns:
+                rows[c] = default
+        s = self._score(rows, forced_fallback)
+        ok = ~s.failed
+        scale = self.model.bundle.master_scale if self.model is not None else None
+        band = np.full(len(rows), "E", dtype=object)
+        grade = np.full(len(rows), None, dtype=object)
+        points = np.full(len(rows), np.nan)
+        if scale is not None and ok.any():
+            band[ok] = scale.band(s.pd_[ok])
+            grade[ok] = scale.grade(s.pd_[ok])
+            points[ok] = self.model.bundle.points(s.logit[ok])
+        refer = np.where(s.fallback_reason != None, s.fallback_reason, None)  # noqa: E711 - elementwise
+        refer = np.array([f"fallback in use: {r}" if r else None for r in refer], dtype=object)
+        ctx = {c: rows[c].to_numpy(dtype=float, na_value=np.nan) for c in CONTEXT_COLUMNS}
+        policy = apply_policy(PolicyInputs(
+            band=band, revenue=ctx["revenue"], operating_cash_flow=ctx["operating_cash_flow"],
+            amount_12m=np.nan_to_num(ctx["amount_12m"]), open_receivables=np.nan_to_num(ctx["open_receivables"]),
+            max_days_overdue_open=np.nan_to_num(ctx["max_days_overdue_open"]),
+            relationship_months=np.nan_to_num(rows["relationship_months"].to_numpy(dtype=float, na_value=np.nan))
+            if "relationship_months" in rows else np.zeros(len(rows)),
+            order_amount=np.asarray(order_amount, dtype=float),
+            requested_terms_days=np.asarray(requested_terms, dtype=float),
+            refer_reason=refer), self.cfg.policy)
+        X = rows[self.registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
+        reasons = top_reasons(s.impact, X, self.registry, self.cfg.serving.top_reasons)
+        out = []
+        for i in range(len(rows)):
+            failed = bool(s.failed[i])
+            out.append({
+                "customer_id": str(rows.at[i, "customer_id"]),
+                "pd_12m": None if failed else round(float(s.pd_[i]), 6),
+                "score": None if failed else round(float(points[i]), 1),
+                "grade": grade[i],
+                "band": None if failed else band[i],
+                "decision": "refer" if failed else str(policy.decision[i]),
+                "decision_reason": policy.explanation[i],
+                "conditions": policy.conditions[i],
+                "credit_limit": float(policy.credit_limit[i]),
+                "exposure_after_order": round(float(policy.exposure[i]), 2),
+                "recommended_terms_days": int(policy.terms_days[i]),
+                "reasons": [] if failed else reasons[i],
+                "model": {
+                    "name": self.model.name if self.model else None,
+                    "version": self.model.version if self.model else None,
+                    "kind": s.kind[i],
+                },
+                "fallback": bool(s.kind[i] != "lightgbm"),
+                "fallback_reason": s.fallback_reason[i],
+                "request_id": request_ids[i] if request_ids is not None else uuid.uuid4().hex,
+            })
+        return out
+
+    def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None) -> list[dict[str, Any]]:
+        rows = pd.DataFrame([self.lookup(o) for o in orders])
+        amounts = np.array([o.order_amount for o in orders], dtype=float)
+        terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
+        ids = [o.request_id or uuid.uuid4().hex for o in orders]
+        return self.decide(rows, amounts, terms, ids, forced_fallback)
+
+    def score_order(self, order: Order, forced_fallback: str | None = None) -> dict[str, Any]:
+        return self.score_orders([order], forced_fallback)[0]

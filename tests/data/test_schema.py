@@ -1,0 +1,80 @@
+import pandas as pd
+import pytest
+
+from riskcast.data.io import read_any
+from riskcast.data.schema import DEFAULTS, INVOICES, validate_table
+from riskcast.errors import DataValidationError, InputError
+
+from conftest import POLISH
+
+
+def _invoices(**over):
+    df = pd.DataFrame({
+        "invoice_id": ["I1", "I2"], "customer_id": ["C1", "C1"],
+        "issue_date": ["2024-01-01", "2024-02-01"], "due_date": ["2024-01-31", "2024-03-02"],
+        "amount": [100.0, 200.0], "paid_date": ["2024-02-05", None], "paid_amount": [100.0, None],
+        "disputed": [False, True],
+    })
+    for k, v in over.items():
+        df[k] = v
+    return df
+
+
+def test_valid_table_is_typed():
+    out = validate_table(INVOICES, _invoices())
+    assert str(out["issue_date"].dtype).startswith("datetime64")
+    assert out["paid_date"].isna().tolist() == [False, True]
+    assert out["disputed"].dtype == bool
+
+
+@pytest.mark.parametrize("change, column, problem", [
+    ({"amount": ["x", 1.0]}, "amount", "not numbers"),
+    ({"amount": [-5.0, 1.0]}, "amount", "below the minimum"),
+    ({"issue_date": ["2024-13-45", "2024-01-01"]}, "issue_date", "not dates"),
+    ({"invoice_id": ["I1", "I1"]}, "invoice_id", "duplicate"),
+    ({"due_date": ["2023-12-01", "2024-03-02"]}, "due_date", "fall due before"),
+    ({"customer_id": ["C1", None]}, "customer_id", "empty"),
+    ({"disputed": ["maybe", "no"]}, "disputed", "not booleans"),
+])
+def test_bad_values_name_table_column_and_problem(change, column, problem):
+    with pytest.raises(DataValidationError) as e:
+        validate_table(INVOICES, _invoices(**change))
+    msg = str(e.value)
+    assert msg.startswith("invoices.")
+    assert column in msg and problem in msg
+
+
+def test_missing_column_is_named():
+    with pytest.raises(DataValidationError, match="invoices.amount: required column is missing"):
+        validate_table(INVOICES, _invoices().drop(columns=["amount"]))
+
+
+def test_category_outside_the_allowed_values():
+    df = pd.DataFrame({"customer_id": ["C1"], "default_date": ["2024-01-01"], "kind": ["fraud"]})
+    with pytest.raises(DataValidationError, match="defaults.kind"):
+        validate_table(DEFAULTS, df)
+
+
+def test_csv_question_marks_are_missing(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("a,b\n1,?\n2,\n")
+    df = read_any(p)
+    assert df["b"].isna().all() and df["a"].tolist() == [1, 2]
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_any(tmp_path / "nope.csv")
+    p = tmp_path / "t.xlsx"
+    p.write_text("x")
+    with pytest.raises(InputError, match="unsupported format"):
+        read_any(p)
+
+
+@pytest.mark.skipif(not (POLISH / "1year.arff").exists(), reason="shared benchmark data not present")
+def test_polish_arff_loads_with_missing_values():
+    df = read_any(POLISH / "1year.arff")
+    assert len(df) == 7027
+    assert df["class"].astype(int).sum() == 271
+    assert df["Attr1"].dtype.kind == "f"
+    assert df.drop(columns="class").isna().any().any()  # '?' became NaN

@@ -1,0 +1,78 @@
+"""Leakage tests: a feature on as_of must not change when facts after as_of are added or removed."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskcast.data.io import RawTables
+from riskcast.features.build import build_features, features_at, parse_as_of
+from riskcast.features.payment import payment_features
+from riskcast.features.registry import default_registry
+from riskcast.errors import InputError
+
+
+def _truncate(t: RawTables, as_of: pd.Timestamp) -> RawTables:
+    """The book as a credit team saw it on as_of: nothing issued, paid, filed or published later."""
+    inv = t.invoices[t.invoices["issue_date"] <= as_of].copy()
+    late = inv["paid_date"] > as_of
+    inv.loc[late, "paid_date"] = pd.NaT
+    inv.loc[late, "paid_amount"] = np.nan
+    return dataclasses.replace(
+        t,
+        invoices=inv,
+        financial_statements=t.financial_statements[t.financial_statements["filed_date"] <= as_of],
+        industry_signals=t.industry_signals[t.industry_signals["month"] < as_of.to_period("M").to_timestamp()],
+        defaults=t.defaults[t.defaults["default_date"] <= as_of],
+    )
+
+
+@pytest.mark.parametrize("as_of", ["2023-07-01", "2024-10-01"])
+def test_features_ignore_every_later_fact(small_book, as_of):
+    as_of = pd.Timestamp(as_of)
+    reg = default_registry()
+    full = features_at(small_book, as_of, reg)
+    seen = features_at(_truncate(small_book, as_of), as_of, reg)
+    pd.testing.assert_frame_equal(full.reset_index(drop=True), seen.reset_index(drop=True))
+
+
+def test_one_row_per_customer_and_date_in_registry_order(small_book):
+    reg = default_registry()
+    df = build_features(small_book, parse_as_of("2024-01-01,2024-04-01"), reg)
+    assert not df.duplicated(["customer_id", "as_of"]).any()
+    cols = [c for c in df.columns if c in reg]
+    assert cols == reg.names
+    for f in reg.features:
+        v = df[f.name].dropna()
+        assert v.between(f.valid_min, f.valid_max).all(), f.name
+
+
+def test_open_invoice_counts_days_late_so_far():
+    inv = pd.DataFrame({
+        "invoice_id": ["a", "b"], "customer_id": ["C1", "C1"],
+        "issue_date": pd.to_datetime(["2024-01-01", "2024-02-01"]),
+        "due_date": pd.to_datetime(["2024-01-31", "2024-03-02"]),
+        "amount": [100.0, 300.0],
+        "paid_date": pd.to_datetime(["2024-02-10", "2024-06-01"]),
+        "paid_amount": [100.0, 300.0], "disputed": [False, False],
+    })
+    f = payment_features(inv, pd.Timestamp("2024-04-01")).loc["C1"]
+    # a: paid 10 days late; b: still open on 2024-04-01, 30 days past due
+    assert f["dbt_mean_12m"] == pytest.approx(20.0)
+    assert f["dbt_max_12m"] == pytest.approx(30.0)
+    assert f["open_receivables"] == pytest.approx(300.0)
+    assert f["overdue_share_open"] == pytest.approx(1.0)
+    assert f["max_days_overdue_open"] == pytest.approx(30.0)
+
+
+def test_defaulted_customers_leave_the_book(small_book):
+    d = small_book.defaults.iloc[0]
+    after = features_at(small_book, d["default_date"] + pd.Timedelta(days=1), default_registry())
+    assert d["customer_id"] not in set(after["customer_id"])
+
+
+@pytest.mark.parametrize("bad", ["2024-13-01", "yesterday", ""])
+def test_bad_as_of_is_named(bad):
+    with pytest.raises(InputError, match="as_of"):
+        parse_as_of(bad)

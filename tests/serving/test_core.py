@@ -1,0 +1,104 @@
+"""The scoring core on a trained work directory: answers, reasons, fallbacks, bad input."""
+
+import dataclasses
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskcast.errors import InputError, UnknownCustomerError
+from riskcast.serving.core import Order, ScoringCore
+
+
+def _book_customer(demo_workdir):
+    scored = pd.read_parquet(demo_workdir / "scored_book.parquet")
+    return scored.sort_values("pd_12m").iloc[len(scored) // 2]
+
+
+def test_a_book_customer_gets_a_full_answer(core, demo_workdir):
+    row = _book_customer(demo_workdir)
+    d = core.score_order(Order(row["customer_id"], 10_000.0))
+    assert 0 < d["pd_12m"] < 1
+    assert d["grade"] in core.model.bundle.master_scale.grades
+    assert d["decision"] in {"approve", "approve_with_conditions", "refer", "decline"}
+    assert d["model"] == {"name": "riskcast-pd", "version": core.model.version, "kind": "lightgbm"}
+    assert d["fallback"] is False and d["fallback_reason"] is None
+    impacts = [r["impact"] for r in d["reasons"]]
+    assert impacts == sorted(impacts, reverse=True) and all(i > 0 for i in impacts)
+    assert all(r["feature"] in core.registry for r in d["reasons"])
+
+
+def test_order_entry_and_rescore_agree(core, demo_workdir):
+    """One code path: the online PD equals the batch PD on the same features."""
+    scored = pd.read_parquet(demo_workdir / "scored_book.parquet").head(25)
+    for _, row in scored.iterrows():
+        d = core.score_order(Order(row["customer_id"], 1.0))
+        assert d["pd_12m"] == pytest.approx(row["pd_12m"], rel=1e-9)
+        assert d["grade"] == row["grade"]
+
+
+def test_pd_ignores_the_customer_id(core, demo_workdir):
+    row = _book_customer(demo_workdir)
+    feats = {n: float(row[n]) for n in core.registry.names if pd.notna(row[n])}
+    a = core.score_order(Order("X-1", 1000.0, features=feats))
+    b = core.score_order(Order("another-name", 1000.0, features=feats))
+    assert a["pd_12m"] == b["pd_12m"]
+
+
+def test_pd_rises_with_days_beyond_terms(core, demo_workdir):
+    row = _book_customer(demo_workdir)
+    feats = {n: float(row[n]) for n in core.registry.names if pd.notna(row[n])}
+    pds = [core.score_order(Order("probe", 1000.0, features={**feats, "dbt_mean_3m": v, "dbt_mean_12m": v}))["pd_12m"]
+           for v in (0, 5, 15, 30, 60, 120)]
+    assert all(b >= a for a, b in zip(pds, pds[1:])) and pds[-1] > pds[0]
+
+
+def test_unknown_customer_without_features_is_a_404(core):
+    with pytest.raises(UnknownCustomerError) as e:
+        core.score_order(Order("nobody", 100.0))
+    assert e.value.http_status == 404 and e.value.field == "customer_id"
+
+
+@pytest.mark.parametrize("order, field", [
+    (Order("x", -5.0, features={"dbt_mean_3m": 3.0}), "order_amount"),
+    (Order("x", float("nan"), features={"dbt_mean_3m": 3.0}), "order_amount"),
+    (Order("x", 5.0, features={"dbt_mean_3m": -3.0}), "features.dbt_mean_3m"),
+    (Order("x", 5.0, features={"no_such_feature": 1.0}), "features.no_such_feature"),
+    (Order("x", 5.0, features={"roa": float("inf")}), "features.roa"),
+    (Order("x", 5.0, requested_terms_days=-30, features={"roa": 0.1}), "requested_terms_days"),
+])
+def test_bad_input_names_the_field(core, order, field):
+    with pytest.raises(InputError) as e:
+        core.score_order(order)
+    assert e.value.field == field and field in str(e.value)
+
+
+def test_too_many_missing_features_falls_back_to_the_scorecard(core):
+    d = core.score_order(Order("new-co", 20_000.0, features={"relationship_months": 0.0}))
+    assert d["fallback"] is True and d["model"]["kind"] == "scorecard"
+    assert "features missing" in d["fallback_reason"]
+    assert d["decision"] in {"refer", "decline"}
+    assert 0 < d["pd_12m"] < 1
+
+
+def test_a_model_that_raises_falls_back_to_the_scorecard(core, demo_workdir):
+    """A booster that expects other columns fails on predict: the scorecard must answer."""
+    rng = np.random.default_rng(0)
+    wrong = lgb.train({"objective": "binary", "verbose": -1}, lgb.Dataset(rng.normal(size=(200, 3)), rng.integers(0, 2, 200)), 3)
+    bundle = core.model.bundle
+    broken = type(bundle)(bundle.registry, wrong, bundle.calibrator, bundle.scorecard, bundle.master_scale_config,
+                          bundle.scorecard_config, bundle.metadata)
+    model = dataclasses.replace(core.model, bundle=broken)
+    c = ScoringCore(core.cfg, model, core.store)
+    d = c.score_order(Order(_book_customer(demo_workdir)["customer_id"], 100.0))
+    assert d["fallback"] is True and d["model"]["kind"] == "scorecard"
+    assert d["fallback_reason"].startswith("model error")
+    assert d["decision"] == "refer" or d["decision"] == "decline"
+
+
+def test_without_any_model_the_answer_is_refer(core, demo_workdir):
+    c = ScoringCore(core.cfg, None, core.store, model_error="registry unreachable")
+    d = c.score_order(Order(_book_customer(demo_workdir)["customer_id"], 100.0))
+    assert d["decision"] == "refer" and d["pd_12m"] is None and d["fallback"] is True
+    assert "registry unreachable" in d["fallback_reason"]

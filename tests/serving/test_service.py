@@ -1,0 +1,96 @@
+"""The BentoML service in process: the contract's fields, and 4xx naming the field for bad input."""
+
+import json
+
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def client(demo_workdir):
+    import os
+
+    os.environ["RISKCAST_HOME"] = str(demo_workdir)
+    from riskcast.serving.service import RiskcastService
+
+    with TestClient(RiskcastService.to_asgi()) as c:
+        yield c
+    os.environ.pop("RISKCAST_HOME", None)
+
+
+@pytest.fixture(scope="module")
+def customer(demo_workdir):
+    return str(pd.read_parquet(demo_workdir / "scored_book.parquet")["customer_id"].iloc[0])
+
+
+CONTRACT = {"customer_id", "pd_12m", "score", "grade", "decision", "credit_limit", "recommended_terms_days",
+            "reasons", "model", "fallback", "fallback_reason", "request_id"}
+
+
+def test_score_answers_with_the_contract_fields(client, customer):
+    r = client.post("/score", json={"customer_id": customer, "order_amount": 25000, "requested_terms_days": 60})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert CONTRACT <= set(body)
+    assert body["customer_id"] == customer and 0 < body["pd_12m"] < 1
+    assert body["recommended_terms_days"] <= 60
+    assert set(body["model"]) == {"name", "version", "kind"}
+    for reason in body["reasons"]:
+        assert {"feature", "text", "impact"} <= set(reason)
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"customer_id": "C000001"}, "order_amount"),
+    ({"customer_id": "C000001", "order_amount": "25000"}, "order_amount"),
+    ({"customer_id": "C000001", "order_amount": -5}, "order_amount"),
+    ({"order_amount": 10}, "customer_id"),
+    ({"customer_id": "C000001", "order_amount": 10, "features": {"dbt_mean_3m": -1}}, "dbt_mean_3m"),
+    ({"customer_id": "C000001", "order_amount": 10, "colour": "red"}, "colour"),
+])
+def test_malformed_requests_get_a_400_naming_the_field(client, payload, field):
+    r = client.post("/score", json=payload)
+    assert r.status_code == 400, r.text
+    assert field in r.text
+
+
+def test_nan_is_refused(client, customer):
+    body = '{"customer_id": "%s", "order_amount": NaN}' % customer
+    r = client.post("/score", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "order_amount" in r.text
+
+
+def test_unknown_customer_is_a_404_naming_customer_id(client):
+    r = client.post("/score", json={"customer_id": "no-such-customer", "order_amount": 10})
+    assert r.status_code == 404 and "customer_id" in r.text
+
+
+def test_new_customer_with_features_is_scored(client):
+    feats = {"dbt_mean_3m": 2, "dbt_mean_12m": 3, "liabilities_to_assets": 0.5, "current_ratio": 1.5,
+             "roa": 0.05, "relationship_months": 0, "revenue": 2_000_000}
+    r = client.post("/score", json={"customer_id": "NEW-1", "order_amount": 10000, "features": feats})
+    assert r.status_code == 200, r.text
+    assert r.json()["credit_limit"] <= 5000  # a new customer starts at no more than half its first order
+
+
+def test_score_batch(client, customer):
+    reqs = [{"customer_id": customer, "order_amount": a} for a in (100, 1000, 10000)]
+    r = client.post("/score_batch", json={"requests": reqs})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out) == 3 and len({o["pd_12m"] for o in out}) == 1
+
+
+def test_openapi_lists_every_field_with_limits(client):
+    doc = client.get("/docs.json").json()
+    text = json.dumps(doc)
+    from riskcast.features.registry import default_registry
+
+    for name in ["customer_id", "order_amount", "requested_terms_days", "features", *default_registry().names]:
+        assert f'"{name}"' in text, name
+    assert '"exclusiveMinimum": 0' in text.replace("0.0", "0")
+
+
+def test_health(client):
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200

@@ -1,0 +1,116 @@
+"""The model bundle: booster, calibrator, scorecard, master scale and registry, versioned together.
+
+Serving loads exactly one bundle (from the MLflow registry by alias) and never pieces of it,
+so the features, the model and the scale it was validated with cannot be mixed up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from riskcast.config import MasterScaleConfig, ScorecardConfig
+from riskcast.features.registry import FeatureRegistry
+
+from .calibration import PlattCalibrator
+from .masterscale import MasterScale
+from .scorecard import CreditScorecard, logit_to_points
+
+BUNDLE_FORMAT = 1
+
+
+class ModelBundle:
+    """Scores rows of registry features with the LightGBM model or the fallback scorecard."""
+
+    def __init__(self, registry: FeatureRegistry, booster: lgb.Booster, calibrator: PlattCalibrator,
+                 scorecard: CreditScorecard, master_scale: MasterScaleConfig,
+                 scorecard_config: ScorecardConfig, metadata: dict[str, Any] | None = None) -> None:
+        self.registry = registry
+        self.booster = booster
+        self.calibrator = calibrator
+        self.scorecard = scorecard
+        self.master_scale_config = master_scale
+        self.master_scale = MasterScale(master_scale)
+        self.scorecard_config = scorecard_config
+        self.metadata = dict(metadata or {})
+
+    # -- inputs ---------------------------------------------------------------------------
+    def matrix(self, df: pd.DataFrame) -> np.ndarray:
+        """Registry columns in registry order as a float matrix (LightGBM ignores names)."""
+        return df[self.registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    # -- LightGBM path ----------------------------------------------------------------------
+    def model_logit(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        kw = {"num_threads": num_threads} if num_threads else {}
+        margin = self.booster.predict(X, raw_score=True, **kw)
+        return self.calibrator.logit(margin)
+
+    def model_pd(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        return expit(self.model_logit(X, num_threads))
+
+    def contributions(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Per-feature contributions to the calibrated log-odds (TreeSHAP, bias dropped)."""
+        kw = {"num_threads": num_threads} if num_threads else {}
+        contrib = self.booster.predict(X, pred_contrib=True, **kw)[:, :-1]
+        return contrib * self.calibrator.slope_
+
+    # -- scorecard path ---------------------------------------------------------------------
+    def scorecard_pd(self, df: pd.DataFrame) -> np.ndarray:
+        return np.maximum(self.scorecard.predict_pd(df), self.calibrator.pd_floor)
+
+    def points(self, logit: np.ndarray) -> np.ndarray:
+        return logit_to_points(logit, self.scorecard_config)
+
+    # -- whole-frame scoring (pyfunc, batch) -------------------------------------------------
+    def score_frame(self, df: pd.DataFrame, kind: str = "lightgbm") -> pd.DataFrame:
+        if kind == "lightgbm":
+            logit = self.model_logit(self.matrix(df))
+            pd_ = expit(logit)
+        elif kind == "scorecard":
+            pd_ = self.scorecard_pd(df)
+            logit = np.log(pd_ / (1 - pd_))
+        else:
+            raise ValueError(f"kind must be 'lightgbm' or 'scorecard', not {kind!r}")
+        return pd.DataFrame({
+            "pd_12m": pd_,
+            "score": self.points(logit),
+            "grade": self.master_scale.grade(pd_),
+            "band": self.master_scale.band(pd_),
+        }, index=df.index)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(path / "booster.txt"))
+        (path / "calibrator.json").write_text(json.dumps(self.calibrator.to_dict(), indent=2))
+        joblib.dump(self.scorecard, path / "scorecard.joblib")
+        (path / "master_scale.json").write_text(self.master_scale_config.model_dump_json(indent=2))
+        (path / "scorecard_config.json").write_text(self.scorecard_config.model_dump_json(indent=2))
+        (path / "registry.json").write_text(json.dumps(self.registry.to_dict(), indent=2))
+        meta = {**self.metadata, "bundle_format": BUNDLE_FORMAT}
+        (path / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelBundle":
+        path = Path(path)
+        meta = json.loads((path / "metadata.json").read_text())
+        if meta.get("bundle_format") != BUNDLE_FORMAT:
+            raise ValueError(f"bundle at {path} has format {meta.get('bundle_format')}, expected {BUNDLE_FORMAT}")
+        return cls(
+            registry=FeatureRegistry.from_dict(json.loads((path / "registry.json").read_text())),
+            booster=lgb.Booster(model_file=str(path / "booster.txt")),
+            calibrator=PlattCalibrator.from_dict(json.loads((path / "calibrator.json").read_text())),
+            scorecard=joblib.load(path / "scorecard.joblib"),
+            master_scale=MasterScaleConfig.model_validate_json((path / "master_scale.json").read_text()),
+            scorecard_config=ScorecardConfig.model_validate_json((path / "scorecard_config.json").read_text()),
+            metadata=meta,
+        )

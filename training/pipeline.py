@@ -1,0 +1,177 @@
+"""Training jobs: from raw tables (the book) or from a user's own feature table, to a registered bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from riskcast.config import RiskcastConfig
+from riskcast.data.io import RawTables
+from riskcast.errors import DataValidationError, InputError
+from riskcast.features.build import build_features
+from riskcast.features.registry import FeatureRegistry, default_registry
+
+from . import tracking
+from .bundle import ModelBundle
+from .dataset import LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split_out_of_time
+from .evaluation import binary_metrics
+from .fit import evaluate_bundle, fit_bundle
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run: tracking.RegisteredRun
+    metrics: dict[str, float]
+    bundle: ModelBundle
+    reference: pd.DataFrame  # test window with features, label and model PD: the monitoring baseline
+
+
+def _params(cfg: RiskcastConfig, registry: FeatureRegistry) -> dict:
+    t = cfg.training
+    return {
+        **{f"lgb_{k}": v for k, v in t.lightgbm.model_dump().items()},
+        "horizon_months": t.horizon_months, "test_snapshots": t.test_snapshots,
+        "valid_snapshots": t.valid_snapshots, "pd_floor": t.pd_floor, "seed": t.seed,
+        "calibration": "platt", "scorecard_pdo": t.scorecard.pdo, "scorecard_base_points": t.scorecard.base_points,
+        "scorecard_base_odds": t.scorecard.base_odds, "n_features": len(registry),
+    }
+
+
+def _reference(bundle: ModelBundle, test: pd.DataFrame) -> pd.DataFrame:
+    scored = bundle.score_frame(test)
+    return pd.concat([test.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
+
+
+def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, experiment: str = "riskcast-book",
+                  progress: Progress | None = None) -> TrainOutcome:
+    """Quarterly snapshots -> labels -> out-of-time split -> bundle -> MLflow run and registry."""
+    say = progress or (lambda _m: None)
+    registry = default_registry()
+    dates = snapshot_dates(tables, cfg.training)
+    say(f"building features for {len(dates)} quarterly snapshots {dates[0].date()}..{dates[-1].date()}")
+    feats = build_features(tables, dates, registry, progress=say)
+    data = attach_labels(feats, tables, cfg.training.horizon_months)
+    split = split_out_of_time(data, cfg.training.valid_snapshots, cfg.training.test_snapshots)
+    bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
+    metrics = evaluate_bundle(bundle, split.test)
+    say("logging the run and registering the bundle in MLflow")
+    exp_id = tracking.ensure_experiment(experiment, workdir)
+    tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD], errors="ignore")),
+            **{k: v for k, v in split.windows().items()}}
+    bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"]})
+    run = tracking.log_and_register(
+        bundle, experiment_id=exp_id, model_name=cfg.serving.model_name, params=_params(cfg, registry),
+        metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop)
+    return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
+
+
+# -- a user's own feature table -----------------------------------------------------------------
+
+def table_registry(df: pd.DataFrame, target: str, exclude: list[str]) -> FeatureRegistry:
+    """Every numeric column but the target, id and time columns becomes a feature."""
+    cols = [c for c in df.columns if c not in {target, *exclude}]
+    non_numeric = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
+    if non_numeric:
+        raise DataValidationError("table", non_numeric[0], "is not numeric (feature columns must be numbers; "
+                                  "pass it as --id-col or drop it)")
+    if not cols:
+        raise DataValidationError("table", None, "has no feature columns besides the target")
+    return FeatureRegistry.for_table(cols)
+
+
+def prepare_table(df: pd.DataFrame, target: str, id_col: str | None, time_col: str | None) -> pd.DataFrame:
+    for col, what in ((target, "--target"), (id_col, "--id-col"), (time_col, "--time-col")):
+        if col is not None and col not in df.columns:
+            raise DataValidationError("table", col, f"column named by {what} is missing (columns: {list(df.columns)[:10]}...)")
+    y = pd.to_numeric(df[target], errors="coerce")
+    if y.isna().any():
+        raise DataValidationError("table", target, f"{int(y.isna().sum())} target value(s) are missing or not numbers")
+    if not set(np.unique(y)) <= {0, 1}:
+        raise DataValidationError("table", target, f"target must be 0/1, found {sorted(np.unique(y))[:5]}")
+    out = df.copy()
+    out[LABEL] = y.astype("int8")
+    if target != LABEL:
+        out = out.drop(columns=[target])
+    if time_col is not None:
+        out["as_of"] = pd.to_datetime(out[time_col], errors="coerce")
+        if out["as_of"].isna().any():
+            raise DataValidationError("table", time_col, "has values that are not dates")
+        if time_col != "as_of":
+            out = out.drop(columns=[time_col])
+    num = out.select_dtypes(include="number").columns
+    out[num] = out[num].replace([np.inf, -np.inf], np.nan)
+    return out
+
+
+def _time_split(df: pd.DataFrame) -> Split:
+    dates = sorted(df["as_of"].unique())
+    if len(dates) >= 3:
+        n = len(dates)
+        n_test = max(1, round(n * 0.2))
+        n_valid = max(1, round(n * 0.15))
+        return split_out_of_time(df, n_valid, n_test)
+    raise InputError("time column: at least 3 distinct dates are needed for an out-of-time split", field="time_col")
+
+
+def cross_validate(df: pd.DataFrame, registry: FeatureRegistry, cfg: RiskcastConfig, folds: int,
+                   progress: Progress | None = None) -> dict[str, float]:
+    """Stratified K-fold: out-of-fold PDs of the model and the scorecard, pooled."""
+    say = progress or (lambda _m: None)
+    y = df[LABEL].to_numpy()
+    oof_model = np.zeros(len(df))
+    oof_card = np.zeros(len(df))
+    fold_aucs = []
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.training.seed)
+    for k, (tr, te) in enumerate(skf.split(df, y), 1):
+        train, valid = train_test_split(df.iloc[tr], test_size=0.15, stratify=y[tr], random_state=cfg.training.seed)
+        split = Split(train, valid, df.iloc[te])
+        bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale)
+        oof_model[te] = bundle.model_pd(bundle.matrix(split.test))
+        oof_card[te] = bundle.scorecard_pd(split.test)
+        fold_aucs.append(binary_metrics(y[te], oof_model[te], "f")["f_auc"])
+        say(f"fold {k}/{folds}: AUC {fold_aucs[-1]:.4f}")
+    metrics = {**binary_metrics(y, oof_model, "test"), **binary_metrics(y, oof_card, "scorecard_test")}
+    metrics["cv_auc"] = float(np.mean(fold_aucs))
+    metrics["cv_auc_std"] = float(np.std(fold_aucs))
+    return metrics
+
+
+def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: Path, *, name: str,
+                   id_col: str | None = None, time_col: str | None = None, folds: int = 10,
+                   progress: Progress | None = None) -> TrainOutcome:
+    """With a time column: out-of-time split. Without: stratified K-fold CV, then a final fit."""
+    say = progress or (lambda _m: None)
+    data = prepare_table(df, target, id_col, time_col)
+    exclude = [c for c in (LABEL, id_col, "as_of") if c]
+    registry = table_registry(data, LABEL, exclude)
+    say(f"table: {len(data):,} rows, {len(registry)} feature columns, default rate {data[LABEL].mean():.2%}")
+    if time_col is not None:
+        split = _time_split(data)
+        bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
+        metrics = evaluate_bundle(bundle, split.test)
+        protocol = "out-of-time"
+    else:
+        if folds < 2:
+            raise InputError("folds: must be at least 2", field="folds")
+        metrics = cross_validate(data, registry, cfg, folds, progress=say)
+        train, valid = train_test_split(data, test_size=0.15, stratify=data[LABEL], random_state=cfg.training.seed)
+        split = Split(train, valid, data)
+        say("final fit on the whole table")
+        bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
+        protocol = f"stratified {folds}-fold cross-validation"
+    exp_id = tracking.ensure_experiment(f"riskcast-table-{name}", workdir)
+    tags = {"data_source": f"table:{name}", "protocol": protocol,
+            "training_fingerprint": tracking.fingerprint(data)}
+    bundle.metadata.update({"metrics": metrics, "protocol": protocol})
+    run = tracking.log_and_register(
+        bundle, experiment_id=exp_id, model_name=f"riskcast-table-{name}",
+        params={**_params(cfg, registry), "protocol": protocol, "folds": folds if time_col is None else 0},
+        metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop)
+    return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))

@@ -1,0 +1,202 @@
+"""MLflow glue: where runs go, logging one bundle as a pyfunc model, the registry and its aliases.
+
+The tracking URI is always absolute (MLflow's default depends on the working directory);
+``MLFLOW_TRACKING_URI`` wins when set, so a team can point riskcast at its own server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from riskcast.errors import ModelUnavailableError
+
+from .bundle import ModelBundle
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+class RiskcastPyfunc(mlflow.pyfunc.PythonModel):
+    """The registered model: loads the bundle directory and scores DataFrames of features."""
+
+    def load_context(self, context: Any) -> None:
+        self.bundle = ModelBundle.load(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        kind = (params or {}).get("kind", "lightgbm")
+        return self.bundle.score_frame(model_input, kind=kind)
+
+
+_OWN_URI = "RISKCAST_EMBEDDED_TRACKING_URI"
+
+
+def embedded_uri(workdir: Path) -> str:
+    return f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+
+
+def tracking_uri(workdir: Path) -> str:
+    """The user's ``MLFLOW_TRACKING_URI`` if they set one, else the work directory's database.
+
+    ``mlflow.set_tracking_uri`` exports the variable itself, so the value riskcast set is
+    remembered and not mistaken for the user's.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and env != os.environ.get(_OWN_URI):
+        return env
+    return embedded_uri(workdir)
+
+
+def configure(workdir: Path) -> str:
+    """Point MLflow at the work directory's database (or the user's server)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(workdir)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if uri == embedded_uri(workdir):
+        os.environ[_OWN_URI] = uri
+    return uri
+
+
+def ensure_experiment(name: str, workdir: Path) -> str:
+    """The experiment's id; created with its artifacts beside the embedded database."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    embedded = mlflow.get_tracking_uri() == embedded_uri(workdir)
+    location = (workdir / "mlartifacts").resolve().as_uri() if embedded else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def fingerprint(df: pd.DataFrame) -> str:
+    """A short content hash of a training table, so a run names the exact data it saw."""
+    h = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).values.tobytes())
+    h.update(",".join(map(str, df.columns)).encode())
+    return h.hexdigest()[:16]
+
+
+def _requirements() -> list[str]:
+    pins = []
+    for dist in ("lightgbm", "pandas", "numpy", "scikit-learn", "scipy", "optbinning", "mlflow", "pydantic", "joblib"):
+        try:
+            pins.append(f"{dist}=={importlib_metadata.version(dist)}")
+        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            continue
+    return pins
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow warns about pickled python models and missing input examples on every log."""
+    logger = logging.getLogger("mlflow")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(old)
+
+
+@dataclass(frozen=True)
+class RegisteredRun:
+    run_id: str
+    experiment_id: str
+    model_name: str
+    version: str
+    promoted: bool
+    gate: dict[str, Any]
+
+
+def champion_metric(model_name: str, metric: str) -> tuple[str, float] | None:
+    """The current champion's version and its logged ``metric``, or None without a champion."""
+    client = MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+    run = client.get_run(mv.run_id)
+    value = run.data.metrics.get(metric)
+    return (mv.version, float(value)) if value is not None else (mv.version, float("nan"))
+
+
+def promotion_gate(candidate_auc: float, champion: tuple[str, float] | None, max_drop: float) -> dict[str, Any]:
+    """Promote when there is no champion, or when AUC is not worse than the champion's by more
+    than ``max_drop``."""
+    if champion is None:
+        return {"passed": True, "reason": "no champion yet"}
+    version, auc = champion
+    passed = bool(candidate_auc >= auc - max_drop)
+    verdict = "passes" if passed else "fails"
+    return {"passed": passed, "champion_version": version, "champion_test_auc": auc,
+            "reason": f"test_auc {candidate_auc:.4f} vs champion v{version} {auc:.4f} (allowed drop {max_drop}): {verdict}"}
+
+
+def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str, params: dict[str, Any],
+                     metrics: dict[str, float], tags: dict[str, str], sample: pd.DataFrame,
+                     max_auc_drop: float, artifacts: dict[str, str] | None = None) -> RegisteredRun:
+    """One run: params, metrics, the bundle as a registered pyfunc, alias ``challenger``, and
+    ``champion`` if the gate passes. The gate's verdict is written to the run."""
+    client = MlflowClient()
+    champion = champion_metric(model_name, "test_auc")
+    gate = promotion_gate(metrics["test_auc"], champion, max_drop=max_auc_drop)
+    with _quiet_mlflow(), mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.set_tags({**tags, "gate.passed": str(gate["passed"]), "gate.reason": gate["reason"]})
+        for name, text in (artifacts or {}).items():
+            mlflow.log_text(text, name)
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle_dir = bundle.save(Path(tmp) / "bundle")
+            X = sample[bundle.registry.names].astype("float64").head(50)
+            signature = infer_signature(X, bundle.score_frame(X))
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=RiskcastPyfunc(),
+                artifacts={"bundle": str(bundle_dir)},
+                signature=signature,
+                input_example=X.head(3),
+                pip_requirements=_requirements(),
+                registered_model_name=model_name,
+            )
+        version = str(info.registered_model_version)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if gate["passed"]:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    return RegisteredRun(run.info.run_id, experiment_id, model_name, version, bool(gate["passed"]), gate)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    bundle: ModelBundle
+    name: str
+    version: str
+    alias: str
+
+
+def load_registered(model_name: str, alias: str = CHAMPION) -> LoadedModel:
+    """The bundle behind ``models:/<name>@<alias>``; ModelUnavailableError if there is none."""
+    uri = f"models:/{model_name}@{alias}"
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, alias).version
+        model = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as exc:
+        raise ModelUnavailableError(f"model {uri} cannot be loaded: {exc}") from None
+    return LoadedModel(model.unwrap_python_model().bundle, model_name, str(version), alias)
