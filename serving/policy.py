@@ -81,9 +81,10 @@ def apply_policy(x: PolicyInputs, cfg: PolicyConfig) -> PolicyOutputs:
                 decision[i], why[i] = APPROVE, "exposure within the credit limit"
         elif exposure[i] <= limit[i] * (1.0 + cfg.refer_margin):
             decision[i], why[i] = REFER, f"exposure {exposure[i]:,.2f} exceeds the limit {limit[i]:,.2f} by less than {cfg.refer_margin:.0%}"
+        elif x.order_amount[i] <= 0:
+            decision[i], why[i] = REFER, f"open receivables {exposure[i]:,.2f} already exceed the limit {limit[i]:,.2f}"
         else:
-            excess = round(exposure[i] - limit[i], 2)
-            prepay = min(excess, x.order_amount[i])
+            prepay = min(round(exposure[i] - limit[i], 2), x.order_amount[i])
             decision[i], why[i] = CONDITIONS, f"exposure {exposure[i]:,.2f} exceeds the limit {limit[i]:,.2f}"
             conditions[i] = [f"prepayment of {prepay:,.2f} (the part of the order above the credit limit)"]
         if terms[i] <= 0 and decision[i] in (APPROVE, CONDITIONS):

@@ -21,7 +21,7 @@ def snapshot_dates(tables: RawTables, cfg: TrainingConfig) -> list[pd.Timestamp]
     start = (first + pd.DateOffset(months=cfg.history_months)).to_period("Q").to_timestamp()
     if start < first + pd.DateOffset(months=cfg.history_months):
         start = (start + pd.DateOffset(months=3)).to_period("Q").to_timestamp()
-    last = end - pd.DateOffset(months=cfg.horizon_months)
+    last = end + pd.Timedelta(days=1) - pd.DateOffset(months=cfg.horizon_months)
     dates = list(pd.date_range(start, last, freq=f"{cfg.snapshot_months}MS"))
     need = cfg.test_snapshots + cfg.valid_snapshots + 1
     if len(dates) < need:

@@ -61,3 +61,8 @@ def test_terms_follow_the_band_and_never_exceed_the_request():
     assert apply_policy(_x(band="A"), CFG).terms_days[0] == 90
     assert apply_policy(_x(band="A", requested_terms_days=30.0), CFG).terms_days[0] == 30
     assert apply_policy(_x(band="C", requested_terms_days=90.0), CFG).terms_days[0] == 30
+
+
+def test_book_review_without_an_order_refers_over_limit_customers():
+    out = apply_policy(_x(order_amount=0.0, open_receivables=150_000.0), CFG)
+    assert out.decision[0] == "refer" and out.conditions[0] == []
