@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -194,8 +195,6 @@ def cmd_monitor(args: argparse.Namespace, say: Progress) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
-    import os
-
     paths = _paths(args)
     env = dict(os.environ, RISKCAST_HOME=str(paths.root))
     if args.config:
@@ -223,17 +222,19 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     _train(tables, cfg, paths, say)
     as_of = tables.data_end
     say("3/5 rescoring the book")
-    _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
+    scored = _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
+    example = scored.sort_values("pd_12m")["customer_id"].iloc[len(scored) // 2]
     say("4/5 drift report: training reference against the latest rescore")
     alert = _monitor(paths.reference, paths.scored, paths.drift, cfg, say)
     say("5/5 done")
     home = paths.root
+    bin_dir = Path(sys.executable).parent
     print()
     print("next steps:")
-    print(f"  start the service : RISKCAST_HOME={home} riskcast serve --host 127.0.0.1 --port 3000")
+    print(f"  start the service : {bin_dir / 'riskcast'} serve --workdir {home} --host 127.0.0.1 --port 3000")
     print(f"  score an order    : curl -s -X POST http://127.0.0.1:3000/score -H 'content-type: application/json' "
-          f"-d '{{\"customer_id\": \"{tables.customers['customer_id'].iloc[0]}\", \"order_amount\": 25000}}'")
-    print(f"  MLflow UI         : mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
+          f"-d '{{\"customer_id\": \"{example}\", \"order_amount\": 25000}}'")
+    print(f"  MLflow UI         : {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
     if alert:
         print("(the drift report raised an alert: see above)")
     return 0
@@ -307,8 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     offline_environment()
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its level when imported
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     say = Progress(quiet=args.quiet)
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,48 @@ import pytest
 from riskcast.env import offline_environment
 
 offline_environment()
+
+#: every attempt to reach beyond this machine during the session; the run fails if any
+NETWORK_ATTEMPTS: list[str] = []
+
+
+def _is_local(host: object) -> bool:
+    if not isinstance(host, str) or host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _guard(fn):
+    def wrapped(self, address, *args, **kwargs):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_local(address[0]):
+            NETWORK_ATTEMPTS.append(f"connect {address}")
+            raise OSError(f"network access to {address} is not allowed in tests")
+        return fn(self, address, *args, **kwargs)
+    return wrapped
+
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host is not None and not _is_local(host if isinstance(host, str) else host.decode()):
+        NETWORK_ATTEMPTS.append(f"resolve {host!r}")
+        raise socket.gaierror(f"name resolution of {host!r} is not allowed in tests")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = _guard(socket.socket.connect)
+socket.socket.connect_ex = _guard(socket.socket.connect_ex)
+socket.getaddrinfo = _guarded_getaddrinfo
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if NETWORK_ATTEMPTS:
+        print("\nnetwork access attempted during the tests:\n  " + "\n  ".join(sorted(set(NETWORK_ATTEMPTS))))
+        session.exitstatus = 1
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 POLISH = SHARED / "benchmarks" / "polish-bankruptcy"

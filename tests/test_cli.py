@@ -164,3 +164,11 @@ def test_serve_answers_over_http_on_loopback(demo_workdir):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_entry_points_switch_telemetry_off(monkeypatch, tmp_path):
+    for key in ("MLFLOW_DISABLE_TELEMETRY", "BENTOML_DO_NOT_TRACK"):
+        monkeypatch.delenv(key, raising=False)
+    assert main(["--quiet", "generate", "--out", str(tmp_path), "--customers", "60"]) == 0
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"  # MLflow ignores "1"
+    assert os.environ["BENTOML_DO_NOT_TRACK"] == "true"
