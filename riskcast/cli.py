@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import RiskcastConfig, WorkPaths, load_config, workdir
+from .config import GeneratorConfig, RiskcastConfig, WorkPaths, load_config, workdir
 from .env import offline_environment
 from .errors import InputError, RiskcastError
 
@@ -243,6 +243,7 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    gen = GeneratorConfig()
     p = argparse.ArgumentParser(prog="riskcast", description="Probability of default and credit decisions for trade-credit customers.")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -258,15 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="TOML file overriding the default configuration")
 
     sp = add("demo", cmd_demo, "the whole main job on a synthetic book: generate, train, register, rescore, drift report")
-    sp.add_argument("--customers", type=_positive, help="customers in the synthetic book (default 3000)")
+    sp.add_argument("--customers", type=_positive, help=f"customers in the synthetic book (default {gen.customers})")
     with_workdir(sp)
 
     sp = add("generate", cmd_generate, "write a synthetic book: the five raw tables and the true PDs, as Parquet")
     sp.add_argument("--out", required=True, help="folder to write the tables into")
-    sp.add_argument("--customers", type=_positive, help="number of customers (default 3000)")
-    sp.add_argument("--years", type=_positive, help="years of history (default 4)")
-    sp.add_argument("--seed", type=int, help="random seed (default 7); the same seed gives the same book")
-    sp.add_argument("--scenario", choices=["baseline", "recession"], help="economic scenario (default baseline)")
+    sp.add_argument("--customers", type=_positive, help=f"number of customers (default {gen.customers})")
+    sp.add_argument("--years", type=_positive, help=f"years of history (default {gen.years})")
+    sp.add_argument("--seed", type=int, help=f"random seed (default {gen.seed}); the same seed gives the same book")
+    sp.add_argument("--scenario", choices=["baseline", "recession"], help=f"economic scenario (default {gen.scenario})")
     sp.add_argument("--config", help="TOML file overriding the default configuration")
 
     sp = add("features", cmd_features, "point-in-time feature table: one row per customer and as-of date")

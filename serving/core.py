@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -44,12 +44,13 @@ class Order:
 
 @dataclass
 class _Scored:
+    X: np.ndarray
     pd_: np.ndarray
     logit: np.ndarray
     impact: np.ndarray
     kind: np.ndarray
     fallback_reason: np.ndarray
-    failed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    failed: np.ndarray
 
 
 class ScoringCore:
@@ -107,7 +108,7 @@ class ScoringCore:
     def _score(self, rows: pd.DataFrame, forced_reason: str | None) -> _Scored:
         n = len(rows)
         X = rows[self.registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
-        s = _Scored(np.full(n, np.nan), np.full(n, np.nan), np.zeros((n, len(self.registry))),
+        s = _Scored(X, np.full(n, np.nan), np.full(n, np.nan), np.zeros((n, len(self.registry))),
                     np.full(n, "lightgbm", dtype=object), np.full(n, None, dtype=object), np.zeros(n, dtype=bool))
         if self.model is None:
             s.failed[:] = True
@@ -162,8 +163,7 @@ class ScoringCore:
             band[ok] = scale.band(s.pd_[ok])
             grade[ok] = scale.grade(s.pd_[ok])
             points[ok] = self.model.bundle.points(s.logit[ok])
-        refer = np.where(s.fallback_reason != None, s.fallback_reason, None)  # noqa: E711 - elementwise
-        refer = np.array([f"fallback in use: {r}" if r else None for r in refer], dtype=object)
+        refer = np.array([f"fallback in use: {r}" if r else None for r in s.fallback_reason], dtype=object)
         ctx = {c: rows[c].to_numpy(dtype=float, na_value=np.nan) for c in CONTEXT_COLUMNS}
         policy = apply_policy(PolicyInputs(
             band=band, revenue=ctx["revenue"], operating_cash_flow=ctx["operating_cash_flow"],
@@ -174,8 +174,7 @@ class ScoringCore:
             order_amount=np.asarray(order_amount, dtype=float),
             requested_terms_days=np.asarray(requested_terms, dtype=float),
             refer_reason=refer), self.cfg.policy)
-        X = rows[self.registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
-        reasons = top_reasons(s.impact, X, self.registry, self.cfg.serving.top_reasons)
+        reasons = top_reasons(s.impact, s.X, self.registry, self.cfg.serving.top_reasons)
         out = []
         for i in range(len(rows)):
             failed = bool(s.failed[i])

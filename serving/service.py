@@ -30,16 +30,19 @@ class RiskcastService:
 
         self.core = build_core(os.environ.get("RISKCAST_HOME"), os.environ.get("RISKCAST_CONFIG"))
 
-    def _order(self, req):
+    @staticmethod
+    def _order(fields: dict):
+        """An already validated request as the core's ``Order``."""
         from .core import Order
 
-        feats = req.features.model_dump(exclude_none=True) if req.features is not None else None
-        return Order(req.customer_id, req.order_amount, req.requested_terms_days, feats, req.request_id)
+        feats = fields.get("features")
+        return Order(fields["customer_id"], fields["order_amount"], fields.get("requested_terms_days"),
+                     feats.model_dump(exclude_none=True) if feats is not None else None, fields.get("request_id"))
 
     @bentoml.api(input_spec=ScoreRequest)
     def score(self, **fields) -> ScoreResponse:
         try:
-            return ScoreResponse(**self.core.score_order(self._order(ScoreRequest(**fields))))
+            return ScoreResponse(**self.core.score_order(self._order(fields)))
         except RiskcastError as exc:
             raise _to_http(exc) from None
 
@@ -48,6 +51,6 @@ class RiskcastService:
         if len(requests) > 10_000:
             raise BentoMLException("requests: at most 10000 orders per batch", error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         try:
-            return [ScoreResponse(**d) for d in self.core.score_orders([self._order(r) for r in requests])]
+            return [ScoreResponse(**d) for d in self.core.score_orders([self._order(dict(r)) for r in requests])]
         except RiskcastError as exc:
             raise _to_http(exc) from None

@@ -21,7 +21,7 @@ from riskcast.features.registry import FeatureRegistry
 
 from .calibration import PlattCalibrator
 from .masterscale import MasterScale
-from .scorecard import CreditScorecard, logit_to_points
+from .scorecard import CreditScorecard, logit_to_points, quiet_solvers
 
 BUNDLE_FORMAT = 1
 
@@ -105,11 +105,13 @@ class ModelBundle:
         meta = json.loads((path / "metadata.json").read_text())
         if meta.get("bundle_format") != BUNDLE_FORMAT:
             raise ValueError(f"bundle at {path} has format {meta.get('bundle_format')}, expected {BUNDLE_FORMAT}")
+        with quiet_solvers():
+            scorecard = joblib.load(path / "scorecard.joblib")
         return cls(
             registry=FeatureRegistry.from_dict(json.loads((path / "registry.json").read_text())),
             booster=lgb.Booster(model_file=str(path / "booster.txt")),
             calibrator=PlattCalibrator.from_dict(json.loads((path / "calibrator.json").read_text())),
-            scorecard=joblib.load(path / "scorecard.joblib"),
+            scorecard=scorecard,
             master_scale=MasterScaleConfig.model_validate_json((path / "master_scale.json").read_text()),
             scorecard_config=ScorecardConfig.model_validate_json((path / "scorecard_config.json").read_text()),
             metadata=meta,

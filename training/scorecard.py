@@ -7,28 +7,21 @@ the invariant ``total points = offset - factor * logit(PD)`` that the tests chec
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from riskcast.config import ScorecardConfig
+from riskcast.env import quiet
 
 
-@contextlib.contextmanager
-def _quiet_solvers():
-    """cvxpy (pulled in by optbinning) logs a harmless HIGHS import error; keep it from users."""
-    logger = logging.getLogger("__cvxpy__")
-    old = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(old)
+def quiet_solvers():
+    """cvxpy (imported by optbinning) logs a harmless HIGHS import error; keep it from users.
+
+    Only needed where optbinning is first imported: fitting, and loading a fitted scorecard.
+    """
+    return quiet("__cvxpy__", stderr=True)
 
 
 def points_scale(cfg: ScorecardConfig) -> tuple[float, float]:
@@ -52,7 +45,7 @@ class CreditScorecard:
         self.random_state = random_state
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "CreditScorecard":
-        with _quiet_solvers():
+        with quiet_solvers():
             from optbinning import BinningProcess, Scorecard
             from sklearn.linear_model import LogisticRegression
 
@@ -83,8 +76,7 @@ class CreditScorecard:
         return self
 
     def _woe(self, X: pd.DataFrame) -> np.ndarray:
-        with _quiet_solvers():
-            return np.asarray(self.scorecard_.binning_process_.transform(X[self.feature_names_in_], metric="woe"), dtype=float)
+        return np.asarray(self.scorecard_.binning_process_.transform(X[self.feature_names_in_], metric="woe"), dtype=float)
 
     def logit(self, X: pd.DataFrame) -> np.ndarray:
         return self._woe(X) @ self.coef_ + self.intercept_

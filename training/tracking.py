@@ -6,13 +6,10 @@ The tracking URI is always absolute (MLflow's default depends on the working dir
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -24,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from riskcast.env import quiet
 from riskcast.errors import ModelUnavailableError
 
 from .bundle import ModelBundle
@@ -101,20 +99,6 @@ def _requirements() -> list[str]:
     return pins
 
 
-@contextlib.contextmanager
-def _quiet_mlflow():
-    """MLflow warns about pickled python models and missing input examples on every log."""
-    logger = logging.getLogger("mlflow")
-    old = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(old)
-
-
 @dataclass(frozen=True)
 class RegisteredRun:
     run_id: str
@@ -143,6 +127,9 @@ def promotion_gate(candidate_auc: float, champion: tuple[str, float] | None, max
     if champion is None:
         return {"passed": True, "reason": "no champion yet"}
     version, auc = champion
+    if auc != auc:  # NaN: the champion has no test_auc on record
+        return {"passed": False, "champion_version": version,
+                "reason": f"champion v{version} has no test_auc to compare with; promote by hand"}
     passed = bool(candidate_auc >= auc - max_drop)
     verdict = "passes" if passed else "fails"
     return {"passed": passed, "champion_version": version, "champion_test_auc": auc,
@@ -157,7 +144,7 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
     client = MlflowClient()
     champion = champion_metric(model_name, "test_auc")
     gate = promotion_gate(metrics["test_auc"], champion, max_drop=max_auc_drop)
-    with _quiet_mlflow(), mlflow.start_run(experiment_id=experiment_id) as run:
+    with quiet("mlflow"), mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.set_tags({**tags, "gate.passed": str(gate["passed"]), "gate.reason": gate["reason"]})

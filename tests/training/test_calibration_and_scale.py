@@ -33,3 +33,13 @@ def test_master_scale_boundaries():
     g = s.index(np.linspace(0, 1, 1000))
     assert np.all(np.diff(g) >= 0)
     assert [r["band"] for r in s.table()][0] == "A" and s.table()[-1]["pd_max"] == 1.0
+
+
+def test_promotion_gate():
+    from riskcast.training.tracking import promotion_gate
+
+    assert promotion_gate(0.70, None, 0.005)["passed"]
+    assert promotion_gate(0.696, ("3", 0.70), 0.005)["passed"]
+    assert not promotion_gate(0.694, ("3", 0.70), 0.005)["passed"]
+    nan_gate = promotion_gate(0.9, ("3", float("nan")), 0.005)
+    assert not nan_gate["passed"] and "by hand" in nan_gate["reason"]
