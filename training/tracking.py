@@ -153,7 +153,7 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = bundle.save(Path(tmp) / "bundle")
             X = sample[bundle.registry.names].astype("float64").head(50)
-            signature = infer_signature(X, bundle.score_frame(X))
+            signature = infer_signature(X, bundle.score_frame(X), params={"kind": "lightgbm"})
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=RiskcastPyfunc(),
