@@ -95,13 +95,23 @@ def build_features(
 ) -> pd.DataFrame:
     """Feature snapshots of the active book for each date, stacked."""
     registry = registry or default_registry()
+    if not as_of_dates:
+        raise InputError("as_of: no date given", field="as_of")
     parts = []
     for i, as_of in enumerate(as_of_dates, 1):
         parts.append(features_at(tables, pd.Timestamp(as_of), registry))
         if progress:
             progress(f"features {i}/{len(as_of_dates)} as of {pd.Timestamp(as_of).date()}")
     out = pd.concat(parts, ignore_index=True)
+    if out.empty:
+        raise InputError(empty_book_message(tables, as_of_dates), field="as_of")
     return out
+
+
+def empty_book_message(tables: RawTables, as_of_dates: Sequence[pd.Timestamp]) -> str:
+    first = tables.customers["first_trade_date"].min()
+    when = ", ".join(str(pd.Timestamp(d).date()) for d in as_of_dates)
+    return f"as_of: no customer is trading on {when} (the first trade in the book is on {first.date()})"
 
 
 def missing_share(df: pd.DataFrame, registry: FeatureRegistry) -> np.ndarray:

@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 
 _DAY = np.timedelta64(1, "D")
+COLUMNS = ["invoices_12m", "dbt_mean_3m", "dbt_mean_12m", "dbt_max_12m", "share_late_30_12m", "dispute_rate_12m",
+           "amount_12m", "open_receivables", "overdue_amount", "max_days_overdue_open", "overdue_share_open", "dbt_trend"]
 
 
 def payment_features(invoices: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Payment features per customer (index ``customer_id``) for customers with any invoice."""
     inv = invoices[invoices["issue_date"] <= as_of]
     if inv.empty:
-        return pd.DataFrame(index=pd.Index([], name="customer_id"))
+        return pd.DataFrame(columns=COLUMNS, index=pd.Index([], name="customer_id"), dtype="float64")
     paid = inv["paid_date"].notna() & (inv["paid_date"] <= as_of)
     end = inv["paid_date"].where(paid, as_of)
     dbt = ((end - inv["due_date"]) / _DAY).clip(lower=0)

@@ -321,6 +321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"riskcast {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # our fault, not the caller's: one line, the traceback on request
+        if os.environ.get("RISKCAST_DEBUG"):
+            raise
+        print(f"riskcast {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set RISKCAST_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

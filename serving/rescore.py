@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from riskcast.data.io import RawTables
-from riskcast.features.build import features_at
+from riskcast.errors import InputError
+from riskcast.features.build import empty_book_message, features_at
 
 from .core import ScoringCore
 
@@ -41,6 +42,8 @@ def rescore_book(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, *, c
     """
     say = progress or (lambda _m: None)
     feats = features_at(tables, pd.Timestamp(as_of), core.registry)
+    if feats.empty:
+        raise InputError(empty_book_message(tables, [as_of]), field="as_of")
     k = core.cfg.serving.top_reasons
     parts = []
     for start in range(0, len(feats), chunk_size):

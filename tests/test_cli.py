@@ -172,3 +172,15 @@ def test_entry_points_switch_telemetry_off(monkeypatch, tmp_path):
     assert main(["--quiet", "generate", "--out", str(tmp_path), "--customers", "60"]) == 0
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"  # MLflow ignores "1"
     assert os.environ["BENTOML_DO_NOT_TRACK"] == "true"
+
+
+@pytest.mark.parametrize("command", ["features", "rescore"])
+def test_a_date_before_the_book_is_a_clear_input_error(demo_workdir, tmp_path, capsys, command):
+    argv = ["--quiet", command, "--data", str(demo_workdir / "book"), "--as-of", "1990-01-01",
+            "--out", str(tmp_path / "x.parquet")]
+    if command == "rescore":
+        argv += ["--workdir", str(demo_workdir)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no customer is trading on 1990-01-01" in err and "Traceback" not in err
+    assert not (tmp_path / "x.parquet").exists()

@@ -76,3 +76,8 @@ def test_defaulted_customers_leave_the_book(small_book):
 def test_bad_as_of_is_named(bad):
     with pytest.raises(InputError, match="as_of"):
         parse_as_of(bad)
+
+
+def test_no_invoice_known_yet_gives_the_columns_not_a_crash(small_book):
+    f = payment_features(small_book.invoices, pd.Timestamp("1990-01-01"))
+    assert f.empty and {"dbt_mean_3m", "open_receivables", "overdue_share_open"} <= set(f.columns)
