@@ -66,6 +66,7 @@ class TrainingConfig(_Section):
     lightgbm: LightGBMConfig = LightGBMConfig()
     scorecard: ScorecardConfig = ScorecardConfig()
     promotion_max_auc_drop: float = Field(0.005, ge=0, le=0.5)
+    promotion_min_auc: float = Field(0.60, ge=0.5, le=1.0)
 
 
 class GradeBand(_Section):

@@ -68,7 +68,8 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"]})
     run = tracking.log_and_register(
         bundle, experiment_id=exp_id, model_name=cfg.serving.model_name, params=_params(cfg, registry),
-        metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop)
+        metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop,
+        min_auc=cfg.training.promotion_min_auc)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
 
 
@@ -173,5 +174,6 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
     run = tracking.log_and_register(
         bundle, experiment_id=exp_id, model_name=f"riskcast-table-{name}",
         params={**_params(cfg, registry), "protocol": protocol, "folds": folds if time_col is None else 0},
-        metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop)
+        metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop,
+        min_auc=cfg.training.promotion_min_auc)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))

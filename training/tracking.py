@@ -121,9 +121,12 @@ def champion_metric(model_name: str, metric: str) -> tuple[str, float] | None:
     return (mv.version, float(value)) if value is not None else (mv.version, float("nan"))
 
 
-def promotion_gate(candidate_auc: float, champion: tuple[str, float] | None, max_drop: float) -> dict[str, Any]:
-    """Promote when there is no champion, or when AUC is not worse than the champion's by more
-    than ``max_drop``."""
+def promotion_gate(candidate_auc: float, champion: tuple[str, float] | None, max_drop: float,
+                   min_auc: float = 0.6) -> dict[str, Any]:
+    """Promote when the AUC clears ``min_auc`` and is not worse than the champion's (if any) by
+    more than ``max_drop``."""
+    if not candidate_auc >= min_auc:
+        return {"passed": False, "reason": f"test_auc {candidate_auc:.4f} is below the floor {min_auc}"}
     if champion is None:
         return {"passed": True, "reason": "no champion yet"}
     version, auc = champion
@@ -138,12 +141,12 @@ def promotion_gate(candidate_auc: float, champion: tuple[str, float] | None, max
 
 def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str, params: dict[str, Any],
                      metrics: dict[str, float], tags: dict[str, str], sample: pd.DataFrame,
-                     max_auc_drop: float, artifacts: dict[str, str] | None = None) -> RegisteredRun:
+                     max_auc_drop: float, min_auc: float, artifacts: dict[str, str] | None = None) -> RegisteredRun:
     """One run: params, metrics, the bundle as a registered pyfunc, alias ``challenger``, and
     ``champion`` if the gate passes. The gate's verdict is written to the run."""
     client = MlflowClient()
     champion = champion_metric(model_name, "test_auc")
-    gate = promotion_gate(metrics["test_auc"], champion, max_drop=max_auc_drop)
+    gate = promotion_gate(metrics["test_auc"], champion, max_drop=max_auc_drop, min_auc=min_auc)
     with quiet("mlflow"), mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

@@ -41,5 +41,7 @@ def test_promotion_gate():
     assert promotion_gate(0.70, None, 0.005)["passed"]
     assert promotion_gate(0.696, ("3", 0.70), 0.005)["passed"]
     assert not promotion_gate(0.694, ("3", 0.70), 0.005)["passed"]
+    floor = promotion_gate(0.55, None, 0.005, min_auc=0.6)
+    assert not floor["passed"] and "below the floor" in floor["reason"]
     nan_gate = promotion_gate(0.9, ("3", float("nan")), 0.005)
     assert not nan_gate["passed"] and "by hand" in nan_gate["reason"]
