@@ -17,11 +17,11 @@ from riskcast.errors import InputError
 from .financial import financial_features
 from .industry import industry_features
 from .payment import payment_features
-from .registry import FeatureRegistry, default_registry
+from .registry import POLICY_FACTS, FeatureRegistry, default_registry
 
 ID_COLUMNS = ["customer_id", "as_of", "industry"]
 #: columns the credit policy needs beside the model features
-CONTEXT_COLUMNS = ["revenue", "operating_cash_flow", "amount_12m", "open_receivables", "max_days_overdue_open"]
+CONTEXT_COLUMNS = [f.name for f in POLICY_FACTS]
 
 
 def parse_as_of(values: str | Iterable[str | pd.Timestamp]) -> list[pd.Timestamp]:

@@ -94,6 +94,29 @@ _FEATURES: tuple[Feature, ...] = (
 
 
 @dataclass(frozen=True)
+class PolicyFact:
+    """A fact the credit policy needs beside the model features (not a model input).
+
+    ``default`` is what a customer without statements or history is assumed to have.
+    """
+
+    name: str
+    description: str
+    default: float
+    valid_min: float = 0.0
+    valid_max: float = math.inf
+
+
+POLICY_FACTS: tuple[PolicyFact, ...] = (
+    PolicyFact("revenue", "Annual revenue (for the credit limit)", math.nan),
+    PolicyFact("operating_cash_flow", "Annual operating cash flow (caps the credit limit)", math.nan, -math.inf),
+    PolicyFact("amount_12m", "Amount invoiced to the customer over the last 12 months", 0.0),
+    PolicyFact("open_receivables", "Open receivables before this order", 0.0),
+    PolicyFact("max_days_overdue_open", "Days the most overdue open invoice is past due", 0.0),
+)
+
+
+@dataclass(frozen=True)
 class FeatureRegistry:
     """An ordered, immutable set of features; the order is the model's column order."""
 

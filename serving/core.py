@@ -19,7 +19,7 @@ import pandas as pd
 from riskcast.config import RiskcastConfig
 from riskcast.errors import InputError, UnknownCustomerError
 from riskcast.features.build import CONTEXT_COLUMNS
-from riskcast.features.registry import FeatureRegistry
+from riskcast.features.registry import POLICY_FACTS, FeatureRegistry
 from riskcast.features.store import FeatureStore
 from riskcast.training.tracking import LoadedModel
 
@@ -27,10 +27,7 @@ from .policy import PolicyInputs, apply_policy
 from .reasons import top_reasons
 
 #: what a customer without history or statements is assumed to have
-CONTEXT_DEFAULTS: dict[str, float] = {
-    "revenue": math.nan, "operating_cash_flow": math.nan, "amount_12m": 0.0,
-    "open_receivables": 0.0, "max_days_overdue_open": 0.0,
-}
+CONTEXT_DEFAULTS: dict[str, float] = {f.name: f.default for f in POLICY_FACTS}
 
 
 @dataclass(frozen=True)
@@ -69,16 +66,16 @@ class ScoringCore:
 
     # -- inputs -------------------------------------------------------------------------
     def _check_overrides(self, features: Mapping[str, float]) -> None:
-        ranges = self.registry.valid_ranges
+        ranges = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
         for name, value in features.items():
             where = f"features.{name}"
-            if name not in ranges and name not in CONTEXT_DEFAULTS:
-                raise InputError(f"{where}: unknown feature (known: {', '.join(self.registry.names + list(CONTEXT_DEFAULTS))})", field=where)
+            if name not in ranges:
+                raise InputError(f"{where}: unknown feature (known: {', '.join(ranges)})", field=where)
             if value is None:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise InputError(f"{where}: must be a finite number, got {value!r}", field=where)
-            lo, hi = ranges.get(name, (0.0, math.inf) if name != "operating_cash_flow" else (-math.inf, math.inf))
+            lo, hi = ranges[name]
             if not lo <= value <= hi:
                 raise InputError(f"{where}: {value!r} is outside the valid range [{lo}, {hi}]", field=where)
 

@@ -11,32 +11,24 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from riskcast.features.registry import FeatureRegistry, default_registry
+from riskcast.features.registry import POLICY_FACTS, FeatureRegistry, default_registry
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-_CONTEXT_FIELDS = {
-    "revenue": ("Annual revenue (for the credit limit)", 0.0, None),
-    "operating_cash_flow": ("Annual operating cash flow (caps the credit limit)", None, None),
-    "amount_12m": ("Amount invoiced to the customer over the last 12 months", 0.0, None),
-    "open_receivables": ("Open receivables before this order", 0.0, None),
-    "max_days_overdue_open": ("Days the most overdue open invoice is past due", 0.0, None),
-}
+
+
+def _bounds(lo: float, hi: float) -> dict[str, float]:
+    return {k: v for k, v in (("ge", lo), ("le", hi)) if math.isfinite(v)}
 
 
 def features_model(registry: FeatureRegistry) -> type[BaseModel]:
     """Optional feature values (and policy facts) a request may supply or override."""
     fields = {}
     for f in registry.features:
-        kw = {}
-        if math.isfinite(f.valid_min):
-            kw["ge"] = f.valid_min
-        if math.isfinite(f.valid_max):
-            kw["le"] = f.valid_max
-        fields[f.name] = (Optional[float], Field(None, description=f"{f.description} ({f.group})", **kw))
-    for name, (desc, lo, hi) in _CONTEXT_FIELDS.items():
-        kw = {k: v for k, v in (("ge", lo), ("le", hi)) if v is not None}
-        fields[name] = (Optional[float], Field(None, description=desc, **kw))
+        fields[f.name] = (Optional[float], Field(None, description=f"{f.description} ({f.group})",
+                                                 **_bounds(f.valid_min, f.valid_max)))
+    for p in POLICY_FACTS:
+        fields[p.name] = (Optional[float], Field(None, description=p.description, **_bounds(p.valid_min, p.valid_max)))
     return create_model("Features", __config__=_STRICT, **fields)
 
 

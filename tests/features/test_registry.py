@@ -49,3 +49,15 @@ def test_duplicate_names_are_refused():
         assert f.name in str(e)
     else:
         raise AssertionError("duplicate feature names were accepted")
+
+
+def test_policy_facts_are_one_list_for_features_core_and_schema():
+    from riskcast.features.build import CONTEXT_COLUMNS
+    from riskcast.features.registry import POLICY_FACTS
+    from riskcast.serving.core import CONTEXT_DEFAULTS
+
+    names = [p.name for p in POLICY_FACTS]
+    assert CONTEXT_COLUMNS == names and list(CONTEXT_DEFAULTS) == names
+    props = features_model(default_registry()).model_json_schema()["properties"]
+    assert set(names) <= set(props)
+    assert not set(names) & set(default_registry().names)  # policy facts are never model inputs
