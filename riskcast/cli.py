@@ -234,7 +234,7 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     print(f"  start the service : {bin_dir / 'riskcast'} serve --workdir {home} --host 127.0.0.1 --port 3000")
     print(f"  score an order    : curl -s -X POST http://127.0.0.1:3000/score -H 'content-type: application/json' "
           f"-d '{{\"customer_id\": \"{example}\", \"order_amount\": 25000}}'")
-    print(f"  MLflow UI         : {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
+    print(f"  MLflow UI         : MLFLOW_DISABLE_TELEMETRY=true {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
     if alert:
         print("(the drift report raised an alert: see above)")
     return 0
