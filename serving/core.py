@@ -19,7 +19,7 @@ import pandas as pd
 from riskcast.config import RiskcastConfig
 from riskcast.errors import InputError, UnknownCustomerError
 from riskcast.features.build import CONTEXT_COLUMNS
-from riskcast.features.registry import POLICY_FACTS, FeatureRegistry
+from riskcast.features.registry import POLICY_FACTS, FeatureRegistry, default_registry
 from riskcast.features.store import FeatureStore
 from riskcast.training.tracking import LoadedModel
 
@@ -59,14 +59,13 @@ class ScoringCore:
         self.model = model
         self.store = store
         self.model_error = model_error
-        if model is None and registry is None:
-            from riskcast.features.registry import default_registry
-            registry = default_registry()
-        self.registry = model.bundle.registry if model is not None else registry
+        self.registry = model.bundle.registry if model is not None else (registry or default_registry())
+        #: what a request may supply: model features and policy facts, with their valid ranges
+        self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
 
     # -- inputs -------------------------------------------------------------------------
     def _check_overrides(self, features: Mapping[str, float]) -> None:
-        ranges = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
+        ranges = self.input_ranges_
         for name, value in features.items():
             where = f"features.{name}"
             if name not in ranges:
