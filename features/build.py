@@ -59,13 +59,30 @@ def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistr
     out = book.join(fin, how="left").join(pay, how="left")
     out = out.join(ind, on="industry", how="left")
     out["relationship_months"] = (as_of - out["first_trade_date"]).dt.days / 30.4375
+    # never late while trading with us: as long ago as the relationship itself
+    out["months_since_late"] = out["months_since_late"].fillna(out["relationship_months"])
     out["invoices_12m"] = out["invoices_12m"].fillna(0.0)
+    out["overdue_amount_open"] = out["overdue_amount_open"].fillna(0.0)
     out["open_receivables"] = out["open_receivables"].fillna(0.0)
     out["amount_12m"] = out["amount_12m"].fillna(0.0)
     out["max_days_overdue_open"] = out["max_days_overdue_open"].fillna(0.0)
+    out = industry_position(out, INDUSTRY_RELATIVE)
     out = out.reset_index()
     out["as_of"] = as_of
     return finalize(out, registry)
+
+
+#: ratios compared with the industry median of the book on the same date
+INDUSTRY_RELATIVE = ("current_ratio", "liabilities_to_assets", "roa")
+
+
+def industry_position(df: pd.DataFrame, ratios: Sequence[str]) -> pd.DataFrame:
+    """``<ratio>_vs_industry``: the firm's ratio minus its industry's median in the book."""
+    out = df.copy()
+    for r in ratios:
+        median = out.groupby("industry")[r].transform("median")
+        out[f"{r}_vs_industry"] = out[r] - median
+    return out
 
 
 def finalize(df: pd.DataFrame, registry: FeatureRegistry) -> pd.DataFrame:

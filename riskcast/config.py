@@ -137,7 +137,9 @@ class PolicyConfig(_Section):
 class ServingConfig(_Section):
     """When the service stops trusting the model and uses the scorecard instead."""
 
-    max_missing_share: float = Field(0.5, ge=0, le=1)
+    #: above this share of missing features the scorecard answers; None: the bundle's own limit,
+    #: the 99th percentile of the missing share in its training data
+    max_missing_share: float | None = Field(None, ge=0, le=1)
     top_reasons: int = Field(4, ge=1, le=10)
     model_name: str = "riskcast-pd"
     alias: str = "champion"

@@ -63,6 +63,13 @@ class ScoringCore:
         #: what a request may supply: model features and policy facts, with their valid ranges
         self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
 
+    @property
+    def max_missing_share(self) -> float:
+        """The configured limit, else the one the bundle learned from its training data."""
+        if self.cfg.serving.max_missing_share is not None:
+            return self.cfg.serving.max_missing_share
+        return float(self.model.bundle.metadata.get("max_missing_share", 0.5)) if self.model else 0.5
+
     # -- inputs -------------------------------------------------------------------------
     def _check_overrides(self, features: Mapping[str, float]) -> None:
         ranges = self.input_ranges_
@@ -113,8 +120,9 @@ class ScoringCore:
             return s
         bundle = self.model.bundle
         missing = np.isnan(X).mean(axis=1)
-        use_card = missing > self.cfg.serving.max_missing_share
-        s.fallback_reason[use_card] = [f"{m:.0%} of features missing (limit {self.cfg.serving.max_missing_share:.0%})" for m in missing[use_card]]
+        limit = self.max_missing_share
+        use_card = missing > limit
+        s.fallback_reason[use_card] = [f"{m:.0%} of features missing (limit {limit:.0%})" for m in missing[use_card]]
         if forced_reason:
             use_card[:] = True
             s.fallback_reason[:] = forced_reason

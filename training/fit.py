@@ -33,8 +33,10 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
     calibrator = PlattCalibrator(cfg.pd_floor).fit(model.predict_margin(Xva), yva)
     say("scorecard: WoE binning and logistic regression")
     scorecard = CreditScorecard(registry.scorecard_trends, cfg.scorecard, random_state=cfg.seed).fit(split.train, ytr)
+    missing = split.train[names].isna().mean(axis=1)
     meta = {
         **split.windows(),
+        "max_missing_share": float(np.quantile(missing, 0.99)),
         "n_train": len(split.train), "n_valid": len(split.valid), "n_test": len(split.test),
         "best_iteration": model.best_iteration_,
         "features": names,

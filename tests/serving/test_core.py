@@ -102,3 +102,13 @@ def test_without_any_model_the_answer_is_refer(core, demo_workdir):
     d = c.score_order(Order(_book_customer(demo_workdir)["customer_id"], 100.0))
     assert d["decision"] == "refer" and d["pd_12m"] is None and d["fallback"] is True
     assert "registry unreachable" in d["fallback_reason"]
+
+
+def test_a_customer_without_statements_is_scored_by_the_model(core, demo_workdir):
+    """Missing statements are normal in the book: the learned limit must not send them to the fallback."""
+    scored = pd.read_parquet(demo_workdir / "scored_book.parquet")
+    no_statement = scored[scored["current_ratio"].isna()]
+    assert len(no_statement) > 0
+    d = core.score_order(Order(no_statement["customer_id"].iloc[0], 1000.0))
+    assert d["model"]["kind"] == "lightgbm" and d["fallback"] is False
+    assert 0.3 < core.max_missing_share < 1.0
