@@ -132,6 +132,14 @@ RAW_TABLES: dict[str, TableContract] = {
 ALL_TABLES: dict[str, TableContract] = {**RAW_TABLES, TRUTH.name: TRUTH}
 
 
+def _rows(mask: pd.Series, limit: int = 5) -> str:
+    """``rows 3, 17 (and 40 more)``: row positions (0-based, as read) where ``mask`` holds."""
+    pos = np.flatnonzero(np.asarray(mask))
+    shown = ", ".join(str(p) for p in pos[:limit])
+    more = f" (and {pos.size - limit} more)" if pos.size > limit else ""
+    return f"row{'s' if pos.size > 1 else ''} {shown}{more}"
+
+
 def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
     if col.kind in ("str", "category"):
         out = s.astype("string").astype(object).where(s.notna(), None)
@@ -141,17 +149,17 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         bad = parsed.isna() & s.notna() & (s.astype("string").str.strip() != "")
         if bad.any():
             sample = s[bad].iloc[0]
-            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {sample!r}")
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {sample!r} at {_rows(bad)}")
         return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed.astype("datetime64[ns]")
     if col.kind == "float":
         num = pd.to_numeric(s, errors="coerce")
         bad = num.isna() & s.notna() & (s.astype("string").str.strip() != "")
         if bad.any():
             sample = s[bad].iloc[0]
-            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r}")
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r} at {_rows(bad)}")
         num = num.astype("float64")
         if np.isinf(num).any():
-            raise DataValidationError(table, col.name, "contains infinite values")
+            raise DataValidationError(table, col.name, f"infinite values at {_rows(np.isinf(num))}")
         return num
     if col.kind == "bool":
         if s.dtype == bool:
@@ -162,7 +170,7 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         out = txt.map(mapping)
         bad = out.isna() & s.notna()
         if bad.any():
-            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not booleans, e.g. {s[bad].iloc[0]!r}")
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not booleans, e.g. {s[bad].iloc[0]!r} at {_rows(bad)}")
         return out.fillna(False).astype(bool)
     raise AssertionError(col.kind)  # pragma: no cover - Kind is closed
 
@@ -182,26 +190,26 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
         s = _coerce(contract.name, col, out[col.name])
         nulls = s.isna()
         if not col.nullable and nulls.any():
-            raise DataValidationError(contract.name, col.name, f"{int(nulls.sum())} empty value(s) in a required column")
+            raise DataValidationError(contract.name, col.name, f"{int(nulls.sum())} empty value(s) in a required column at {_rows(nulls)}")
         if col.kind == "float":
             if col.min is not None and (s < col.min).any():
-                v = s[s < col.min].iloc[0]
-                raise DataValidationError(contract.name, col.name, f"value {v!r} is below the minimum {col.min}")
+                low = s < col.min
+                raise DataValidationError(contract.name, col.name, f"value {s[low].iloc[0]!r} is below the minimum {col.min} at {_rows(low)}")
             if col.max is not None and (s > col.max).any():
-                v = s[s > col.max].iloc[0]
-                raise DataValidationError(contract.name, col.name, f"value {v!r} is above the maximum {col.max}")
+                high = s > col.max
+                raise DataValidationError(contract.name, col.name, f"value {s[high].iloc[0]!r} is above the maximum {col.max} at {_rows(high)}")
         if col.allowed is not None:
             bad = s.notna() & ~s.isin(col.allowed)
             if bad.any():
                 raise DataValidationError(
                     contract.name, col.name,
-                    f"value {s[bad].iloc[0]!r} is not one of {', '.join(col.allowed)}")
+                    f"value {s[bad].iloc[0]!r} is not one of {', '.join(col.allowed)} at {_rows(bad)}")
         out[col.name] = s
     if contract.key:
         dup = out.duplicated(list(contract.key))
         if dup.any():
             first = out.loc[dup, list(contract.key)].iloc[0].tolist()
-            raise DataValidationError(contract.name, ",".join(contract.key), f"{int(dup.sum())} duplicate key(s), e.g. {first}")
+            raise DataValidationError(contract.name, ",".join(contract.key), f"{int(dup.sum())} duplicate key(s), e.g. {first} at {_rows(dup)}")
     _check_table_rules(contract.name, out)
     return out
 
@@ -211,11 +219,11 @@ def _check_table_rules(name: str, df: pd.DataFrame) -> None:
     if name == "invoices":
         bad = df["due_date"] < df["issue_date"]
         if bad.any():
-            raise DataValidationError(name, "due_date", f"{int(bad.sum())} invoice(s) fall due before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]}")
+            raise DataValidationError(name, "due_date", f"{int(bad.sum())} invoice(s) fall due before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]} at {_rows(bad)}")
         bad = df["paid_date"].notna() & (df["paid_date"] < df["issue_date"])
         if bad.any():
-            raise DataValidationError(name, "paid_date", f"{int(bad.sum())} invoice(s) paid before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]}")
+            raise DataValidationError(name, "paid_date", f"{int(bad.sum())} invoice(s) paid before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]} at {_rows(bad)}")
     elif name == "financial_statements":
         bad = df["filed_date"] < df["period_end"]
         if bad.any():
-            raise DataValidationError(name, "filed_date", f"{int(bad.sum())} statement(s) filed before their period ended, e.g. customer {df.loc[bad, 'customer_id'].iloc[0]}")
+            raise DataValidationError(name, "filed_date", f"{int(bad.sum())} statement(s) filed before their period ended, e.g. customer {df.loc[bad, 'customer_id'].iloc[0]} at {_rows(bad)}")

@@ -7,6 +7,8 @@ all come from here, so they cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Literal, Mapping, Sequence
@@ -199,6 +201,12 @@ class FeatureRegistry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": [asdict(f) for f in self.features]}
+
+    @property
+    def version(self) -> str:
+        """A short hash of the definitions: tables built under another registry are told apart."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FeatureRegistry":

@@ -18,10 +18,14 @@ from riskcast.errors import InputError
 TABLE = "latest_features"
 
 
-def write_store(features: pd.DataFrame, path: str | Path) -> Path:
-    """Keep the newest row per customer and write them to a fresh SQLite file atomically."""
+def write_store(features: pd.DataFrame, path: str | Path, registry_version: str) -> Path:
+    """Keep the newest row per customer and write them to a fresh SQLite file atomically.
+
+    Each row carries its as-of date and the version of the registry it was built with.
+    """
     latest = features.sort_values("as_of").drop_duplicates("customer_id", keep="last").copy()
     latest["as_of"] = latest["as_of"].dt.strftime("%Y-%m-%d")
+    latest["registry_version"] = registry_version
     with atomic_path(path) as tmp:
         with sqlite3.connect(tmp) as con:
             latest.to_sql(TABLE, con, index=False)
@@ -37,8 +41,13 @@ class FeatureStore:
         self.path = Path(path)
         if not self.path.exists():
             raise InputError(f"feature store {self.path} does not exist; run `riskcast demo` or `riskcast train` first", field="store")
-        with self._connect() as con:
+        con = self._connect()
+        try:
             self.columns_ = [r[1] for r in con.execute(f"PRAGMA table_info({TABLE})")]
+            row = con.execute(f"SELECT registry_version FROM {TABLE} LIMIT 1").fetchone()
+        finally:
+            con.close()
+        self.registry_version_ = row[0] if row else None
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)

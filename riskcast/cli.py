@@ -150,7 +150,7 @@ def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, sa
     say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
     scored, feats = rescore_book(tables, core, as_of, progress=say)
     write_parquet(scored, out)
-    write_store(feats, paths.store)
+    write_store(feats, paths.store, core.registry.version)
     counts = scored["grade"].value_counts().reindex(core.model.bundle.master_scale.grades, fill_value=0)
     print(f"scored book: {len(scored):,} customers -> {out}")
     print("grades: " + "  ".join(f"{g}:{n}" for g, n in counts.items()))

@@ -36,12 +36,21 @@ def test_valid_table_is_typed():
     ({"customer_id": ["C1", None]}, "customer_id", "empty"),
     ({"disputed": ["maybe", "no"]}, "disputed", "not booleans"),
 ])
-def test_bad_values_name_table_column_and_problem(change, column, problem):
+def test_bad_values_name_table_column_problem_and_rows(change, column, problem):
     with pytest.raises(DataValidationError) as e:
         validate_table(INVOICES, _invoices(**change))
     msg = str(e.value)
     assert msg.startswith("invoices.")
     assert column in msg and problem in msg
+    assert "row" in msg
+
+
+def test_rows_are_listed_and_counted():
+    df = pd.concat([_invoices()] * 5, ignore_index=True)
+    df["invoice_id"] = [f"I{i}" for i in range(len(df))]
+    df.loc[[1, 3, 5, 7, 8, 9], "amount"] = -1.0
+    with pytest.raises(DataValidationError, match=r"rows 1, 3, 5, 7, 8 \(and 1 more\)"):
+        validate_table(INVOICES, df)
 
 
 def test_missing_column_is_named():

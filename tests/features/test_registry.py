@@ -61,3 +61,33 @@ def test_policy_facts_are_one_list_for_features_core_and_schema():
     props = features_model(default_registry()).model_json_schema()["properties"]
     assert set(names) <= set(props)
     assert not set(names) & set(default_registry().names)  # policy facts are never model inputs
+
+
+def test_registry_feature_table_and_store_agree(demo_workdir):
+    """The registry, a built feature table and the order-entry store hold the same features."""
+    import sqlite3
+
+    import pandas as pd
+
+    from riskcast.features.build import CONTEXT_COLUMNS, ID_COLUMNS
+    from riskcast.features.store import TABLE, FeatureStore
+
+    reg = default_registry()
+    scored = pd.read_parquet(demo_workdir / "scored_book.parquet")
+    assert [c for c in scored.columns if c in reg] == reg.names
+    store = FeatureStore(demo_workdir / "features.sqlite")
+    assert store.registry_version_ == reg.version
+    expected = ID_COLUMNS + reg.names + CONTEXT_COLUMNS + ["registry_version"]
+    assert store.columns_ == expected
+    with sqlite3.connect(demo_workdir / "features.sqlite") as con:
+        n, dates = con.execute(f"SELECT COUNT(*), COUNT(DISTINCT as_of) FROM {TABLE}").fetchone()
+    assert n == len(scored) and dates == 1
+
+
+def test_registry_version_changes_with_any_definition():
+    import dataclasses
+
+    reg = default_registry()
+    first = reg.features[0]
+    changed = FeatureRegistry((dataclasses.replace(first, valid_max=first.valid_max + 1), *reg.features[1:]))
+    assert changed.version != reg.version and default_registry().version == reg.version
