@@ -7,7 +7,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ import pandas as pd
 from riskcast.errors import DataValidationError, InputError
 
 from .schema import ALL_TABLES, RAW_TABLES, validate_table
+
+if TYPE_CHECKING:
+    from .mapping import ColumnMapping
 
 
 @dataclass(frozen=True)
@@ -105,17 +108,37 @@ def find_table_file(directory: Path, name: str) -> Path | None:
     return None
 
 
-def read_tables(directory: str | Path, *, with_truth: bool = True) -> RawTables:
-    """Read and validate the five raw tables (and ``truth`` if present) from a folder."""
+def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") -> pd.DataFrame:
+    """One raw table, read from its file and renamed to the canonical columns."""
+    spec = mapping.table(name) if mapping is not None else None
+    if spec is not None and spec.file:
+        path = directory / spec.file
+        if not path.exists():
+            raise DataValidationError(name, None, f"mapped file {path} does not exist")
+    else:
+        path = find_table_file(directory, name)
+        if path is None:
+            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in {directory}")
+    df = read_any(path)
+    if spec is not None and spec.columns:
+        absent = {canon: src for canon, src in spec.columns.items() if src not in df.columns}
+        if absent:
+            canon, src = next(iter(absent.items()))
+            raise DataValidationError(name, canon, f"mapped from column {src!r}, which {path.name} does not have "
+                                                   f"(its columns: {', '.join(map(str, df.columns[:12]))})")
+        df = df.rename(columns={src: canon for canon, src in spec.columns.items()})
+    return df
+
+
+def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "ColumnMapping | None" = None) -> RawTables:
+    """Read and validate the five raw tables (and ``truth`` if present) from a folder,
+    optionally through a column mapping from the user's own files."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"data folder {directory} does not exist", field="data")
     out: dict[str, pd.DataFrame | None] = {}
     for name, contract in RAW_TABLES.items():
-        p = find_table_file(directory, name)
-        if p is None:
-            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in {directory}")
-        out[name] = validate_table(contract, read_any(p))
+        out[name] = validate_table(contract, _read_mapped(directory, name, mapping))
     truth_path = find_table_file(directory, "truth") if with_truth else None
     out["truth"] = validate_table(ALL_TABLES["truth"], read_any(truth_path)) if truth_path else None
     return RawTables(**out)

@@ -40,6 +40,14 @@ def _paths(args: argparse.Namespace) -> WorkPaths:
     return WorkPaths(root=workdir(getattr(args, "workdir", None)))
 
 
+def _read_book(args: argparse.Namespace, with_truth: bool = True):
+    from riskcast.data.io import read_tables
+    from riskcast.data.mapping import load_mapping
+
+    mapping = load_mapping(args.mapping) if getattr(args, "mapping", None) else None
+    return read_tables(args.data, with_truth=with_truth, mapping=mapping)
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -74,11 +82,11 @@ def cmd_generate(args: argparse.Namespace, say: Progress) -> int:
 
 
 def cmd_features(args: argparse.Namespace, say: Progress) -> int:
-    from riskcast.data.io import read_tables, write_parquet
+    from riskcast.data.io import write_parquet
     from riskcast.features.build import build_features, parse_as_of
 
     dates = parse_as_of(args.as_of)
-    tables = read_tables(args.data, with_truth=False)
+    tables = _read_book(args, with_truth=False)
     df = build_features(tables, dates, progress=say)
     write_parquet(df, args.out)
     print(f"{len(df):,} feature rows for {len(dates)} date(s) -> {args.out}")
@@ -114,9 +122,7 @@ def _train(tables, cfg: RiskcastConfig, paths: WorkPaths, say: Progress):
 
 
 def cmd_train(args: argparse.Namespace, say: Progress) -> int:
-    from riskcast.data.io import read_tables
-
-    tables = read_tables(args.data)
+    tables = _read_book(args)
     _train(tables, _config(args), _paths(args), say)
     return 0
 
@@ -160,13 +166,12 @@ def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, sa
 
 
 def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
-    from riskcast.data.io import read_tables
     from riskcast.features.build import parse_as_of
 
     as_of = parse_as_of(args.as_of)
     if len(as_of) != 1:
         raise InputError("as_of: rescore takes one date", field="as_of")
-    tables = read_tables(args.data, with_truth=False)
+    tables = _read_book(args, with_truth=False)
     _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None))
     return 0
 
@@ -272,11 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("features", cmd_features, "point-in-time feature table: one row per customer and as-of date")
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
     sp.add_argument("--as-of", required=True, help="date or comma-separated dates, YYYY-MM-DD")
     sp.add_argument("--out", required=True, help="Parquet file to write")
 
     sp = add("train", cmd_train, "train on a book, evaluate out of time, log to MLflow, register; promote if the gate passes")
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
     with_workdir(sp)
 
     sp = add("train-table", cmd_train_table, "train on your own feature table (CSV, Parquet or ARFF) with a 0/1 target")
@@ -290,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("rescore", cmd_rescore, "score the whole book on one date and refresh the order-entry feature store")
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
     sp.add_argument("--as-of", required=True, help="the date to score on, YYYY-MM-DD")
     sp.add_argument("--out", required=True, help="Parquet file to write (atomically)")
     with_workdir(sp)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -163,23 +163,29 @@ class RiskcastConfig(_Section):
     monitoring: MonitoringConfig = MonitoringConfig()
 
 
-def load_config(path: str | Path | None = None) -> RiskcastConfig:
-    """Defaults, overridden by a TOML file when one is given. Errors name the key."""
-    if path is None:
-        return RiskcastConfig()
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_toml(path: str | Path, model: type[M], what: str) -> M:
+    """Read a TOML file into a pydantic model; every error names the file and the key."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", field="config") from None
+        raise ConfigError(f"{what} file {path} does not exist", field=what) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}", field="config") from None
+        raise ConfigError(f"{what} file {path} is not valid TOML: {exc}", field=what) from None
     try:
-        return RiskcastConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        raise ConfigError(f"config file {path}: {key}: {err['msg']}", field=key) from None
+        raise ConfigError(f"{what} file {path}: {key}: {err['msg']}", field=key) from None
+
+
+def load_config(path: str | Path | None = None) -> RiskcastConfig:
+    """Defaults, overridden by a TOML file when one is given. Errors name the key."""
+    return RiskcastConfig() if path is None else load_toml(path, RiskcastConfig, "config")
 
 
 def workdir(explicit: str | Path | None = None) -> Path:
