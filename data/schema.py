@@ -140,20 +140,32 @@ def _rows(mask: pd.Series, limit: int = 5) -> str:
     return f"row{'s' if pos.size > 1 else ''} {shown}{more}"
 
 
+def _unparsed(raw: pd.Series, parsed: pd.Series) -> pd.Series:
+    """Values that were present but did not parse. Only text can hold those, so typed
+    columns skip the (slow) string comparison."""
+    lost = parsed.isna() & raw.notna()
+    if not lost.any() or not (raw.dtype == object or pd.api.types.is_string_dtype(raw)):
+        return lost & False
+    return lost & (raw.astype("string").str.strip() != "")
+
+
 def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
     if col.kind in ("str", "category"):
         out = s.astype("string").astype(object).where(s.notna(), None)
         return out
     if col.kind == "date":
-        parsed = pd.to_datetime(s, errors="coerce", format="mixed") if s.dtype == object else pd.to_datetime(s, errors="coerce")
-        bad = parsed.isna() & s.notna() & (s.astype("string").str.strip() != "")
+        if pd.api.types.is_datetime64_any_dtype(s):
+            parsed = s
+        else:
+            parsed = pd.to_datetime(s, errors="coerce", format="mixed") if s.dtype == object else pd.to_datetime(s, errors="coerce")
+        bad = _unparsed(s, parsed)
         if bad.any():
             sample = s[bad].iloc[0]
             raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {sample!r} at {_rows(bad)}")
         return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed.astype("datetime64[ns]")
     if col.kind == "float":
-        num = pd.to_numeric(s, errors="coerce")
-        bad = num.isna() & s.notna() & (s.astype("string").str.strip() != "")
+        num = s if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else pd.to_numeric(s, errors="coerce")
+        bad = _unparsed(s, num)
         if bad.any():
             sample = s[bad].iloc[0]
             raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r} at {_rows(bad)}")
