@@ -1,11 +1,19 @@
 """A synthetic trade-credit book whose defaults are caused by a latent credit quality.
 
-Each firm's monthly default hazard is ``sigmoid(z)`` with
-``z = base + firm risk + industry offset + industry cycle + AR(1) firm shock``. The same
-latent risk drives its financial ratios and how late it pays, so features carry real signal,
-and the true 12-month PD of every customer on every quarter start is known (``truth``):
-the hazard path integrated over the firm's future shocks, with the industry path taken as
-the scenario.
+Why: a PD model can only be judged against the truth, and real books do not come with one.
+Here every firm has a latent risk ``r = firm risk + industry offset + industry cycle + shock``
+(the shock an AR(1)). The same ``r`` drives its financial ratios, how late it pays and its
+monthly hazard ``sigmoid(base + r)`` of *distress*. A distressed firm stops paying at once and
+is recorded as defaulted three months later (bankruptcy or 90 days past due), so unpaid
+invoices lead the default without leaking anything the latent state does not hold. The true
+12-month PD of every active customer on every quarter start (``truth``) is therefore exact:
+1 for a firm already in distress, otherwise its future hazard integrated over the firm's
+shocks by Monte Carlo, with the industry path taken as the scenario.
+
+Everything is drawn from child generators of ``numpy.random.default_rng(seed)``, one per
+purpose, and every draw covers all firms whether they are active or not, so a seed gives the
+same book, and with the same seed the recession scenario differs from the baseline only in
+the industries it hits (and in the invoice numbering).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
+from scipy.special import expit, ndtri
 
 from riskcast.config import GeneratorConfig
 
@@ -24,293 +32,509 @@ from .schema import NACE_SECTIONS
 
 Progress = Callable[[str], None] | None
 
-# NACE sections: common ones for trade-credit customers weigh more
-_INDUSTRY_WEIGHTS = dict(zip(NACE_SECTIONS, [
-    2, 1, 18, 1, 1, 12, 22, 8, 5, 4, 1, 3, 8, 4, 1, 1, 2, 1, 2, 1, 1]))
 RECESSION_INDUSTRIES = ("C", "F", "G", "H")
-_COUNTRIES = ["DE", "FR", "PL", "NL", "IT", "ES", "BE", "AT", "CZ", "SE"]
-_SUFFIX = {"DE": "GmbH", "AT": "GmbH", "FR": "SARL", "PL": "Sp. z o.o.", "NL": "B.V.", "BE": "BV",
-           "IT": "S.r.l.", "ES": "S.L.", "CZ": "s.r.o.", "SE": "AB"}
-_BASE_LOGIT = -7.35     # monthly hazard of an average firm in a neutral cycle
+
+#: share of trade-credit customers by NACE section: manufacturing, trade, construction,
+#: professional services and transport dominate
+_INDUSTRY_WEIGHT = dict(A=2.0, B=0.5, C=20.0, D=1.0, E=1.0, F=12.0, G=22.0, H=8.0, I=3.0, J=4.0, K=1.0,
+                        L=2.0, M=9.0, N=5.0, O=0.5, P=1.0, Q=3.0, R=1.0, S=2.0, T=0.2, U=0.1)
+#: logit offset of the hazard by section: construction and hospitality riskier, public sector safest
+_INDUSTRY_OFFSET = dict(A=0.1, B=0.1, C=0.0, D=-0.4, E=-0.2, F=0.4, G=0.05, H=0.2, I=0.45, J=-0.1, K=-0.4,
+                        L=0.0, M=-0.15, N=0.15, O=-0.8, P=-0.3, Q=-0.3, R=0.2, S=0.15, T=0.0, U=-0.5)
+_COUNTRY_WEIGHT = dict(DE=30, FR=15, PL=12, NL=10, IT=9, ES=8, BE=5, AT=4, CZ=4, SE=3)
+_LEGAL_FORM = dict(DE="GmbH", AT="GmbH", FR="SARL", PL="Sp. z o.o.", NL="B.V.", BE="BV", IT="S.r.l.",
+                   ES="S.L.", CZ="s.r.o.", SE="AB")
+_NAME_STEMS = ("Alder", "Birk", "Castell", "Dorn", "Elm", "Falk", "Gran", "Hain", "Iber", "Jura", "Kron",
+               "Lind", "Mar", "Nord", "Ost", "Pol", "Quell", "Rhen", "Sud", "Tann", "Ulm", "Vall", "West", "Zeder")
+_NAME_TAILS = ("berg", "feld", "hof", "mark", "stein", "tal", "wald", "bach", "dorf", "haven", "ton", "field")
+_SECTOR_WORD = dict(A="Agrar", B="Mining", C="Manufacturing", D="Energy", E="Recycling", F="Construction",
+                    G="Trading", H="Logistics", I="Hospitality", J="Software", K="Capital", L="Properties",
+                    M="Consulting", N="Services", O="Public Works", P="Academy", Q="Care", R="Events",
+                    S="Services", T="Household", U="Mission")
+
+BURN_IN = 24           # months simulated before the data start (statements look back two years)
+LAG = 3                # months from distress (payments stop) to the recorded default
+_BASE_LOGIT = -7.1     # monthly distress hazard of an average firm in a neutral cycle
+_FIRM_RISK_SD = 0.8
 _SHOCK_RHO, _SHOCK_SD = 0.95, 0.25
-_FIRM_RISK_SD = 1.1      # spread of permanent firm risk: true-PD AUC ~0.82
-_MC_PATHS = 256
+_CYCLE_RHO, _CYCLE_SD = 0.9, 0.07      # per industry
+_MACRO_RHO, _MACRO_SD = 0.95, 0.04     # shared by all industries
+_DOWNTURN = 1.0        # logit added to the recession industries' hazard at full strength
+_DOWNTURN_GROWTH = 0.02  # monthly log growth lost at full strength (about -13% over the year)
+#: population sd of the latent risk (0.1: industry offsets and cycles, size and age);
+#: ``q = r / _RISK_SD`` is the standardised risk
+_RISK_SD = float(np.sqrt(_FIRM_RISK_SD**2 + 0.1 + _SHOCK_SD**2 / (1 - _SHOCK_RHO**2)))
+_MC_PATHS = 256        # common future shock paths for the true PD (half of them antithetic)
+_CHUNK = 4096          # firms per Monte Carlo block: bounds memory to ~10 MB per array
+_NEVER = np.iinfo(np.int64).max
+
+
+# -- the latent world ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Calendar:
+    """Months ``-BURN_IN .. months-1``; column ``c`` of every latent array is month ``c - BURN_IN``."""
+
+    starts: np.ndarray      # datetime64[D], first day of each simulated month, plus the month after
+    months: int
+
+    @property
+    def columns(self) -> int:
+        return self.months + BURN_IN
+
+    @property
+    def data_start(self) -> np.datetime64:
+        return self.starts[BURN_IN]
+
+    @property
+    def data_end(self) -> np.datetime64:
+        """The last day of the data."""
+        return self.starts[-1] - np.timedelta64(1, "D")
+
+    def month_starts(self) -> pd.DatetimeIndex:
+        """First days of the data months (no burn-in)."""
+        return pd.DatetimeIndex(self.starts[BURN_IN:-1].astype("datetime64[ns]"))
+
+    def column_of(self, day: np.ndarray) -> np.ndarray:
+        """Latent column of the month holding each day (clipped to the simulated span)."""
+        return np.clip(np.searchsorted(self.starts, day, side="right") - 1, 0, self.columns - 1)
+
+    def days_in(self, col: np.ndarray) -> np.ndarray:
+        return (self.starts[col + 1] - self.starts[col]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Economy:
+    """Industry paths, one row per NACE section."""
+
+    offset: np.ndarray      # (J,)
+    cycle: np.ndarray       # (J, T) logit added to the hazard (recession downturn included)
+    growth: np.ndarray      # (J, T) activity index, 100 at the first data month
+
+
+@dataclass(frozen=True)
+class _Firms:
+    industry: np.ndarray    # (N,) index into NACE_SECTIONS
+    size: np.ndarray        # (N,) log annual revenue
+    founded: np.ndarray     # (N,) datetime64[D]
+    first_trade: np.ndarray  # (N,) datetime64[D]
+    first_col: np.ndarray   # (N,) first column exposed to the hazard
+    risk: np.ndarray        # (N,) permanent risk a_i
+
+    @property
+    def size_z(self) -> np.ndarray:
+        return (self.size - np.log(5e6)) / 1.2
 
 
 @dataclass(frozen=True)
 class _Latent:
-    months: pd.DatetimeIndex
-    industry: np.ndarray      # (N,) index into NACE_SECTIONS
-    firm_risk: np.ndarray     # (N,)
-    size: np.ndarray          # (N,) log revenue
-    ind_offset: np.ndarray    # (21,)
-    cycle: np.ndarray         # (21, M)
-    shock: np.ndarray         # (N, M)
-    start_month: np.ndarray   # (N,) first month of trade (may be negative: before the data)
-    default_month: np.ndarray  # (N,) month of default, -1 if none
+    cal: _Calendar
+    economy: _Economy
+    firms: _Firms
+    shock: np.ndarray       # (N, T) idiosyncratic AR(1)
+    distress: np.ndarray    # (N,) column of distress, -1 if none
+    default_day: np.ndarray  # (N,) datetime64[D] as int64 days; _NEVER if no default inside the data
 
-    def z(self) -> np.ndarray:
-        return (_BASE_LOGIT + self.firm_risk[:, None] + self.ind_offset[self.industry][:, None]
-                + self.cycle[self.industry] + self.shock)
+    def risk_at(self, rows: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Latent risk ``r`` (hazard logit without the base) of firms ``rows`` in columns ``col``."""
+        f, e = self.firms, self.economy
+        ind = f.industry[rows]
+        return f.risk[rows] + e.offset[ind] + e.cycle[ind, col] + self.shock[rows, col]
 
+    def q_at(self, rows: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Standardised latent risk: about N(0, 1) over the population, higher is worse."""
+        return self.risk_at(rows, col) / _RISK_SD
 
-def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float, sd: float) -> np.ndarray:
-    out = np.empty(shape)
-    x = rng.normal(0, sd / np.sqrt(1 - rho**2), shape[:-1])
-    for t in range(shape[-1]):
-        x = rho * x + rng.normal(0, sd, shape[:-1])
-        out[..., t] = x
-    return out
-
-
-def _latent(cfg: GeneratorConfig, rng: np.random.Generator) -> _Latent:
-    n, m = cfg.customers, 12 * cfg.years
-    months = pd.date_range(pd.Timestamp(cfg.start).to_period("M").to_timestamp(), periods=m, freq="MS")
-    w = np.array(list(_INDUSTRY_WEIGHTS.values()), dtype=float)
-    industry = rng.choice(len(w), size=n, p=w / w.sum())
-    ind_offset = rng.normal(0, 0.3, len(w))
-    ind_offset[NACE_SECTIONS.index("F")] += 0.35   # construction is riskier
-    ind_offset[NACE_SECTIONS.index("K")] -= 0.3
-    cycle = _ar1(rng, (len(w), m), 0.92, 0.06) + _ar1(rng, (1, m), 0.95, 0.05)
-    if cfg.scenario == "recession":
-        ramp = np.clip((np.arange(m) - (m - 13)) / 9.0, 0, 1)
-        for code in RECESSION_INDUSTRIES:
-            cycle[NACE_SECTIONS.index(code)] += 1.0 * ramp
-    size = rng.normal(np.log(5e6), 1.2, n)
-    size_z = (size - np.log(5e6)) / 1.2
-    age = rng.uniform(1, 60, n)
-    firm_risk = rng.normal(0, _FIRM_RISK_SD, n) - 0.25 * size_z + 0.35 * (age < 5)
-    old = rng.random(n) < 0.7
-    start_month = np.where(old, -rng.integers(1, 120, n), rng.integers(0, max(m - 6, 1), n))
-    start_month = np.maximum(start_month, -np.floor(age * 12).astype(int))
-    shock = _ar1(rng, (n, m), _SHOCK_RHO, _SHOCK_SD)
-    lat = _Latent(months, industry, firm_risk, size, ind_offset, cycle, shock, start_month, np.full(n, -1))
-    hazard = expit(lat.z())
-    exposed = np.arange(m)[None, :] >= start_month[:, None]
-    hit = (rng.random((n, m)) < hazard) & exposed
-    default_month = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-    return _Latent(months, industry, firm_risk, size, ind_offset, cycle, shock, start_month, default_month)
+    def distress_day(self) -> np.ndarray:
+        """First day of the month a firm stopped paying, as int64 days; _NEVER if it never did."""
+        out = np.full(self.distress.size, _NEVER, dtype=np.int64)
+        hit = self.distress >= 0
+        out[hit] = self.cal.starts[self.distress[hit]].astype(np.int64)
+        return out
 
 
-def _standard_risk(lat: _Latent, month_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Latent risk of firms ``rows`` at months ``month_idx`` (clipped to the window), standardised."""
-    mi = np.clip(month_idx, 0, len(lat.months) - 1)
-    z = (lat.firm_risk[rows] + lat.ind_offset[lat.industry[rows]] + lat.cycle[lat.industry[rows], mi]
-         + lat.shock[rows, mi])
-    return z / 0.95
-
-
-def _customers(cfg: GeneratorConfig, lat: _Latent, rng: np.random.Generator) -> pd.DataFrame:
-    n = cfg.customers
-    country = rng.choice(_COUNTRIES, size=n, p=np.array([30, 15, 12, 10, 9, 8, 5, 4, 4, 3]) / 100)
-    ids = np.char.add("C", np.char.zfill(np.arange(1, n + 1).astype(str), 6))
-    start = lat.months[0]
-    first_trade = start + pd.to_timedelta(lat.start_month * 30.4375 + rng.integers(0, 28, n), unit="D")
-    age_days = (rng.uniform(0, 1, n) * 40 * 365 + 365).astype(int)
-    founded = first_trade - pd.to_timedelta(age_days, unit="D")
-    return pd.DataFrame({
-        "customer_id": ids,
-        "name": [f"Firm {i:06d} {_SUFFIX[c]}" for i, c in zip(range(1, n + 1), country)],
-        "industry": np.array(NACE_SECTIONS)[lat.industry],
-        "country": country,
-        "founded": founded.normalize().astype("datetime64[ns]"),
-        "first_trade_date": first_trade.normalize().astype("datetime64[ns]"),
-    })
-
-
-def _defaults(customers: pd.DataFrame, lat: _Latent, rng: np.random.Generator) -> pd.DataFrame:
-    rows = np.flatnonzero(lat.default_month >= 0)
-    day = rng.integers(1, 27, rows.size)  # never the 1st: a default is after the quarter-start as_of
-    date = lat.months[lat.default_month[rows]] + pd.to_timedelta(day, unit="D")
-    first = customers["first_trade_date"].to_numpy()[rows]
-    date = np.maximum(date.to_numpy(), first + np.timedelta64(1, "D"))
-    kind = np.where(rng.random(rows.size) < 0.4, "bankruptcy", "90dpd")
-    return pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[rows],
-                         "default_date": pd.to_datetime(date).astype("datetime64[ns]"), "kind": kind})
-
-
-def _statements(customers: pd.DataFrame, lat: _Latent, default_date: np.ndarray, rng: np.random.Generator,
-                data_end: pd.Timestamp) -> pd.DataFrame:
-    n = len(customers)
-    size_z = (lat.size - np.log(5e6)) / 1.2
-    files = rng.random(n) >= np.clip(0.2 - 0.12 * size_z, 0.02, 0.6)  # ~20% never file, mostly small
-    first_year, last_year = lat.months[0].year - 1, data_end.year - 1
-    parts = []
-    for year in range(first_year, last_year + 1):
-        period_end = pd.Timestamp(year=year, month=12, day=31)
-        m_idx = (year - lat.months[0].year) * 12 + 11
-        alive = (np.isnan(default_date) | (default_date > period_end.value)) & files
-        alive &= lat.start_month <= m_idx + 24
-        alive &= rng.random(n) > 0.05  # some years are skipped
-        rows = np.flatnonzero(alive)
-        if rows.size == 0:
-            continue
-        q = _standard_risk(lat, np.full(rows.size, m_idx), rows)
-        k = rows.size
-        delay = np.clip(rng.normal(110 + 25 * q - 15 * size_z[rows], 25), 60, 180).astype(int)
-        filed = period_end + pd.to_timedelta(delay, unit="D")
-        revenue = np.exp(lat.size[rows] + 0.04 * (year - first_year) + rng.normal(0, 0.1, k)) * np.exp(-0.05 * q)
-        assets = revenue / np.exp(rng.normal(np.log(1.2), 0.3, k))
-        lev = np.clip(1.3 * expit(-0.5 + 0.8 * q + rng.normal(0, 0.35, k)), 0.05, 1.6)
-        liabilities = lev * assets
-        current_assets = assets * np.clip(rng.normal(0.5, 0.12, k), 0.15, 0.9)
-        cash_share = np.clip(expit(-1.3 - 0.6 * q + rng.normal(0, 0.4, k)), 0.01, 0.8)
-        cash = current_assets * cash_share
-        receivables = (current_assets - cash) * rng.uniform(0.35, 0.65, k)
-        inventory = current_assets - cash - receivables
-        current_liabilities = liabilities * np.clip(rng.normal(0.55 + 0.05 * q, 0.12, k), 0.2, 0.95)
-        ebit = revenue * (0.07 - 0.045 * q + rng.normal(0, 0.03, k))
-        interest = liabilities * 0.6 * np.clip(rng.normal(0.045 + 0.01 * q, 0.01, k), 0.005, 0.15)
-        pre_tax = ebit - interest
-        net_income = np.where(pre_tax > 0, 0.75 * pre_tax, pre_tax)
-        equity = assets - liabilities
-        parts.append(pd.DataFrame({
-            "customer_id": customers["customer_id"].to_numpy()[rows],
-            "period_end": period_end, "filed_date": filed,
-            "revenue": revenue, "cogs": revenue * np.clip(rng.normal(0.7, 0.08, k), 0.3, 0.98),
-            "ebit": ebit, "interest_expense": interest, "net_income": net_income,
-            "total_assets": assets, "current_assets": current_assets, "cash": cash,
-            "receivables": receivables, "inventory": inventory,
-            "current_liabilities": current_liabilities, "total_liabilities": liabilities,
-            "equity": equity, "retained_earnings": equity * rng.uniform(0.2, 0.9, k),
-            "operating_cash_flow": net_income + 0.04 * assets - 0.02 * q * revenue + rng.normal(0, 0.02, k) * revenue,
-            "_default": default_date[rows],
-        }))
-    st = pd.concat(parts, ignore_index=True)
-    known = (st["filed_date"] <= data_end) & (np.isnan(st["_default"]) | (st["filed_date"].astype("int64") < st["_default"]))
-    st = st[known].drop(columns="_default")
-    for c in ("period_end", "filed_date"):
-        st[c] = st[c].astype("datetime64[ns]")
-    return st.reset_index(drop=True)
-
-
-def _invoices(customers: pd.DataFrame, lat: _Latent, default_date: np.ndarray, rng: np.random.Generator,
-              data_end: pd.Timestamp, progress: Progress) -> pd.DataFrame:
-    n, m = len(customers), len(lat.months)
-    size_z = (lat.size - np.log(5e6)) / 1.2
-    rate = np.clip(np.exp(0.15 + 0.35 * size_z + rng.normal(0, 0.3, n)), 0.3, 4.0)
-    terms = rng.choice([30, 60, 90], size=n, p=[0.55, 0.30, 0.15])
-    first_trade = customers["first_trade_date"].to_numpy().astype("datetime64[D]")
-    dd = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    has_default = ~np.isnan(default_date)
-    dd[has_default] = default_date[has_default].astype(np.int64)
-    parts = []
-    for t in range(m):
-        month = lat.months[t]
-        count = rng.poisson(rate)
-        count[lat.start_month > t] = 0
-        count[(lat.default_month >= 0) & (lat.default_month < t)] = 0
-        rows = np.repeat(np.arange(n), count)
-        if rows.size == 0:
-            continue
-        k = rows.size
-        issue = (np.datetime64(month.date(), "D") + rng.integers(0, month.days_in_month, k)).astype("datetime64[D]")
-        keep = (issue >= first_trade[rows]) & (issue.astype("datetime64[ns]").astype(np.int64) < dd[rows])
-        rows, issue, k = rows[keep], issue[keep], int(keep.sum())
-        q = _standard_risk(lat, np.full(k, t), rows)
-        amount = np.round(np.exp(lat.size[rows] - np.log(12) + np.log(0.01) - np.log(rate[rows]) + rng.normal(0, 0.5, k)), 2)
-        due = issue + terms[rows].astype("timedelta64[D]")
-        disputed = rng.random(k) < expit(-3.9 + 0.5 * q)
-        late = rng.random(k) < expit(-0.8 + 1.3 * q)
-        late_days = rng.exponential(4 + 14 * np.logaddexp(0, 1.2 * q)) + disputed * rng.exponential(20, k)
-        early = -rng.uniform(0, 0.3, k) * terms[rows]
-        pay_delay = np.where(late, np.ceil(late_days), np.floor(early)).astype("timedelta64[D]")
-        paid = due + pay_delay
-        paid = np.maximum(paid, issue)
-        paid_ns = paid.astype("datetime64[ns]").astype(np.int64)
-        # a firm in default stops paying: nothing due within 90 days of default is ever paid
-        unpaid = (paid_ns >= dd[rows]) | (dd[rows] - issue.astype("datetime64[ns]").astype(np.int64) < 90 * 86_400 * 10**9)
-        unpaid |= paid > np.datetime64(data_end.date(), "D")
-        partial = rng.random(k) < 0.03
-        paid_amount = np.where(partial, np.round(amount * rng.uniform(0.5, 0.95, k), 2), amount)
-        parts.append(pd.DataFrame({
-            "customer_id": customers["customer_id"].to_numpy()[rows],
-            "issue_date": issue.astype("datetime64[ns]"), "due_date": due.astype("datetime64[ns]"),
-            "amount": amount,
-            "paid_date": np.where(unpaid, np.datetime64("NaT"), paid).astype("datetime64[ns]"),
-            "paid_amount": np.where(unpaid, np.nan, paid_amount),
-            "disputed": disputed,
-        }))
-        if progress and (t + 1) % 12 == 0:
-            progress(f"invoices {t + 1}/{m} months")
-    inv = pd.concat(parts, ignore_index=True)
-    inv = inv[inv["issue_date"] <= data_end].sort_values(["issue_date", "customer_id"], kind="stable").reset_index(drop=True)
-    inv.insert(0, "invoice_id", np.char.add("INV", np.char.zfill(np.arange(1, len(inv) + 1).astype(str), 9)))
-    return inv
-
-
-def _industry_signals(lat: _Latent, rng: np.random.Generator, scenario: str) -> pd.DataFrame:
-    n_ind, m = lat.cycle.shape
-    monthly = expit(_BASE_LOGIT + 0.7 + lat.ind_offset[:, None] + lat.cycle)
-    annual = 1 - (1 - monthly) ** 12
-    rate = np.clip(annual * np.exp(rng.normal(0, 0.08, annual.shape)), 0, 1)
-    step = 0.003 - 0.03 * np.diff(lat.cycle, axis=1, prepend=lat.cycle[:, :1]) - 0.004 * lat.cycle
-    step = step + rng.normal(0, 0.003, step.shape)
-    if scenario == "recession":
-        for code in RECESSION_INDUSTRIES:
-            step[NACE_SECTIONS.index(code), m - 12:] -= 0.012
-    growth = 100 * np.exp(np.cumsum(step, axis=1))
-    return pd.DataFrame({
-        "industry": np.repeat(np.array(NACE_SECTIONS), m),
-        "month": np.tile(lat.months.to_numpy(), n_ind).astype("datetime64[ns]"),
-        "default_rate": rate.ravel(),
-        "growth_index": growth.ravel(),
-    })
-
-
-def _truth(customers: pd.DataFrame, lat: _Latent, rng: np.random.Generator, data_end: pd.Timestamp,
-           default_date: np.ndarray, progress: Progress) -> pd.DataFrame:
-    """True 12-month PD on every quarter start with a full horizon: the firm's future shocks are
-    integrated by Monte Carlo over common standardised paths (the same for every firm)."""
-    m = len(lat.months)
-    future = _ar1_paths(rng, _MC_PATHS, 12)
-    decay = _SHOCK_RHO ** np.arange(1, 13)
-    first_trade = customers["first_trade_date"].to_numpy()
-    parts = []
-    for k in range(12, m - 11, 3):
-        as_of = lat.months[k]
-        active = (first_trade <= as_of.to_datetime64()) & (np.isnan(default_date) | (default_date > as_of.value))
-        rows = np.flatnonzero(active)
-        pd_ = np.empty(rows.size)
-        for lo in range(0, rows.size, 2048):
-            r = rows[lo:lo + 2048]
-            base = (_BASE_LOGIT + lat.firm_risk[r, None] + lat.ind_offset[lat.industry[r]][:, None]
-                    + lat.cycle[lat.industry[r], k:k + 12] + lat.shock[r, k - 1, None] * decay[None, :])
-            survive = np.prod(1 - expit(base[:, None, :] + future[None, :, :]), axis=2)
-            pd_[lo:lo + 2048] = 1 - survive.mean(axis=1)
-        parts.append(pd.DataFrame({"customer_id": customers["customer_id"].to_numpy()[rows],
-                                   "as_of": as_of, "pd_12m": pd_}))
-        if progress:
-            progress(f"true PD as of {as_of.date()}")
-    out = pd.concat(parts, ignore_index=True)
-    out["as_of"] = out["as_of"].astype("datetime64[ns]")
-    return out
-
-
-def _ar1_paths(rng: np.random.Generator, paths: int, steps: int) -> np.ndarray:
-    """Future shock innovations from a known state: x_t = rho x_{t-1} + eps, x_{-1} = 0."""
-    out = np.empty((paths, steps))
-    x = np.zeros(paths)
-    for t in range(steps):
-        x = _SHOCK_RHO * x + rng.normal(0, _SHOCK_SD, paths)
+def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float, sd: float) -> np.ndarray:
+    """``rows`` stationary AR(1) paths of ``cols`` steps."""
+    out = np.empty((rows, cols))
+    x = rng.normal(0.0, sd / np.sqrt(1 - rho**2), rows)
+    for t in range(cols):
+        x = rho * x + rng.normal(0.0, sd, rows)
         out[:, t] = x
     return out
 
 
-def generate_book(cfg: GeneratorConfig, progress: Progress = None) -> RawTables:
-    """The five raw tables and ``truth`` for ``cfg``; the same config gives the same book."""
-    streams = np.random.default_rng(cfg.seed).spawn(7)
-    lat = _latent(cfg, streams[0])
-    data_end = lat.months[-1] + pd.offsets.MonthEnd(0)
-    customers = _customers(cfg, lat, streams[1])
-    defaults = _defaults(customers, lat, streams[2])
-    by_customer = defaults.set_index("customer_id")["default_date"]
-    default_date = customers["customer_id"].map(by_customer).astype("datetime64[ns]").astype("int64").to_numpy().astype(float)
-    default_date[customers["customer_id"].map(by_customer).isna().to_numpy()] = np.nan
+def _calendar(config: GeneratorConfig) -> _Calendar:
+    first = pd.Timestamp(config.start).to_period("M").to_timestamp()
+    months = 12 * config.years
+    starts = pd.date_range(first - pd.DateOffset(months=BURN_IN), periods=months + BURN_IN + 1, freq="MS")
+    return _Calendar(starts.to_numpy().astype("datetime64[D]"), months)
+
+
+def _downturn(cal: _Calendar) -> np.ndarray:
+    """Recession strength by column: 0 until the last 12 data months, then rising to 1."""
+    month = np.arange(cal.columns) - BURN_IN
+    return np.clip((month - (cal.months - 12) + 1) / 12.0, 0.0, 1.0)
+
+
+def _economy(config: GeneratorConfig, cal: _Calendar, rng: np.random.Generator) -> _Economy:
+    n_ind, cols = len(NACE_SECTIONS), cal.columns
+    cycle = _ar1(rng, n_ind, cols, _CYCLE_RHO, _CYCLE_SD) + _ar1(rng, 1, cols, _MACRO_RHO, _MACRO_SD)
+    trend = rng.normal(0.002, 0.001, (n_ind, 1))
+    step = trend - 0.012 * cycle + rng.normal(0.0, 0.004, (n_ind, cols))
+    if config.scenario == "recession":
+        hit = np.isin(np.array(NACE_SECTIONS), RECESSION_INDUSTRIES)
+        ramp = _downturn(cal)
+        cycle[hit] += _DOWNTURN * ramp
+        step[hit] -= _DOWNTURN_GROWTH * ramp
+    log_index = np.cumsum(step, axis=1)
+    growth = 100.0 * np.exp(log_index - log_index[:, [BURN_IN]])
+    offset = np.array([_INDUSTRY_OFFSET[s] for s in NACE_SECTIONS])
+    return _Economy(offset, cycle, growth)
+
+
+def _firms(config: GeneratorConfig, cal: _Calendar, rng: np.random.Generator) -> _Firms:
+    n = config.customers
+    weight = np.array([_INDUSTRY_WEIGHT[s] for s in NACE_SECTIONS])
+    industry = rng.choice(len(weight), size=n, p=weight / weight.sum())
+    size = rng.normal(np.log(5e6), 1.2, n)
+    age_years = np.clip(1.0 + rng.gamma(1.5, 10.0, n), 1.0, 60.0)
+    start = cal.data_start
+    founded = start - (age_years * 365.25).astype(np.int64).astype("timedelta64[D]")
+    # 70% were customers before the data start (at most ten years), the rest join during it
+    earliest = np.maximum(founded, start - np.timedelta64(3652, "D"))
+    before = earliest + (rng.random(n) * (start - earliest).astype(np.int64)).astype(np.int64).astype("timedelta64[D]")
+    window = int((cal.data_end - start).astype(np.int64)) - 60
+    during = start + rng.integers(0, max(window, 1), n).astype("timedelta64[D]")
+    first_trade = np.where(rng.random(n) < 0.7, before, during)
+    size_z = (size - np.log(5e6)) / 1.2
+    age_z = (np.log(age_years) - 2.6) / 0.8
+    risk = rng.normal(0.0, _FIRM_RISK_SD, n) - 0.2 * size_z - 0.2 * age_z
+    first_col = np.maximum(cal.column_of(first_trade), BURN_IN - LAG)
+    return _Firms(industry, size, founded, first_trade, first_col, risk)
+
+
+def _distress(firms: _Firms, economy: _Economy, shock: np.ndarray, cal: _Calendar,
+              rng: np.random.Generator) -> np.ndarray:
+    """Column of each firm's first distress month (-1: none). Exposure starts ``LAG`` months before
+    the data so that defaults are recorded from its first month."""
+    n = firms.risk.size
+    distress = np.full(n, -1)
+    fixed = _BASE_LOGIT + firms.risk + economy.offset[firms.industry]
+    for col in range(BURN_IN - LAG, cal.columns):
+        u = rng.random(n)  # drawn for every firm and month: common random numbers across scenarios
+        hazard = expit(fixed + economy.cycle[firms.industry, col] + shock[:, col])
+        hit = (distress < 0) & (firms.first_col <= col) & (u < hazard)
+        distress[hit] = col
+    return distress
+
+
+def _default_days(distress: np.ndarray, cal: _Calendar, rng: np.random.Generator) -> np.ndarray:
+    """Default day (int64 days) ``LAG`` months after distress, never on the 1st (a quarter start),
+    so a default is strictly after the as-of date it is predicted from; _NEVER past the data."""
+    col = np.where(distress >= 0, distress + LAG, cal.columns)
+    recorded = col < cal.columns
+    safe = np.minimum(col, cal.columns - 1)
+    day = 1 + (rng.random(col.size) * (cal.days_in(safe) - 1)).astype(np.int64)
+    out = cal.starts[safe].astype(np.int64) + day
+    return np.where(recorded, out, _NEVER)
+
+
+def _latent(config: GeneratorConfig, rng: np.random.Generator) -> _Latent:
+    cal = _calendar(config)
+    economy_rng, firm_rng, shock_rng, hazard_rng, day_rng = rng.spawn(5)
+    economy = _economy(config, cal, economy_rng)
+    firms = _firms(config, cal, firm_rng)
+    shock = _ar1(shock_rng, config.customers, cal.columns, _SHOCK_RHO, _SHOCK_SD)
+    distress = _distress(firms, economy, shock, cal, hazard_rng)
+    return _Latent(cal, economy, firms, shock, distress, _default_days(distress, cal, day_rng))
+
+
+# -- the tables ------------------------------------------------------------------------------
+
+def _ns(days: np.ndarray) -> np.ndarray:
+    """datetime64[D] (or int64 days) as datetime64[ns]."""
+    return np.asarray(days).astype("datetime64[D]").astype("datetime64[ns]")
+
+
+def _customer_ids(n: int) -> np.ndarray:
+    width = max(6, len(str(n)))
+    return np.array([f"C{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
+
+
+def _customers(lat: _Latent, ids: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    n = ids.size
+    countries = np.array(list(_COUNTRY_WEIGHT))
+    weight = np.array(list(_COUNTRY_WEIGHT.values()), dtype=float)
+    country = rng.choice(countries, size=n, p=weight / weight.sum())
+    stem = rng.integers(0, len(_NAME_STEMS), n)
+    tail = rng.integers(0, len(_NAME_TAILS), n)
+    names = [f"{_NAME_STEMS[s]}{_NAME_TAILS[t]} {_SECTOR_WORD[NACE_SECTIONS[j]]} {_LEGAL_FORM[c]}"
+             for s, t, j, c in zip(stem, tail, lat.firms.industry, country)]
+    return pd.DataFrame({
+        "customer_id": ids,
+        "name": np.array(names, dtype=object),
+        "industry": np.array(NACE_SECTIONS, dtype=object)[lat.firms.industry],
+        "country": country.astype(object),
+        "founded": _ns(lat.firms.founded),
+        "first_trade_date": _ns(lat.firms.first_trade),
+    })
+
+
+def _defaults(lat: _Latent, ids: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    kind = np.where(rng.random(ids.size) < 0.4, "bankruptcy", "90dpd").astype(object)
+    rows = np.flatnonzero(lat.default_day != _NEVER)
+    return pd.DataFrame({"customer_id": ids[rows], "default_date": _ns(lat.default_day[rows]), "kind": kind[rows]})
+
+
+def _statement_values(lat: _Latent, rows: np.ndarray, col: int, trend: np.ndarray,
+                      rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One year's accounts of firms ``rows``: noisy functions of their risk at the period end,
+    their size, own log growth ``trend`` and their industry's activity. Money in whole units;
+    the balance sheet and current assets add up exactly."""
+    k = rows.size
+    q = lat.q_at(rows, np.full(k, col))
+    f = lat.firms
+    growth = lat.economy.growth[f.industry[rows], col] / 100.0
+    revenue = np.round(np.exp(f.size[rows] + trend - 0.05 * q + rng.normal(0, 0.08, k)) * growth)
+    assets = np.round(revenue / np.exp(rng.normal(np.log(1.2), 0.3, k)))
+    leverage = 0.2 + 1.1 * expit(-0.3 + 1.0 * q + rng.normal(0, 0.35, k))
+    liabilities = np.round(leverage * assets)
+    current_assets = np.round(assets * rng.uniform(0.3, 0.7, k))
+    cash = np.round(current_assets * np.clip(expit(-1.4 - 0.6 * q + rng.normal(0, 0.4, k)), 0.01, 0.8))
+    receivables = np.round((current_assets - cash) * rng.uniform(0.35, 0.75, k))
+    ebit = np.round(revenue * (0.08 - 0.05 * q + rng.normal(0, 0.03, k)))
+    interest = np.round(liabilities * np.clip(rng.normal(0.025 + 0.006 * q, 0.006), 0.002, 0.12))
+    pre_tax = ebit - interest
+    net_income = np.where(pre_tax > 0, np.round(0.75 * pre_tax), pre_tax)
+    equity = assets - liabilities
+    return {
+        "revenue": revenue,
+        "cogs": np.round(revenue * (1 - np.clip(rng.normal(0.3 - 0.03 * q, 0.08), 0.03, 0.7))),
+        "ebit": ebit, "interest_expense": interest, "net_income": net_income,
+        "total_assets": assets, "current_assets": current_assets, "cash": cash, "receivables": receivables,
+        "inventory": current_assets - cash - receivables,
+        "current_liabilities": np.round(liabilities * np.clip(rng.normal(0.55 + 0.05 * q, 0.12), 0.2, 0.95)),
+        "total_liabilities": liabilities, "equity": equity,
+        "retained_earnings": np.round(equity * rng.uniform(0.3, 0.9, k) + revenue * rng.normal(0, 0.01, k)),
+        "operating_cash_flow": np.round(net_income + assets * rng.uniform(0.03, 0.05, k)
+                                        + revenue * rng.normal(-0.01 * q, 0.03)),
+    }
+
+
+def _statements(lat: _Latent, ids: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Annual accounts for every Dec 31 from two years before the data while the firm is alive,
+    kept if filed (60-180 days later, later for risky and small firms) inside the data and
+    before any default. About 20% of firms, mostly small, never file; some skip a year."""
+    cal, f = lat.cal, lat.firms
+    n = ids.size
+    every = np.arange(n)
+    files = rng.random(n) >= expit(-1.6 - 0.9 * f.size_z)
+    own_growth = rng.normal(0.02, 0.04, n)  # log revenue growth a year, beyond the industry's
+    start_year = pd.Timestamp(cal.data_start).year
+    last_year = pd.Timestamp(cal.data_end).year
+    parts = []
+    for year in range(start_year - 2, last_year + 1):
+        period_end = np.datetime64(f"{year}-12-31", "D")
+        col = int(cal.column_of(np.array([period_end]))[0])
+        if period_end < cal.starts[0] or period_end > cal.data_end:
+            continue
+        skip = rng.random(n) < 0.05
+        q = lat.q_at(every, np.full(n, col))
+        filed = period_end.astype(np.int64) + np.clip(rng.normal(105 + 20 * q - 12 * f.size_z, 25), 60, 180).astype(np.int64)
+        values = _statement_values(lat, every, col, own_growth * (col - BURN_IN) / 12, rng)
+        related = (f.founded < period_end) & (period_end >= f.first_trade - np.timedelta64(730, "D"))
+        known = (filed <= cal.data_end.astype(np.int64)) & (filed < lat.default_day)  # alive until filing
+        rows = np.flatnonzero(files & ~skip & related & known)
+        parts.append(pd.DataFrame({
+            "customer_id": ids[rows],
+            "period_end": _ns(np.full(rows.size, period_end)),
+            "filed_date": _ns(filed[rows]),
+            **{name: v[rows] for name, v in values.items()},
+        }))
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["customer_id", "period_end"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """Per-customer invoicing habits and the days that bound them (int64 days)."""
+
+    rate: np.ndarray        # invoices per month
+    median_amount: np.ndarray
+    terms: np.ndarray       # days
+    first_day: np.ndarray
+    stop_paying: np.ndarray  # first day of distress; _NEVER if none
+
+
+def _terms(lat: _Latent, rng: np.random.Generator) -> _Terms:
+    size_z = lat.firms.size_z
+    n = size_z.size
+    rate = np.clip(np.exp(np.log(1.2) + 0.35 * size_z + rng.normal(0, 0.25, n)), 0.6, 3.0)
+    monthly_revenue = np.exp(lat.firms.size) / 12
+    median_amount = 0.03 * monthly_revenue / rate   # we supply ~3% of what the customer buys
+    terms = rng.choice(np.array([30, 60, 90]), size=n, p=[0.55, 0.30, 0.15])
+    first = lat.firms.first_trade
+    return _Terms(rate, median_amount, terms, first.astype(np.int64), lat.distress_day())
+
+
+def _payment_delay(q: np.ndarray, disputed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Days paid after the due date (negative: early): risky firms are late more often and by more;
+    disputed invoices are always late, by weeks more."""
+    k = q.size
+    late = (rng.random(k) < expit(-1.0 + 1.2 * q)) | disputed
+    days_late = np.ceil(rng.exponential(1.0, k) * (5 + 12 * np.logaddexp(0, q))) + disputed * np.ceil(rng.exponential(25.0, k))
+    days_early = -np.floor(rng.exponential(2.0, k))
+    return np.where(late, np.maximum(days_late, 1), days_early).astype(np.int64)
+
+
+def _invoice_month(lat: _Latent, habits: _Terms, t: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Invoices issued in data month ``t``, sorted by issue day then customer. Behaviour follows
+    the latent state at the start of the month; nothing is paid after a firm's distress begins."""
+    cal = lat.cal
+    col = t + BURN_IN
+    # every firm draws, trading or not, so the streams do not depend on who defaulted
+    rows = np.repeat(np.arange(habits.rate.size), rng.poisson(habits.rate))
+    k = rows.size
+    issue = cal.starts[col].astype(np.int64) + rng.integers(0, int(cal.days_in(np.array([col]))[0]), k)
+    q = lat.q_at(rows, np.full(k, col - 1))
+    amount = np.maximum(np.round(habits.median_amount[rows] * np.exp(rng.normal(0, 0.7, k)), 2), 50.0)
+    disputed = rng.random(k) < expit(-3.9 + 0.6 * q)
+    due = issue + habits.terms[rows]
+    paid = np.maximum(due + _payment_delay(q, disputed, rng), issue + 7)
+    partial = rng.random(k) < 0.03
+    paid_amount = np.where(partial, np.round(amount * rng.uniform(0.5, 0.95, k), 2), amount)
+    unpaid = (paid > cal.data_end.astype(np.int64)) | (paid > habits.stop_paying[rows])
+    keep = (issue >= habits.first_day[rows]) & (issue < lat.default_day[rows])
+    order = np.lexsort((rows, issue))
+    order = order[keep[order]]
+    return {
+        "row": rows[order], "issue": issue[order], "due": due[order], "amount": amount[order],
+        "paid": np.where(unpaid, _NEVER, paid)[order], "paid_amount": np.where(unpaid, np.nan, paid_amount)[order],
+        "disputed": disputed[order],
+    }
+
+
+def _invoices(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> pd.DataFrame:
+    habits_rng, month_rng = rng.spawn(2)
+    habits = _terms(lat, habits_rng)
+    months = lat.cal.months
+    parts = []
+    for t in range(months):
+        parts.append(_invoice_month(lat, habits, t, month_rng))
+        if progress and ((t + 1) % 12 == 0 or t + 1 == months):
+            progress(f"invoices {t + 1}/{months} months")
+    cols = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    total = cols["row"].size
+    width = max(8, len(str(total)))
+    paid = cols["paid"]
+    open_ = paid == _NEVER
+    return pd.DataFrame({
+        "invoice_id": np.array([f"INV{i:0{width}d}" for i in range(1, total + 1)], dtype=object),
+        "customer_id": ids[cols["row"]],
+        "issue_date": _ns(cols["issue"]),
+        "due_date": _ns(cols["due"]),
+        "amount": cols["amount"],
+        "paid_date": np.where(open_, np.datetime64("NaT", "ns"), _ns(np.where(open_, 0, paid))),
+        "paid_amount": cols["paid_amount"],
+        "disputed": cols["disputed"].astype(bool),
+    })
+
+
+def _industry_signals(lat: _Latent, rng: np.random.Generator) -> pd.DataFrame:
+    """Per section and month: the annualised default rate expected in the section's whole
+    population (defaults follow distress by ``LAG`` months), with reporting noise, and the
+    activity index. Both come from the industry path alone, not from this book's customers."""
+    econ, cal = lat.economy, lat.cal
+    months = cal.months
+    cols = np.arange(BURN_IN, BURN_IN + months)
+    # population of firms: permanent risk and stationary shock, integrated on a fixed grid
+    spread = np.sqrt(_FIRM_RISK_SD**2 + _SHOCK_SD**2 / (1 - _SHOCK_RHO**2))
+    grid = spread * ndtri((np.arange(64) + 0.5) / 64)
+    logit = _BASE_LOGIT + econ.offset[:, None] + econ.cycle[:, cols - LAG]
+    monthly = expit(logit[..., None] + grid).mean(axis=-1)
+    annual = 1 - (1 - monthly) ** 12
+    rate = np.clip(annual * np.exp(rng.normal(0, 0.08, annual.shape)), 0.0, 1.0)
+    n_ind = len(NACE_SECTIONS)
+    return pd.DataFrame({
+        "industry": np.repeat(np.array(NACE_SECTIONS, dtype=object), months),
+        "month": np.tile(lat.cal.month_starts().to_numpy(), n_ind),
+        "default_rate": rate.ravel(),
+        "growth_index": econ.growth[:, cols].ravel(),
+    })
+
+
+def _future_shocks(rng: np.random.Generator, steps: int) -> np.ndarray:
+    """Future shock paths from a zero state, ``(_MC_PATHS, steps)``; half are the others negated."""
+    half = _MC_PATHS // 2
+    eps = rng.normal(0.0, _SHOCK_SD, (half, steps))
+    x = np.zeros(half)
+    out = np.empty((half, steps))
+    for t in range(steps):
+        x = _SHOCK_RHO * x + eps[:, t]
+        out[:, t] = x
+    return np.vstack([out, -out])
+
+
+def _survival(lat: _Latent, rows: np.ndarray, col: int, exp_future: np.ndarray) -> np.ndarray:
+    """P(no distress in columns ``col .. col+h-1``) for firms ``rows``, averaged over the paths."""
+    h = exp_future.shape[1]
+    f, e = lat.firms, lat.economy
+    ind = f.industry[rows]
+    known = (_BASE_LOGIT + f.risk[rows, None] + e.offset[ind, None] + e.cycle[ind, col:col + h]
+             + lat.shock[rows, col - 1, None] * _SHOCK_RHO ** np.arange(1, h + 1))
+    odds = np.exp(known)
+    inverse = np.ones((rows.size, exp_future.shape[0]))
+    for t in range(h):  # survival of a path = prod 1 / (1 + odds * exp(future))
+        inverse *= 1.0 + odds[:, t, None] * exp_future[None, :, t]
+    return (1.0 / inverse).mean(axis=1)
+
+
+def _truth(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> pd.DataFrame:
+    """True PD on every calendar quarter start with a full 12-month horizon inside the data.
+
+    A default in ``(as_of, as_of + 12m]`` means distress in the months ``as_of - LAG ..
+    as_of + 11 - LAG``. Firms already in distress default for sure; for the rest the hazard is
+    integrated over the next ``12 - LAG`` months of their shock, from its value at ``as_of``."""
+    cal, f = lat.cal, lat.firms
+    horizon = 12 - LAG
+    exp_future = np.exp(_future_shocks(rng, horizon))
+    starts = cal.month_starts()
+    parts = []
+    for t in range(12, cal.months - 12 + 1):
+        if (starts[t].month - 1) % 3:
+            continue
+        col = t + BURN_IN
+        as_of = cal.starts[col]
+        active = (f.first_trade <= as_of) & (lat.default_day > as_of.astype(np.int64))
+        rows = np.flatnonzero(active)
+        pd_12m = np.ones(rows.size)
+        healthy = (lat.distress[rows] < 0) | (lat.distress[rows] >= col)
+        todo = rows[healthy]
+        surv = np.concatenate([_survival(lat, todo[i:i + _CHUNK], col, exp_future)
+                               for i in range(0, todo.size, _CHUNK)] or [np.empty(0)])
+        pd_12m[healthy] = 1.0 - surv
+        parts.append(pd.DataFrame({"customer_id": ids[rows], "as_of": _ns(np.full(rows.size, as_of)),
+                                   "pd_12m": np.clip(pd_12m, 0.0, 1.0)}))
+        if progress:
+            progress(f"true PD as of {as_of}")
+    return pd.concat(parts, ignore_index=True)
+
+
+def generate_book(config: GeneratorConfig, progress: Progress = None) -> RawTables:
+    """The five raw tables and ``truth`` for ``config``; the same config gives the same book."""
+    latent_rng, customer_rng, default_rng, statement_rng, invoice_rng, signal_rng, truth_rng = \
+        np.random.default_rng(config.seed).spawn(7)
+    lat = _latent(config, latent_rng)
+    ids = _customer_ids(config.customers)
+    defaults = _defaults(lat, ids, default_rng)
     if progress:
-        progress(f"latent credit quality of {cfg.customers:,} firms over {len(lat.months)} months: {len(defaults):,} defaults")
-    statements = _statements(customers, lat, default_date, streams[3], data_end)
-    invoices = _invoices(customers, lat, default_date, streams[4], data_end, progress)
-    signals = _industry_signals(lat, streams[5], cfg.scenario)
-    truth = _truth(customers, lat, streams[6], data_end, default_date, progress)
+        progress(f"latent credit quality of {config.customers:,} firms over {lat.cal.months} months: "
+                 f"{len(defaults):,} defaults")
+    customers = _customers(lat, ids, customer_rng)
+    statements = _statements(lat, ids, statement_rng)
+    if progress:
+        progress(f"financial statements: {len(statements):,}")
+    invoices = _invoices(lat, ids, invoice_rng, progress)
+    signals = _industry_signals(lat, signal_rng)
+    truth = _truth(lat, ids, truth_rng, progress)
     return RawTables(customers, statements, invoices, signals, defaults, truth)

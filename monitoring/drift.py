@@ -1,31 +1,42 @@
 """Drift between a reference (the training snapshot) and the current book (the latest rescore).
 
-Our own verdicts (PSI per feature and for the score, missing shares, missing columns) decide
-the alert; Evidently's report, with PSI and the same threshold per column, is the readable
-detail beside it.
+Our own checks decide the alert: PSI per feature and for the score, the change in each
+feature's missing share, and feature columns that vanished. Evidently adds the readable
+report, run with PSI and the same threshold per column so that its verdicts point the same
+way. Its PSI bins differ from ours (equal-width bins over both samples, missing values
+dropped), so a column close to the threshold can get different verdicts; ours count.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from riskcast.config import MonitoringConfig
-from riskcast.data.io import atomic_path, write_text
+from riskcast.data.io import write_text
 from riskcast.errors import DataValidationError, InputError
 
 from .psi import psi, psi_band
 
+#: above this many rows a side is sampled for Evidently (our PSI always uses every row)
 EVIDENTLY_MAX_ROWS = 200_000
+#: a feature whose missing share moves by more than this (absolute) has drifted
+MISSING_SHARE_JUMP = 0.10
+
+_VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 
 
 @dataclass(frozen=True)
 class ColumnDrift:
+    """One feature's verdict; shares count NaN and +-inf as missing."""
+
     column: str
     psi: float
     band: str
@@ -36,6 +47,8 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class DriftSummary:
+    """Everything `riskcast monitor` decides; ``to_dict`` is the JSON form."""
+
     n_reference: int
     n_current: int
     columns: tuple[ColumnDrift, ...]
@@ -47,24 +60,34 @@ class DriftSummary:
     alert: bool
     alert_reasons: tuple[str, ...]
     grade_distribution: dict[str, dict[str, float]] = field(default_factory=dict)
-    sampled: bool = False
 
     @property
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["drifted_columns"] = self.drifted_columns
-        return d
+        return {**asdict(self), "drifted_columns": self.drifted_columns}
 
 
-def _check_inputs(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str], score_column: str) -> None:
-    if reference.empty:
-        raise InputError("reference: the table has no rows", field="reference")
-    if current.empty:
-        raise InputError("current: the table has no rows", field="current")
-    for col in feature_columns:
+# ---------------------------------------------------------------------------- checks
+
+
+def _feature_list(feature_columns: Sequence[str], score_column: str) -> list[str]:
+    """Unique feature names in order; the score is judged on its own, not as a feature."""
+    if isinstance(feature_columns, str):
+        raise TypeError("feature_columns must be a sequence of column names, not one string")
+    return [c for c in dict.fromkeys(feature_columns) if c != score_column]
+
+
+def _check_inputs(reference: pd.DataFrame, current: pd.DataFrame, features: Sequence[str],
+                  score_column: str, config: MonitoringConfig) -> None:
+    """Caller mistakes we refuse: empty tables, features the reference lacks, no score."""
+    if not isinstance(config, MonitoringConfig):
+        raise TypeError(f"config must be a MonitoringConfig, got {type(config).__name__}")
+    for name, df in (("reference", reference), ("current", current)):
+        if len(df) == 0:
+            raise InputError(f"{name}: the table has no rows", field=name)
+    for col in features:
         if col not in reference.columns:
             raise DataValidationError("reference", col, "column is missing")
     for name, df in (("reference", reference), ("current", current)):
@@ -72,84 +95,214 @@ def _check_inputs(reference: pd.DataFrame, current: pd.DataFrame, feature_column
             raise DataValidationError(name, score_column, "score column is missing")
 
 
-def summarize_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str],
-                    config: MonitoringConfig, score_column: str = "pd_12m", grade_column: str | None = "grade") -> DriftSummary:
-    """PSI per feature and for the score, missing-share changes, and the alert verdict."""
-    _check_inputs(reference, current, feature_columns, score_column)
-    present = [c for c in feature_columns if c in current.columns]
-    missing = tuple(c for c in feature_columns if c not in current.columns)
-    cols = []
-    for c in present:
-        r, k = reference[c].to_numpy(dtype=float, na_value=np.nan), current[c].to_numpy(dtype=float, na_value=np.nan)
-        value = psi(r, k, config.psi_bins)
-        band = psi_band(value, config.psi_watch, config.psi_alert)
-        mr, mc = float(np.isnan(r).mean()), float(np.isnan(k).mean())
-        cols.append(ColumnDrift(c, round(value, 5), band, band == "shift" or abs(mc - mr) > 0.10, mr, mc))
-    score_psi = psi(reference[score_column].to_numpy(dtype=float), current[score_column].to_numpy(dtype=float), config.psi_bins)
-    score_band = psi_band(score_psi, config.psi_watch, config.psi_alert)
-    n_checked = len(feature_columns)
-    drifted = [c.column for c in cols if c.drifted] + list(missing)
-    share = len(drifted) / n_checked if n_checked else 0.0
+def _numeric(df: pd.DataFrame, table: str, col: str) -> np.ndarray:
+    """One column as floats, NaN for missing and +-inf; a non-numeric column is bad data."""
+    s = df[col]
+    if isinstance(s, pd.DataFrame):
+        raise DataValidationError(table, col, "column appears more than once")
+    if not (is_numeric_dtype(s) or is_bool_dtype(s)):
+        try:
+            s = pd.to_numeric(s)
+        except (ValueError, TypeError):
+            raise DataValidationError(table, col, f"column is not numeric (dtype {s.dtype})") from None
+    arr = s.to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(arr), arr, np.nan)
+
+
+# ---------------------------------------------------------------------------- our verdicts
+
+
+def _column_drift(col: str, ref: np.ndarray, cur: np.ndarray, config: MonitoringConfig) -> ColumnDrift:
+    value = psi(ref, cur, config.psi_bins)
+    band = psi_band(value, config.psi_watch, config.psi_alert)
+    mr, mc = float(np.isnan(ref).mean()), float(np.isnan(cur).mean())
+    drifted = band == "shift" or abs(mc - mr) > MISSING_SHARE_JUMP
+    return ColumnDrift(col, value, band, drifted, mr, mc)
+
+
+def _describe(c: ColumnDrift) -> str:
+    """``name (PSI 0.41)``, or the missing shares when those moved more than the values."""
+    if abs(c.missing_share_current - c.missing_share_reference) > MISSING_SHARE_JUMP:
+        return f"{c.column} (missing {c.missing_share_reference:.0%} -> {c.missing_share_current:.0%})"
+    return f"{c.column} (PSI {c.psi:.2f})"
+
+
+def _alert_reasons(cols: Sequence[ColumnDrift], score_column: str, score_psi: float, drift_share: float,
+                   missing: Sequence[str], config: MonitoringConfig) -> tuple[str, ...]:
+    """One sentence per alert condition, naming the columns behind it."""
+    drifted = [c for c in cols if c.drifted]
+    names = ", ".join(_describe(c) for c in drifted)
     reasons = []
     if score_psi > config.psi_alert:
-        reasons.append(f"the score {score_column} shifted: PSI {score_psi:.3f} > {config.psi_alert}")
-    if share > config.drift_share_alert:
-        reasons.append(f"{share:.0%} of features drifted (> {config.drift_share_alert:.0%}): {', '.join(drifted)}")
+        tail = f"; drifted features: {names}" if drifted else "; no single feature drifted"
+        reasons.append(f"the score {score_column} shifted: PSI {score_psi:.3f} > {config.psi_alert:g}{tail}")
+    if drift_share > config.drift_share_alert:
+        reasons.append(f"{len(drifted)} of {len(cols)} features drifted ({drift_share:.0%} > "
+                       f"{config.drift_share_alert:.0%}): {names}")
     if missing:
-        reasons.append(f"columns missing from the current data: {', '.join(missing)}")
-    grades: dict[str, dict[str, float]] = {}
-    if grade_column and grade_column in reference.columns and grade_column in current.columns:
-        rs = reference[grade_column].astype(str).value_counts(normalize=True)
-        cs = current[grade_column].astype(str).value_counts(normalize=True)
-        for g in sorted(set(rs.index) | set(cs.index), key=lambda x: (len(x), x)):
-            grades[g] = {"reference": float(rs.get(g, 0.0)), "current": float(cs.get(g, 0.0))}
-    return DriftSummary(len(reference), len(current), tuple(cols), score_column, round(float(score_psi), 5), score_band,
-                        round(share, 4), missing, bool(reasons), tuple(reasons), grades)
+        reasons.append(f"{len(missing)} feature column(s) missing from the current table: {', '.join(missing)}")
+    return tuple(reasons)
 
 
-def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], config: MonitoringConfig,
-                     seed: int = 0) -> tuple[Any, bool]:
-    """Evidently's drift preset with PSI and our alert threshold per column (current first)."""
+def _grade_key(label: str) -> tuple[int, float, str]:
+    """Numeric grades in numeric order ("2" before "10"), others alphabetically, after them."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _grade_distribution(reference: pd.DataFrame, current: pd.DataFrame, grade_column: str | None) -> dict[str, dict[str, float]]:
+    """Share of each grade on both sides (``missing`` for rows without one); {} without grades."""
+    if not grade_column or grade_column not in reference.columns or grade_column not in current.columns:
+        return {}
+
+    def shares(s: pd.Series) -> dict[str, float]:
+        labels = s.astype(object).where(s.notna(), "missing").astype(str)
+        return labels.value_counts(normalize=True).to_dict()
+
+    r, c = shares(reference[grade_column]), shares(current[grade_column])
+    return {g: {"reference": float(r.get(g, 0.0)), "current": float(c.get(g, 0.0))}
+            for g in sorted(set(r) | set(c), key=_grade_key)}
+
+
+def summarize_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str],
+                    config: MonitoringConfig, score_column: str = "pd_12m",
+                    grade_column: str | None = "grade") -> DriftSummary:
+    """Our drift verdict (pure: no I/O, no Evidently).
+
+    A feature drifted when its PSI is in the ``shift`` band or its missing share moved by more
+    than 0.10; ``drift_share`` is over the features present in both tables. Alert when the
+    score shifted, the drift share is above ``config.drift_share_alert``, or a feature column
+    is missing from the current table (a broken pipeline, not a changed population).
+    """
+    features = _feature_list(feature_columns, score_column)
+    _check_inputs(reference, current, features, score_column, config)
+    present = [c for c in features if c in current.columns]
+    missing = tuple(c for c in features if c not in current.columns)
+    cols = tuple(_column_drift(c, _numeric(reference, "reference", c), _numeric(current, "current", c), config)
+                 for c in present)
+    score_psi = psi(_numeric(reference, "reference", score_column), _numeric(current, "current", score_column),
+                    config.psi_bins)
+    share = sum(c.drifted for c in cols) / len(cols) if cols else 0.0
+    reasons = _alert_reasons(cols, score_column, score_psi, share, missing, config)
+    return DriftSummary(
+        n_reference=len(reference), n_current=len(current), columns=cols, score_column=score_column,
+        score_psi=score_psi, score_band=psi_band(score_psi, config.psi_watch, config.psi_alert),
+        drift_share=share, missing_columns=missing, alert=bool(reasons), alert_reasons=reasons,
+        grade_distribution=_grade_distribution(reference, current, grade_column),
+    )
+
+
+# ---------------------------------------------------------------------------- Evidently
+
+
+def _evidently_frames(reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Float copies of the columns that both sides hold with at least one value.
+
+    Evidently silently ignores what is missing but raises on a column with no values at all;
+    such columns are already judged by our own summary.
+    """
+    ref, cur = {}, {}
+    for c in columns:
+        if c in reference.columns and c in current.columns:
+            r, k = _numeric(reference, "reference", c), _numeric(current, "current", c)
+            if not (np.isnan(r).all() or np.isnan(k).all()):
+                ref[c], cur[c] = r, k
+    return pd.DataFrame(ref, index=reference.index), pd.DataFrame(cur, index=current.index)
+
+
+def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str],
+                     score_column: str, config: MonitoringConfig) -> Any:
+    """Evidently's snapshot: the drift preset over the features and a value drift for the score.
+
+    Every column uses PSI with ``config.psi_alert`` as its threshold, and the preset's drift
+    share is ``config.drift_share_alert``, so Evidently's verdicts follow ours. The score has
+    its own metric so that it does not count in the features' drift share.
+    """
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    sampled = False
-    if len(reference) > EVIDENTLY_MAX_ROWS:
-        reference, sampled = reference.sample(EVIDENTLY_MAX_ROWS, random_state=seed), True
-    if len(current) > EVIDENTLY_MAX_ROWS:
-        current, sampled = current.sample(EVIDENTLY_MAX_ROWS, random_state=seed), True
-    cols = list(columns)
-    definition = DataDefinition(numerical_columns=cols)
-    ref = Dataset.from_pandas(reference[cols].astype(float), data_definition=definition)
-    cur = Dataset.from_pandas(current[cols].astype(float), data_definition=definition)
-    report = Report([DataDriftPreset(columns=cols, method="psi", threshold=config.psi_alert,
-                                     drift_share=config.drift_share_alert)], include_tests=True)
-    return report.run(cur, ref), sampled
+    features = _feature_list(feature_columns, score_column)
+    _check_inputs(reference, current, [c for c in features if c in reference.columns], score_column, config)
+    ref, cur = _evidently_frames(reference, current, [*features, score_column])
+    if ref.columns.empty:
+        raise InputError("no column holds values in both tables; nothing for Evidently to compare",
+                         field="columns")
+    definition = DataDefinition(numerical_columns=list(ref.columns))
+    checked = [c for c in features if c in ref.columns]
+    metrics: list[Any] = []
+    if checked:
+        metrics.append(DataDriftPreset(columns=checked, per_column_method={c: "psi" for c in checked},
+                                       per_column_threshold={c: config.psi_alert for c in checked},
+                                       drift_share=config.drift_share_alert))
+    if score_column in ref.columns:
+        metrics.append(ValueDrift(column=score_column, method="psi", threshold=config.psi_alert))
+    report = Report(metrics, include_tests=True)
+    # Evidently takes the current data first
+    return report.run(Dataset.from_pandas(cur, data_definition=definition),
+                      Dataset.from_pandas(ref, data_definition=definition))
 
 
-def evidently_verdicts(snapshot: Any) -> dict[str, bool]:
-    """Column -> drifted, read from the snapshot's per-column tests."""
-    out = {}
-    for t in snapshot.dict().get("tests", []):
-        params = t.get("metric_config", {}).get("params", {})
-        if params.get("type", "").endswith("ValueDrift") and "column" in params:
-            out[params["column"]] = t.get("status") == "FAIL"
+def evidently_verdicts(snapshot_dict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Column -> Evidently's PSI and verdict, read from a snapshot's ``dict()``.
+
+    Each ``ValueDrift`` metric has one test; its status is ``FAIL`` when drift was detected.
+    """
+    scores = {m.get("id"): m.get("value") for m in snapshot_dict.get("metrics", [])}
+    out: dict[str, dict[str, Any]] = {}
+    for test in snapshot_dict.get("tests", []):
+        cfg = test.get("metric_config", {})
+        params = cfg.get("params", {})
+        if params.get("type") == _VALUE_DRIFT and "column" in params:
+            out[params["column"]] = {"psi": scores.get(cfg.get("metric_id")), "method": params.get("method"),
+                                     "threshold": params.get("threshold"), "drifted": test.get("status") == "FAIL"}
     return out
 
 
-def write_drift_report(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str], out_dir: str | Path,
-                       config: MonitoringConfig, score_column: str = "pd_12m", grade_column: str | None = "grade") -> DriftSummary:
-    """``drift_report.html`` (Evidently) and ``drift_summary.json`` (our verdicts + Evidently's), atomically."""
+def _sample(df: pd.DataFrame, max_rows: int, seed: int) -> tuple[pd.DataFrame, bool]:
+    """At most ``max_rows`` rows, drawn reproducibly; the table itself when it is small enough."""
+    return (df.sample(n=max_rows, random_state=seed), True) if len(df) > max_rows else (df, False)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON without NaN or inf (not valid JSON): such numbers become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_drift_report(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str],
+                       out_dir: str | Path, config: MonitoringConfig, score_column: str = "pd_12m",
+                       grade_column: str | None = "grade", *, max_rows: int = EVIDENTLY_MAX_ROWS,
+                       seed: int = 0) -> DriftSummary:
+    """Write ``drift_report.html`` (Evidently) and ``drift_summary.json``; return our summary.
+
+    The JSON holds our summary, ``sampled`` (whether Evidently saw a sample of a side larger
+    than ``max_rows``), Evidently's per-column verdicts and its snapshot under ``evidently``.
+    Both are rendered before either is written, and each file is replaced atomically.
+    """
     summary = summarize_drift(reference, current, feature_columns, config, score_column, grade_column)
+    ref, ref_sampled = _sample(reference, max_rows, seed)
+    cur, cur_sampled = _sample(current, max_rows, seed)
+    snapshot = evidently_report(ref, cur, feature_columns, score_column, config)
+    html = snapshot.get_html_str(as_iframe=False)
+    evidently = json.loads(snapshot.json())
+    payload = {
+        **summary.to_dict(),
+        "sampled": ref_sampled or cur_sampled,
+        "evidently_rows": {"reference": len(ref), "current": len(cur)},
+        "evidently_verdicts": evidently_verdicts(evidently),
+        "evidently": evidently,
+    }
+    text = json.dumps(_finite(payload), indent=2, allow_nan=False)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cols = [c for c in [*feature_columns, score_column] if c in current.columns]
-    snapshot, sampled = evidently_report(reference, current, cols, config)
-    if sampled:
-        summary = DriftSummary(**{**summary.__dict__, "sampled": True})
-    with atomic_path(out_dir / "drift_report.html") as tmp:
-        snapshot.save_html(str(tmp))
-    payload = {**summary.to_dict(), "evidently_drifted": evidently_verdicts(snapshot),
-               "evidently": json.loads(snapshot.json())}
-    write_text(json.dumps(payload, indent=2, default=str), out_dir / "drift_summary.json")
+    write_text(html, out_dir / "drift_report.html")
+    write_text(text, out_dir / "drift_summary.json")
     return summary

@@ -1,3 +1,5 @@
+"""Drift summary (our verdicts) and the written report (Evidently beside them)."""
+
 import json
 
 import numpy as np
@@ -5,17 +7,19 @@ import pandas as pd
 import pytest
 
 from riskcast.config import MonitoringConfig
-from riskcast.errors import DataValidationError
-from riskcast.monitoring.drift import summarize_drift, write_drift_report
+from riskcast.errors import DataValidationError, InputError
+from riskcast.monitoring.drift import evidently_verdicts, summarize_drift, write_drift_report
 
 CFG = MonitoringConfig()
 COLS = ["a", "b", "c", "d"]
 
 
-def _frame(seed, n=4000, shift=0.0, score_scale=1.0):
+def _frame(seed, n=3000, shift=None, score_scale=1.0):
+    """Four standard-normal features, a beta PD and two grades; ``shift``: column -> mean shift."""
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({c: rng.normal(size=n) for c in COLS})
-    df["a"] += shift
+    for col, by in (shift or {}).items():
+        df[col] += by
     df["pd_12m"] = np.clip(rng.beta(1, 40, n) * score_scale, 0, 1)
     df["grade"] = np.where(df["pd_12m"] > 0.05, "9", "3")
     return df
@@ -23,38 +27,130 @@ def _frame(seed, n=4000, shift=0.0, score_scale=1.0):
 
 def test_same_population_raises_no_alert():
     s = summarize_drift(_frame(0), _frame(1), COLS, CFG)
-    assert not s.alert and s.drift_share == 0 and s.score_band == "stable"
+    assert not s.alert and s.alert_reasons == ()
+    assert s.drift_share == 0 and s.drifted_columns == [] and s.missing_columns == ()
+    assert s.score_band == "stable" and {c.band for c in s.columns} == {"stable"}
+    assert (s.n_reference, s.n_current) == (3000, 3000)
 
 
-def test_shifted_feature_and_score_raise_an_alert_naming_them():
-    s = summarize_drift(_frame(0), _frame(1, shift=2.0, score_scale=3.0), COLS, CFG)
-    assert s.alert
-    assert s.drifted_columns == ["a"]
-    assert any("pd_12m" in r for r in s.alert_reasons)
+def test_a_shifted_feature_and_score_raise_an_alert_naming_both():
+    s = summarize_drift(_frame(0), _frame(1, shift={"a": 2.0}, score_scale=3.0), COLS, CFG)
+    assert s.alert and s.score_band == "shift" and s.score_psi > CFG.psi_alert
+    assert s.drifted_columns == ["a"] and s.drift_share == 0.25  # 1 of 4: below the share alert
+    (reason,) = s.alert_reasons
+    assert "pd_12m" in reason and "a (PSI" in reason
     assert s.grade_distribution["9"]["current"] > s.grade_distribution["9"]["reference"]
+    assert list(s.grade_distribution) == ["3", "9"]
 
 
-def test_a_column_missing_from_current_is_an_alert():
+def test_many_drifted_features_alert_without_a_score_shift():
+    s = summarize_drift(_frame(0), _frame(1, shift={"b": 1.5, "d": -1.5}), COLS, CFG)
+    assert s.alert and s.score_band == "stable" and s.drift_share == 0.5
+    (reason,) = s.alert_reasons
+    assert "2 of 4 features drifted" in reason and "b (PSI" in reason and "d (PSI" in reason
+
+
+def test_a_column_missing_from_current_is_an_alert_naming_it():
     s = summarize_drift(_frame(0), _frame(1).drop(columns=["d"]), COLS, CFG)
     assert s.alert and s.missing_columns == ("d",)
-    assert any("d" in r for r in s.alert_reasons)
+    assert [c.column for c in s.columns] == ["a", "b", "c"] and s.drift_share == 0
+    assert any(r.endswith("missing from the current table: d") for r in s.alert_reasons)
 
 
-def test_a_column_missing_from_reference_is_an_input_error():
-    with pytest.raises(DataValidationError, match="reference.b"):
+def test_a_column_missing_from_reference_is_a_validation_error():
+    with pytest.raises(DataValidationError, match=r"reference\.b: column is missing") as err:
         summarize_drift(_frame(0).drop(columns=["b"]), _frame(1), COLS, CFG)
+    assert err.value.table == "reference" and err.value.column == "b"
 
 
-def test_a_jump_in_missing_values_is_drift():
+@pytest.mark.parametrize("side", ["reference", "current"])
+def test_a_missing_score_column_is_a_validation_error(side):
+    frames = {"reference": _frame(0), "current": _frame(1)}
+    frames[side] = frames[side].drop(columns=["pd_12m"])
+    with pytest.raises(DataValidationError, match=rf"{side}\.pd_12m"):
+        summarize_drift(frames["reference"], frames["current"], COLS, CFG)
+
+
+def test_empty_tables_are_input_errors():
+    with pytest.raises(InputError, match="current: the table has no rows"):
+        summarize_drift(_frame(0), _frame(1).iloc[:0], COLS, CFG)
+
+
+def test_a_text_column_is_a_validation_error():
     cur = _frame(1)
-    cur.loc[: len(cur) // 4, "c"] = np.nan
-    s = summarize_drift(_frame(0), cur, COLS, CFG)
-    assert "c" in s.drifted_columns
+    cur["c"] = "n/a"
+    with pytest.raises(DataValidationError, match=r"current\.c: column is not numeric"):
+        summarize_drift(_frame(0), cur, COLS, CFG)
 
 
-def test_report_files_and_evidently_agree_on_the_shifted_column(tmp_path):
-    s = write_drift_report(_frame(0), _frame(1, shift=2.0), COLS, tmp_path, CFG)
-    payload = json.loads((tmp_path / "drift_summary.json").read_text())
-    assert payload["drifted_columns"] == s.drifted_columns == ["a"]
-    assert payload["evidently_drifted"]["a"] is True and payload["evidently_drifted"]["b"] is False
-    assert (tmp_path / "drift_report.html").stat().st_size > 10_000
+def test_a_jump_in_the_missing_share_is_drift_even_when_the_psi_is_small():
+    ref, cur = _frame(0), _frame(1)
+    ref.loc[: 0.20 * len(ref) - 1, "c"] = np.nan   # 20% missing
+    cur.loc[: 0.32 * len(cur) - 1, "c"] = np.nan   # 32% missing: +12 points
+    ref.loc[: 0.20 * len(ref) - 1, "b"] = np.nan
+    cur.loc[: 0.25 * len(cur) - 1, "b"] = np.nan   # +5 points: not drift
+    s = summarize_drift(ref, cur, COLS, CFG)
+    c = {col.column: col for col in s.columns}
+    assert c["c"].band != "shift" and c["c"].drifted
+    assert (c["c"].missing_share_reference, c["c"].missing_share_current) == (0.20, 0.32)
+    assert not c["b"].drifted and s.drifted_columns == ["c"]
+
+
+def test_the_summary_is_plain_json():
+    s = summarize_drift(_frame(0), _frame(1, shift={"a": 2.0}), COLS, CFG)
+    d = json.loads(json.dumps(s.to_dict(), allow_nan=False))
+    assert d["drifted_columns"] == ["a"] and d["columns"][0]["column"] == "a"
+
+
+def test_arguments_in_the_wrong_place_fail_loudly():
+    with pytest.raises(TypeError, match="MonitoringConfig"):
+        summarize_drift(_frame(0), _frame(1), COLS, "pd_12m")
+    with pytest.raises(TypeError, match="one string"):
+        summarize_drift(_frame(0), _frame(1), "a", CFG)
+
+
+# ---------------------------------------------------------------------------- written report
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("drift")
+    summary = write_drift_report(_frame(0), _frame(1, shift={"a": 2.0}), COLS, out, CFG)
+    return out, summary, json.loads((out / "drift_summary.json").read_text(encoding="utf-8"))
+
+
+def test_the_report_writes_both_files_and_nothing_else(report):
+    out, summary, payload = report
+    assert sorted(p.name for p in out.iterdir()) == ["drift_report.html", "drift_summary.json"]
+    html = (out / "drift_report.html").read_text(encoding="utf-8")
+    assert len(html) > 50_000 and "<html" in html.lower() and "Value Drift for column a" in html
+    assert payload["drifted_columns"] == summary.drifted_columns == ["a"]
+    assert payload["sampled"] is False and payload["evidently_rows"] == {"reference": 3000, "current": 3000}
+
+
+def test_evidently_flags_the_shifted_column_and_only_it(report):
+    _, _, payload = report
+    # straight from Evidently's snapshot: each ValueDrift metric has one test, FAIL = drift detected
+    tests = {t["metric_config"]["params"]["column"]: t for t in payload["evidently"]["tests"]
+             if t["metric_config"]["params"]["type"] == "evidently:metric_v2:ValueDrift"}
+    assert set(tests) == {*COLS, "pd_12m"}
+    assert {c: t["status"] for c, t in tests.items()} == {"a": "FAIL", "b": "SUCCESS", "c": "SUCCESS",
+                                                          "d": "SUCCESS", "pd_12m": "SUCCESS"}
+    params = tests["a"]["metric_config"]["params"]
+    assert params["method"] == "psi" and params["threshold"] == CFG.psi_alert
+    verdicts = payload["evidently_verdicts"]
+    assert verdicts == evidently_verdicts(payload["evidently"])
+    assert verdicts["a"]["drifted"] and verdicts["a"]["psi"] > CFG.psi_alert
+    assert not any(v["drifted"] for c, v in verdicts.items() if c != "a")
+
+
+def test_a_large_table_is_sampled_for_evidently_only(tmp_path):
+    ref = _frame(0)
+    cur = _frame(1).drop(columns=["d"])
+    cur["c"] = np.nan  # no values at all: Evidently would raise on it, so it is left out there
+    s = write_drift_report(ref, cur, COLS, tmp_path, CFG, max_rows=1000)
+    payload = json.loads((tmp_path / "drift_summary.json").read_text(encoding="utf-8"))
+    assert payload["sampled"] is True and payload["evidently_rows"] == {"reference": 1000, "current": 1000}
+    assert payload["n_reference"] == s.n_reference == 3000  # our PSI used every row
+    assert s.alert and s.missing_columns == ("d",) and "c" in s.drifted_columns
+    assert set(payload["evidently_verdicts"]) == {"a", "b", "pd_12m"}
