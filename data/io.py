@@ -65,6 +65,40 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+class ParquetParts:
+    """A Parquet file written part by part (one row group each) and moved into place only
+    when the block that writes it succeeds: a table too large to hold whole can still be
+    written atomically. Later parts are cast to the first part's schema."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._atomic = atomic_path(self.path)
+        self._tmp: Path | None = None
+        self._writer = None
+
+    def __enter__(self) -> "ParquetParts":
+        self._tmp = self._atomic.__enter__()
+        return self
+
+    def append(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        else:
+            table = table.cast(self._writer.schema)
+        self._writer.write_table(table)
+        self.rows += len(df)
+
+    def __exit__(self, *exc) -> bool:
+        if self._writer is not None:
+            self._writer.close()
+        return bool(self._atomic.__exit__(*exc))
+
+
 def write_text(text: str, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

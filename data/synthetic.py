@@ -18,8 +18,10 @@ the industries it hits (and in the invoice numbering).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,7 +29,7 @@ from scipy.special import expit, ndtri
 
 from riskcast.config import GeneratorConfig
 
-from .io import RawTables
+from .io import ParquetParts, RawTables
 from .schema import NACE_SECTIONS
 
 Progress = Callable[[str], None] | None
@@ -414,30 +416,38 @@ def _invoice_month(lat: _Latent, habits: _Terms, t: int, rng: np.random.Generato
     }
 
 
-def _invoices(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> pd.DataFrame:
+def _invoice_width(config: GeneratorConfig) -> int:
+    """Digits of the invoice numbers, fixed before any is drawn so that months can be written
+    as they are made: a customer orders at most 3 times a month on average (Poisson)."""
+    return max(8, len(str(config.customers * 12 * config.years * 4)))
+
+
+def _invoices(lat: _Latent, ids: np.ndarray, width: int, rng: np.random.Generator,
+              progress: Progress) -> Iterator[pd.DataFrame]:
+    """The invoices, one month at a time (numbered on across months), so a large book never
+    holds them all at once."""
     habits_rng, month_rng = rng.spawn(2)
     habits = _terms(lat, habits_rng)
     months = lat.cal.months
-    parts = []
+    number = 1
     for t in range(months):
-        parts.append(_invoice_month(lat, habits, t, month_rng))
-        if progress and ((t + 1) % 12 == 0 or t + 1 == months):
-            progress(f"invoices {t + 1}/{months} months")
-    cols = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    total = cols["row"].size
-    width = max(8, len(str(total)))
-    paid = cols["paid"]
-    open_ = paid == _NEVER
-    return pd.DataFrame({
-        "invoice_id": np.array([f"INV{i:0{width}d}" for i in range(1, total + 1)], dtype=object),
-        "customer_id": ids[cols["row"]],
-        "issue_date": _ns(cols["issue"]),
-        "due_date": _ns(cols["due"]),
-        "amount": cols["amount"],
-        "paid_date": np.where(open_, np.datetime64("NaT", "ns"), _ns(np.where(open_, 0, paid))),
-        "paid_amount": cols["paid_amount"],
-        "disputed": cols["disputed"].astype(bool),
-    })
+        cols = _invoice_month(lat, habits, t, month_rng)
+        k = cols["row"].size
+        paid = cols["paid"]
+        open_ = paid == _NEVER
+        yield pd.DataFrame({
+            "invoice_id": np.array([f"INV{i:0{width}d}" for i in range(number, number + k)], dtype=object),
+            "customer_id": ids[cols["row"]],
+            "issue_date": _ns(cols["issue"]),
+            "due_date": _ns(cols["due"]),
+            "amount": cols["amount"],
+            "paid_date": np.where(open_, np.datetime64("NaT", "ns"), _ns(np.where(open_, 0, paid))),
+            "paid_amount": cols["paid_amount"],
+            "disputed": cols["disputed"].astype(bool),
+        })
+        number += k
+        if progress and ((t + 1) % 6 == 0 or t + 1 == months):
+            progress(f"invoices {t + 1}/{months} months: {number - 1:,}")
 
 
 def _industry_signals(lat: _Latent, rng: np.random.Generator) -> pd.DataFrame:
@@ -489,8 +499,9 @@ def _survival(lat: _Latent, rows: np.ndarray, col: int, exp_future: np.ndarray) 
     return (1.0 / inverse).mean(axis=1)
 
 
-def _truth(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> pd.DataFrame:
-    """True PD on every calendar quarter start with a full 12-month horizon inside the data.
+def _truth(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> Iterator[pd.DataFrame]:
+    """True PD on every calendar quarter start with a full 12-month horizon inside the data,
+    one quarter at a time.
 
     A default in ``(as_of, as_of + 12m]`` means distress in the months ``as_of - LAG ..
     as_of + 11 - LAG``. Firms already in distress default for sure; for the rest the hazard is
@@ -499,7 +510,6 @@ def _truth(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Pr
     horizon = 12 - LAG
     exp_future = np.exp(_future_shocks(rng, horizon))
     starts = cal.month_starts()
-    parts = []
     for t in range(12, cal.months - 12 + 1):
         if (starts[t].month - 1) % 3:
             continue
@@ -513,15 +523,16 @@ def _truth(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Pr
         surv = np.concatenate([_survival(lat, todo[i:i + _CHUNK], col, exp_future)
                                for i in range(0, todo.size, _CHUNK)] or [np.empty(0)])
         pd_12m[healthy] = 1.0 - surv
-        parts.append(pd.DataFrame({"customer_id": ids[rows], "as_of": _ns(np.full(rows.size, as_of)),
-                                   "pd_12m": np.clip(pd_12m, 0.0, 1.0)}))
+        yield pd.DataFrame({"customer_id": ids[rows], "as_of": _ns(np.full(rows.size, as_of)),
+                            "pd_12m": np.clip(pd_12m, 0.0, 1.0)})
         if progress:
-            progress(f"true PD as of {as_of}")
-    return pd.concat(parts, ignore_index=True)
+            progress(f"true PD as of {as_of}: {rows.size:,} customers")
 
 
-def generate_book(config: GeneratorConfig, progress: Progress = None) -> RawTables:
-    """The five raw tables and ``truth`` for ``config``; the same config gives the same book."""
+def book_parts(config: GeneratorConfig, progress: Progress = None) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The book as ``(table name, part)`` pairs: every table in one part except ``invoices``
+    (one part a month) and ``truth`` (one a quarter). Concatenated per table, the parts are
+    the book; written as they come, memory stays bounded by a month of invoices."""
     latent_rng, customer_rng, default_rng, statement_rng, invoice_rng, signal_rng, truth_rng = \
         np.random.default_rng(config.seed).spawn(7)
     lat = _latent(config, latent_rng)
@@ -530,11 +541,42 @@ def generate_book(config: GeneratorConfig, progress: Progress = None) -> RawTabl
     if progress:
         progress(f"latent credit quality of {config.customers:,} firms over {lat.cal.months} months: "
                  f"{len(defaults):,} defaults")
-    customers = _customers(lat, ids, customer_rng)
+    yield "customers", _customers(lat, ids, customer_rng)
+    yield "defaults", defaults
     statements = _statements(lat, ids, statement_rng)
     if progress:
         progress(f"financial statements: {len(statements):,}")
-    invoices = _invoices(lat, ids, invoice_rng, progress)
-    signals = _industry_signals(lat, signal_rng)
-    truth = _truth(lat, ids, truth_rng, progress)
-    return RawTables(customers, statements, invoices, signals, defaults, truth)
+    yield "financial_statements", statements
+    del statements
+    for part in _invoices(lat, ids, _invoice_width(config), invoice_rng, progress):
+        yield "invoices", part
+    yield "industry_signals", _industry_signals(lat, signal_rng)
+    for part in _truth(lat, ids, truth_rng, progress):
+        yield "truth", part
+
+
+def generate_book(config: GeneratorConfig, progress: Progress = None) -> RawTables:
+    """The five raw tables and ``truth`` for ``config``, in memory; the same config gives the
+    same book. For large books use ``write_book``."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    for name, part in book_parts(config, progress):
+        parts.setdefault(name, []).append(part)
+    return RawTables(**{name: pd.concat(p, ignore_index=True) if len(p) > 1 else p[0]
+                        for name, p in parts.items()})
+
+
+def write_book(config: GeneratorConfig, directory: str | Path, progress: Progress = None) -> dict[str, tuple[Path, int]]:
+    """Generate the book straight into ``directory`` as Parquet, part by part: the memory of
+    a month of invoices, not of the book. Each file appears only once complete.
+    Returns table name -> (path, rows)."""
+    directory = Path(directory)
+    written: dict[str, tuple[Path, int]] = {}
+    with ExitStack() as stack:
+        writers: dict[str, ParquetParts] = {}
+        for name, part in book_parts(config, progress):
+            if name not in writers:
+                writers[name] = stack.enter_context(ParquetParts(directory / f"{name}.parquet"))
+            writers[name].append(part)
+        for name, w in writers.items():
+            written[name] = (w.path, w.rows)
+    return written

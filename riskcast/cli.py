@@ -69,15 +69,13 @@ def _generator_config(cfg: RiskcastConfig, args: argparse.Namespace):
 # -- commands -------------------------------------------------------------------------------
 
 def cmd_generate(args: argparse.Namespace, say: Progress) -> int:
-    from riskcast.data.io import write_tables
-    from riskcast.data.synthetic import generate_book
+    from riskcast.data.synthetic import write_book
 
     gen = _generator_config(_config(args), args)
     say(f"generating a {gen.scenario} book: {gen.customers:,} customers over {gen.years} years (seed {gen.seed})")
-    tables = generate_book(gen, progress=say)
-    written = write_tables(tables, Path(args.out))
-    for name, df in tables.items():
-        print(f"{name:22s} {len(df):>10,} rows  {written[name]}")
+    written = write_book(gen, Path(args.out), progress=say)
+    for name, (path, rows) in written.items():
+        print(f"{name:22s} {rows:>10,} rows  {path}")
     return 0
 
 

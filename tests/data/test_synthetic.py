@@ -8,7 +8,8 @@ from sklearn.metrics import roc_auc_score
 
 from riskcast.config import GeneratorConfig
 from riskcast.data.schema import ALL_TABLES, NACE_SECTIONS, validate_table
-from riskcast.data.synthetic import RECESSION_INDUSTRIES, generate_book
+from riskcast.data.io import read_any
+from riskcast.data.synthetic import RECESSION_INDUSTRIES, generate_book, write_book
 
 START = pd.Timestamp("2022-01-01")
 DATA_END = pd.Timestamp("2025-12-31")
@@ -68,8 +69,24 @@ def test_same_seed_same_book_other_seed_other_book():
 def test_progress_is_reported():
     said: list[str] = []
     generate_book(GeneratorConfig(customers=100, years=3, seed=1), progress=said.append)
-    assert "invoices 36/36 months" in said
+    assert any(s.startswith("invoices 36/36 months") for s in said)
     assert any(s.startswith("true PD as of") for s in said)
+
+
+def test_a_book_written_part_by_part_equals_the_book_in_memory(tmp_path):
+    config = GeneratorConfig(customers=200, years=3, seed=5)
+    said: list[str] = []
+    written = write_book(config, tmp_path, progress=said.append)
+    in_memory = generate_book(config)
+    assert set(written) == {name for name, _ in in_memory.items()}
+    for name, df in in_memory.items():
+        path, rows = written[name]
+        assert path == tmp_path / f"{name}.parquet" and rows == len(df), name
+        pd.testing.assert_frame_equal(read_any(path), df, obj=name)
+    assert len(in_memory.invoices) > 200 * 30  # several monthly parts, numbered on across them
+    assert in_memory.invoices["invoice_id"].is_unique
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.parquet" for n in written)
+    assert said
 
 
 # -- customers, defaults, truth grid ---------------------------------------------------------
