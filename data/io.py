@@ -14,7 +14,7 @@ import pandas as pd
 
 from riskcast.errors import DataValidationError, InputError
 
-from .schema import ALL_TABLES, RAW_TABLES, validate_table
+from .schema import ALL_TABLES, ARROW_STRING, RAW_TABLES, validate_table
 
 if TYPE_CHECKING:
     from .mapping import ColumnMapping
@@ -36,6 +36,25 @@ class RawTables:
             df = getattr(self, f.name)
             if df is not None:
                 yield f.name, df
+
+    def as_seen_on(self, as_of: pd.Timestamp) -> "RawTables":
+        """The book as a credit team saw it on ``as_of``: nothing issued, paid, filed,
+        published or defaulted later (``truth`` up to ``as_of``)."""
+        as_of = pd.Timestamp(as_of)
+        inv = self.invoices[self.invoices["issue_date"] <= as_of].copy()
+        later = inv["paid_date"] > as_of
+        inv.loc[later, "paid_date"] = pd.NaT
+        inv.loc[later, "paid_amount"] = np.nan
+        truth = None if self.truth is None else self.truth[self.truth["as_of"] <= as_of]
+        signals = self.industry_signals
+        return RawTables(
+            customers=self.customers,
+            financial_statements=self.financial_statements[self.financial_statements["filed_date"] <= as_of],
+            invoices=inv,
+            industry_signals=signals[signals["month"] < as_of.to_period("M").to_timestamp()],
+            defaults=self.defaults[self.defaults["default_date"] <= as_of],
+            truth=truth,
+        )
 
     @property
     def data_end(self) -> pd.Timestamp:
@@ -105,14 +124,18 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_any(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, Parquet or ARFF file; ``?`` and empty cells are missing values."""
+def read_any(path: str | Path, *, compact: bool = False) -> pd.DataFrame:
+    """Read a CSV, Parquet or ARFF file; ``?`` and empty cells are missing values.
+    ``compact`` reads Parquet text as Arrow strings (dictionary-encoded text as categories),
+    not one Python object per cell."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"file {path} does not exist", field=str(path))
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
+            if compact:
+                return _read_parquet_compact(path)
             return pd.read_parquet(path)
         if suffix in (".csv", ".txt"):
             return pd.read_csv(path, na_values=["?", ""], keep_default_na=True, low_memory=False)
@@ -121,6 +144,26 @@ def read_any(path: str | Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise InputError(f"file {path} cannot be read as {suffix[1:]}: {exc}", field=str(path)) from None
     raise InputError(f"file {path}: unsupported format {suffix!r} (use .csv, .parquet or .arff)", field=str(path))
+
+
+def _read_parquet_compact(path: Path) -> pd.DataFrame:
+    """Parquet to pandas one column at a time, text as Arrow strings in one tight buffer (the
+    reader's own buffers are several times larger than the text), so that peak memory is the
+    table plus what the reader needs for one column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, pd.Series] = {}
+    for name in pq.read_schema(path).names:
+        if name.startswith("__index_level_"):  # a stored pandas index, not data
+            continue
+        col = pq.read_table(path, columns=[name]).column(0)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            columns[name] = pd.Series(pd.array(col.combine_chunks(), dtype=ARROW_STRING), name=name)
+        else:
+            columns[name] = col.to_pandas()
+        del col
+    return pd.DataFrame(columns, copy=False)
 
 
 def _read_arff(path: Path) -> pd.DataFrame:
@@ -153,7 +196,7 @@ def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") ->
         path = find_table_file(directory, name)
         if path is None:
             raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in {directory}")
-    df = read_any(path)
+    df = read_any(path, compact=RAW_TABLES[name].compact)
     if spec is not None and spec.columns:
         absent = {canon: src for canon, src in spec.columns.items() if src not in df.columns}
         if absent:

@@ -17,6 +17,7 @@ from riskcast.errors import DataValidationError
 Kind = Literal["str", "date", "float", "bool", "category"]
 
 NACE_SECTIONS = tuple("ABCDEFGHIJKLMNOPQRSTU")
+ARROW_STRING = pd.StringDtype("pyarrow")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Column:
     min: float | None = None
     max: float | None = None
     allowed: tuple[str, ...] | None = None
+    #: how text is held: one Python object per value, or as Arrow strings in the largest
+    #: table, where objects would cost gigabytes
+    store: Literal["object", "arrow"] = "object"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class TableContract:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def compact(self) -> bool:
+        return any(c.store != "object" for c in self.columns)
 
 
 _MONEY = dict(kind="float")
@@ -83,8 +91,8 @@ FINANCIAL_STATEMENTS = TableContract(
 INVOICES = TableContract(
     "invoices",
     (
-        Column("invoice_id", "str"),
-        Column("customer_id", "str"),
+        Column("invoice_id", "str", store="arrow"),
+        Column("customer_id", "str", store="arrow"),
         Column("issue_date", "date"),
         Column("due_date", "date"),
         Column("amount", "float", min=0),
@@ -150,6 +158,8 @@ def _unparsed(raw: pd.Series, parsed: pd.Series) -> pd.Series:
 
 
 def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
+    if col.store == "arrow":
+        return s if s.dtype == ARROW_STRING else s.astype(ARROW_STRING)
     if col.kind in ("str", "category"):
         out = s.astype("string").astype(object).where(s.notna(), None)
         return out
@@ -162,14 +172,16 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         if bad.any():
             sample = s[bad].iloc[0]
             raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {sample!r} at {_rows(bad)}")
-        return parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed.astype("datetime64[ns]")
+        if parsed.dt.tz is not None:
+            parsed = parsed.dt.tz_localize(None)
+        return parsed if parsed.dtype == "datetime64[ns]" else parsed.astype("datetime64[ns]")
     if col.kind == "float":
         num = s if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else pd.to_numeric(s, errors="coerce")
         bad = _unparsed(s, num)
         if bad.any():
             sample = s[bad].iloc[0]
             raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r} at {_rows(bad)}")
-        num = num.astype("float64")
+        num = num.astype("float64", copy=False)
         if np.isinf(num).any():
             raise DataValidationError(table, col.name, f"infinite values at {_rows(np.isinf(num))}")
         return num
@@ -197,7 +209,7 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in contract.column_names if c not in df.columns]
     if missing:
         raise DataValidationError(contract.name, missing[0], f"required column is missing (missing: {missing})")
-    out = df.copy()
+    out = df.copy(deep=False)  # columns are replaced, never changed in place
     for col in contract.columns:
         s = _coerce(contract.name, col, out[col.name])
         nulls = s.isna()
@@ -217,13 +229,29 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
                     contract.name, col.name,
                     f"value {s[bad].iloc[0]!r} is not one of {', '.join(col.allowed)} at {_rows(bad)}")
         out[col.name] = s
-    if contract.key:
+    if contract.key and not _ascending(out, contract.key):
         dup = out.duplicated(list(contract.key))
         if dup.any():
             first = out.loc[dup, list(contract.key)].iloc[0].tolist()
             raise DataValidationError(contract.name, ",".join(contract.key), f"{int(dup.sum())} duplicate key(s), e.g. {first} at {_rows(dup)}")
     _check_table_rules(contract.name, out)
     return out
+
+
+def _ascending(df: pd.DataFrame, key: tuple[str, ...]) -> bool:
+    """A single Arrow-string key in strictly ascending order, as ledgers are usually exported,
+    is unique: one comparison pass instead of hashing tens of millions of ids."""
+    if len(key) != 1 or df[key[0]].dtype != ARROW_STRING or len(df) < 2:
+        return False
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = pa.array(df[key[0]].array)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    if ids.null_count:
+        return False
+    return bool(pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py())
 
 
 def _check_table_rules(name: str, df: pd.DataFrame) -> None:

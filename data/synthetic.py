@@ -30,7 +30,7 @@ from scipy.special import expit, ndtri
 from riskcast.config import GeneratorConfig
 
 from .io import ParquetParts, RawTables
-from .schema import NACE_SECTIONS
+from .schema import ARROW_STRING, NACE_SECTIONS
 
 Progress = Callable[[str], None] | None
 
@@ -436,8 +436,8 @@ def _invoices(lat: _Latent, ids: np.ndarray, width: int, rng: np.random.Generato
         paid = cols["paid"]
         open_ = paid == _NEVER
         yield pd.DataFrame({
-            "invoice_id": np.array([f"INV{i:0{width}d}" for i in range(number, number + k)], dtype=object),
-            "customer_id": ids[cols["row"]],
+            "invoice_id": pd.array([f"INV{i:0{width}d}" for i in range(number, number + k)], dtype=ARROW_STRING),
+            "customer_id": pd.array(ids[cols["row"]], dtype=ARROW_STRING),
             "issue_date": _ns(cols["issue"]),
             "due_date": _ns(cols["due"]),
             "amount": cols["amount"],

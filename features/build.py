@@ -16,7 +16,7 @@ from riskcast.errors import InputError
 
 from .financial import financial_features
 from .industry import industry_features
-from .payment import payment_features
+from .payment import InvoiceLedger
 from .registry import POLICY_FACTS, FeatureRegistry, default_registry
 
 ID_COLUMNS = ["customer_id", "as_of", "industry"]
@@ -50,11 +50,14 @@ def active_book(tables: RawTables, as_of: pd.Timestamp) -> pd.DataFrame:
     return book[["customer_id", "industry", "first_trade_date"]]
 
 
-def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistry) -> pd.DataFrame:
-    """The feature table of the active book on one date."""
+def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistry,
+                ledger: InvoiceLedger | None = None) -> pd.DataFrame:
+    """The feature table of the active book on one date; ``ledger`` is ``tables.invoices``
+    already reduced, when the caller asks for several dates."""
     book = active_book(tables, as_of).set_index("customer_id")
     fin = financial_features(tables.financial_statements, as_of)
-    pay = payment_features(tables.invoices, as_of)
+    ledger = ledger if ledger is not None else InvoiceLedger.from_invoices(tables.invoices)
+    pay = ledger.features(as_of)
     ind = industry_features(tables.industry_signals, as_of)
     out = book.join(fin, how="left").join(pay, how="left")
     out = out.join(ind, on="industry", how="left")
@@ -114,9 +117,10 @@ def build_features(
     registry = registry or default_registry()
     if not as_of_dates:
         raise InputError("as_of: no date given", field="as_of")
+    ledger = InvoiceLedger.from_invoices(tables.invoices)
     parts = []
     for i, as_of in enumerate(as_of_dates, 1):
-        parts.append(features_at(tables, pd.Timestamp(as_of), registry))
+        parts.append(features_at(tables, pd.Timestamp(as_of), registry, ledger))
         if progress:
             progress(f"features {i}/{len(as_of_dates)} as of {pd.Timestamp(as_of).date()}")
     out = pd.concat(parts, ignore_index=True)

@@ -35,3 +35,19 @@ def test_a_failure_keeps_the_previous_file(tmp_path):
             out.append(pd.DataFrame({"a": [7, 8]}))
             raise RuntimeError("stop")
     pd.testing.assert_frame_equal(read_any(path), pd.DataFrame({"a": [1]}))
+
+
+def test_the_book_as_seen_on_a_date_holds_no_later_fact(small_book):
+    as_of = pd.Timestamp("2024-03-15")
+    seen = small_book.as_seen_on(as_of)
+    inv = seen.invoices
+    assert len(inv) and (inv["issue_date"] <= as_of).all()
+    assert (inv["paid_date"].dropna() <= as_of).all() and inv["paid_amount"].isna().eq(inv["paid_date"].isna()).all()
+    assert (seen.financial_statements["filed_date"] <= as_of).all()
+    assert (seen.industry_signals["month"] < pd.Timestamp("2024-03-01")).all()
+    assert (seen.defaults["default_date"] <= as_of).all() and (seen.truth["as_of"] <= as_of).all()
+    # what was known stays: an invoice paid later is still there, open
+    full = small_book.invoices
+    paid_later = full[(full["issue_date"] <= as_of) & (full["paid_date"] > as_of)]
+    assert len(paid_later) and inv.set_index("invoice_id").loc[paid_later["invoice_id"], "paid_date"].isna().all()
+    assert len(inv) == (full["issue_date"] <= as_of).sum()

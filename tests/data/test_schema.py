@@ -87,3 +87,43 @@ def test_polish_arff_loads_with_missing_values():
     assert df["class"].astype(int).sum() == 271
     assert df["Attr1"].dtype.kind == "f"
     assert df.drop(columns="class").isna().any().any()  # '?' became NaN
+
+
+@pytest.mark.parametrize("ids, dup", [
+    (["I1", "I2", "I3", "I4"], 0),          # ascending: proven unique in one pass
+    (["I4", "I2", "I3", "I1"], 0),          # any order: hashed
+    (["I1", "I2", "I2", "I3"], 1),          # ascending but repeated
+    (["I3", "I1", "I2", "I1"], 1),
+])
+def test_invoice_ids_are_unique_in_any_order(ids, dup):
+    inv = pd.concat([_invoices(), _invoices()], ignore_index=True).assign(invoice_id=ids)
+    if dup:
+        with pytest.raises(DataValidationError, match="invoice_id.*1 duplicate key"):
+            validate_table(INVOICES, inv)
+    else:
+        assert validate_table(INVOICES, inv)["invoice_id"].tolist() == ids
+
+
+def test_a_users_parquet_ledger_is_read_compactly_and_checked(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from riskcast.data.io import read_tables
+    from riskcast.data.synthetic import generate_book
+    from riskcast.config import GeneratorConfig
+
+    book = generate_book(GeneratorConfig(customers=60, years=3, seed=2))
+    for name, df in book.items():
+        # written by another tool: plain Arrow strings, no pandas metadata
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None),
+                       tmp_path / f"{name}.parquet")
+    tables = read_tables(tmp_path)
+    inv = tables.invoices
+    assert inv["invoice_id"].dtype == "string[pyarrow]" and inv["customer_id"].dtype == "string[pyarrow]"
+    pd.testing.assert_frame_equal(inv, book.invoices)
+    assert tables.customers["customer_id"].dtype == object
+
+    twice = pd.concat([book.invoices, book.invoices.iloc[[5]]], ignore_index=True)
+    pq.write_table(pa.Table.from_pandas(twice, preserve_index=False), tmp_path / "invoices.parquet")
+    with pytest.raises(DataValidationError, match=r"invoices\.invoice_id.*duplicate.*row"):
+        read_tables(tmp_path)

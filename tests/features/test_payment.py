@@ -1,0 +1,124 @@
+"""Payment features: the vectorised ledger against a plain per-invoice reading of the rules."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from riskcast.features import payment
+from riskcast.features.payment import COLUMNS, InvoiceLedger, payment_features
+
+AS_OF = pd.Timestamp("2024-06-15")
+
+
+def _random_invoices(n: int, customers: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    issue = AS_OF + pd.to_timedelta(rng.integers(-500, 30, n), unit="D")
+    due = issue + pd.to_timedelta(rng.choice([0, 30, 60, 90], n), unit="D")
+    paid = due + pd.to_timedelta(rng.integers(-20, 150, n), unit="D")
+    paid = paid.where(paid >= issue, issue)
+    open_ = rng.random(n) < 0.2
+    # edge days: issued, due and paid exactly on as_of
+    issue = issue.where(rng.random(n) > 0.03, AS_OF)
+    due = due.where((rng.random(n) > 0.05) | (issue > AS_OF), AS_OF)
+    paid = paid.where(rng.random(n) > 0.05, AS_OF).where(~open_)
+    paid = paid.where(paid.isna() | (paid >= issue), issue)
+    return pd.DataFrame({
+        "invoice_id": [f"I{i}" for i in range(n)],
+        "customer_id": [f"C{c:03d}" for c in rng.integers(0, customers, n)],
+        "issue_date": issue, "due_date": due,
+        "amount": rng.gamma(2.0, 500.0, n).round(2),
+        "paid_date": paid, "paid_amount": np.nan,
+        "disputed": rng.random(n) < 0.1,
+    })
+
+
+def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The rules read literally, one customer and one invoice at a time."""
+    c12, c3 = as_of - pd.DateOffset(months=12), as_of - pd.DateOffset(months=3)
+    rows = {}
+    for cust, g in inv.groupby("customer_id"):
+        dbt3, dbt12, w3, w12, disputed12, last_late = [], [], [], [], [], None
+        issued12 = amount12 = open_amt = overdue_amt = 0.0
+        max_overdue = 0.0
+        seen = False
+        for r in g.itertuples():
+            if r.issue_date > as_of:
+                continue
+            seen = True
+            settled = not pd.isna(r.paid_date) and r.paid_date <= as_of
+            days = max(((r.paid_date if settled else as_of) - r.due_date).days, 0)
+            if r.issue_date > c12:
+                issued12 += 1
+                amount12 += r.amount
+            if r.due_date <= as_of:
+                if r.due_date > c12:
+                    dbt12.append(days), w12.append(r.amount), disputed12.append(r.disputed)
+                if r.due_date > c3:
+                    dbt3.append(days), w3.append(r.amount)
+                if days > 0:
+                    last_late = r.due_date if last_late is None else max(last_late, r.due_date)
+            if not settled:
+                open_amt += r.amount
+                if r.due_date < as_of:
+                    overdue_amt += r.amount
+                    max_overdue = max(max_overdue, days)
+        if not seen:
+            continue
+        mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
+        wmean = lambda xs, ws: sum(x * w for x, w in zip(xs, ws)) / sum(ws) if xs else math.nan  # noqa: E731
+        rows[cust] = {
+            "invoices_12m": issued12, "dbt_mean_3m": mean(dbt3), "dbt_mean_12m": mean(dbt12),
+            "dbt_max_3m": max(dbt3, default=math.nan), "dbt_max_12m": max(dbt12, default=math.nan),
+            "dbt_weighted_3m": wmean(dbt3, w3), "dbt_weighted_12m": wmean(dbt12, w12),
+            "share_late_30_12m": mean([d > 30 for d in dbt12]), "share_late_60_12m": mean([d > 60 for d in dbt12]),
+            "share_late_90_12m": mean([d > 90 for d in dbt12]), "dispute_rate_12m": mean(disputed12),
+            "amount_12m": amount12, "open_receivables": open_amt, "overdue_amount_open": overdue_amt,
+            "max_days_overdue_open": float(max_overdue),
+            "overdue_share_open": overdue_amt / open_amt if open_amt > 0 else 0.0,
+            "dbt_trend": mean(dbt3) - mean(dbt12),
+            "months_since_late": (as_of - last_late).days / 30.4375 if last_late is not None else math.nan,
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS].astype("float64")
+    out.index.name = "customer_id"
+    return out
+
+
+@pytest.mark.parametrize("chunk", [4_000_000, 97])
+def test_ledger_follows_the_rules_invoice_by_invoice(monkeypatch, chunk):
+    monkeypatch.setattr(payment, "_CHUNK", chunk)  # many chunks must add up to one
+    inv = _random_invoices(2500, 60, seed=3)
+    got = payment_features(inv, AS_OF).sort_index()
+    want = _reference(inv, AS_OF)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-10)
+
+
+def test_one_ledger_serves_many_dates():
+    inv = _random_invoices(1500, 40, seed=8)
+    ledger = InvoiceLedger.from_invoices(inv)
+    for as_of in (AS_OF - pd.DateOffset(months=7), AS_OF - pd.Timedelta(days=1), AS_OF):
+        pd.testing.assert_frame_equal(ledger.features(as_of).sort_index(), _reference(inv, as_of),
+                                      check_exact=False, rtol=1e-10)
+
+
+def test_customer_ids_in_any_string_form_give_the_same_features():
+    inv = _random_invoices(800, 30, seed=5)
+    plain = payment_features(inv, AS_OF).sort_index()
+    for dtype in ("category", "string[pyarrow]", "string[python]"):
+        other = payment_features(inv.astype({"customer_id": dtype}), AS_OF).sort_index()
+        pd.testing.assert_frame_equal(other, plain, obj=dtype)
+        assert other.index.dtype == object
+
+
+def test_an_invoice_due_today_is_not_overdue_until_tomorrow():
+    inv = pd.DataFrame({
+        "invoice_id": ["a"], "customer_id": ["C1"],
+        "issue_date": pd.to_datetime(["2024-05-16"]), "due_date": pd.to_datetime(["2024-06-15"]),
+        "amount": [500.0], "paid_date": pd.to_datetime([None]), "paid_amount": [np.nan], "disputed": [False],
+    })
+    today = payment_features(inv, AS_OF).loc["C1"]
+    tomorrow = payment_features(inv, AS_OF + pd.Timedelta(days=1)).loc["C1"]
+    assert today["open_receivables"] == 500.0 and today["overdue_amount_open"] == 0.0
+    assert tomorrow["overdue_amount_open"] == 500.0 and tomorrow["max_days_overdue_open"] == 1.0
+    assert tomorrow["months_since_late"] == pytest.approx(1 / 30.4375)
