@@ -135,12 +135,24 @@ def test_ten_years_end_the_truth_a_year_before_the_data():
 # -- defaults are caused by the latent quality, and the truth knows it -----------------------
 
 def test_annual_default_rate_is_realistic(big_book):
+    # big_book is what `riskcast generate` gives with its defaults
+    assert GeneratorConfig() == GeneratorConfig(customers=3000, years=4, seed=7)
     t = _labelled_truth(big_book)
-    assert 0.005 <= t["y"].mean() <= 0.06
+    assert 0.01 <= t["y"].mean() <= 0.03
     # the same from the raw tables: defaults per active customer-year over the whole window
     c = big_book.customers
     years_active = ((DATA_END.normalize() - c["first_trade_date"].clip(lower=START)).dt.days / 365.25).clip(lower=0)
-    assert 0.005 <= len(big_book.defaults) / years_active.sum() <= 0.06
+    assert 0.01 <= len(big_book.defaults) / years_active.sum() <= 0.03
+
+
+def test_each_years_defaults_are_realistic_and_predictable_but_not_trivially(big_book):
+    """On every year of the book: a default rate of 1-3% and a true-PD AUC of 0.75-0.92."""
+    t = _labelled_truth(big_book)
+    years = t[t["as_of"].dt.month == 1]
+    assert years["as_of"].nunique() >= 3
+    for as_of, year in years.groupby("as_of"):
+        assert 0.01 <= year["y"].mean() <= 0.03, as_of
+        assert 0.75 <= roc_auc_score(year["y"], year["pd_12m"]) <= 0.92, as_of
 
 
 def test_truth_is_informative_and_calibrated(big_book):

@@ -1,5 +1,7 @@
 """Leakage tests: a feature on as_of must not change when facts after as_of are added or removed."""
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -16,6 +18,37 @@ def test_features_ignore_every_later_fact(small_book, as_of):
     full = features_at(small_book, as_of, reg)
     seen = features_at(small_book.as_seen_on(as_of), as_of, reg)
     pd.testing.assert_frame_equal(full.reset_index(drop=True), seen.reset_index(drop=True))
+
+
+def _change_later_facts(t, as_of: pd.Timestamp):
+    """Every fact dated after as_of changed: amounts, ratios, rates, payment and default dates."""
+    inv = t.invoices.copy()
+    later = inv["issue_date"] > as_of
+    inv.loc[later, "amount"] *= 7.0
+    inv.loc[later, "disputed"] = ~inv.loc[later, "disputed"]
+    paid_later = inv["paid_date"] > as_of
+    inv.loc[paid_later, "paid_date"] += pd.Timedelta(days=45)
+    fs = t.financial_statements.copy()
+    filed_later = fs["filed_date"] > as_of
+    money = fs.columns.drop(["customer_id", "period_end", "filed_date"])
+    fs.loc[filed_later, money] = fs.loc[filed_later, money] * 3.0
+    sig = t.industry_signals.copy()
+    published_later = sig["month"] >= as_of.to_period("M").to_timestamp()
+    sig.loc[published_later, "default_rate"] = 0.5
+    sig.loc[published_later, "growth_index"] *= 2.0
+    d = t.defaults.copy()
+    d.loc[d["default_date"] > as_of, "default_date"] += pd.Timedelta(days=30)
+    assert later.any() and paid_later.any() and filed_later.any() and published_later.any()
+    return dataclasses.replace(t, invoices=inv, financial_statements=fs, industry_signals=sig, defaults=d)
+
+
+@pytest.mark.parametrize("as_of", ["2023-07-01", "2024-10-01"])
+def test_features_ignore_every_change_to_later_facts(small_book, as_of):
+    as_of = pd.Timestamp(as_of)
+    reg = default_registry()
+    full = features_at(small_book, as_of, reg)
+    changed = features_at(_change_later_facts(small_book, as_of), as_of, reg)
+    pd.testing.assert_frame_equal(full, changed)
 
 
 def test_one_row_per_customer_and_date_in_registry_order(small_book):
