@@ -9,7 +9,9 @@ process, several times, and reports its median time and peak memory:
 - ``payment``: the same features as riskcast builds them, from the same file, every row
   validated against the invoices contract;
 - ``features``: the whole feature table (all five raw tables read and validated, financial,
-  payment and industry features, registry order and ranges).
+  payment and industry features, registry order and ranges);
+- ``store``: that table written to the order-entry store, then random single-customer
+  lookups against a fresh SQLite connection per lookup and a pandas frame indexed by id.
 
 The two payment tables are compared value by value before any figure is printed.
 
@@ -104,6 +106,8 @@ def _peak_gb() -> float:
 def step(name: str, book: Path, as_of: str, out: Path | None, config: str | None = None) -> dict:
     import pandas as pd
 
+    if name == "store":
+        return _store_lookups(book, out)
     as_of_ts = pd.Timestamp(as_of)
     marks: dict[str, float] = {}
     start = time.perf_counter()
@@ -152,6 +156,47 @@ def step(name: str, book: Path, as_of: str, out: Path | None, config: str | None
         result.reset_index().to_parquet(out)
     return {"seconds": seconds, "peak_gb": _peak_gb(), "rows": rows, "customers": len(result),
             "marks": {k: round(v, 2) for k, v in marks.items()}}
+
+
+def _store_lookups(features_file: Path, store_file: Path, lookups: int = 20_000) -> dict:
+    """Write the order-entry store from a feature table, then look customers up at random:
+    through ``FeatureStore`` and, as the baselines, through a fresh SQLite connection per
+    lookup and through a pandas frame indexed by customer id."""
+    import sqlite3
+
+    import numpy as np
+    import pandas as pd
+
+    from riskcast.features.store import TABLE, FeatureStore, write_store
+
+    feats = pd.read_parquet(features_file)
+    start = time.perf_counter()
+    write_store(feats, store_file, "benchmark")
+    written = time.perf_counter() - start
+    ids = feats["customer_id"].to_numpy()[np.random.default_rng(0).integers(0, len(feats), lookups)].tolist()
+    frame = feats.set_index("customer_id")
+
+    def fresh_connection(cid: str):
+        con = sqlite3.connect(f"file:{store_file}?mode=ro", uri=True)
+        try:
+            return con.execute(f"SELECT * FROM {TABLE} WHERE customer_id = ?", (cid,)).fetchone()
+        finally:
+            con.close()
+
+    store = FeatureStore(store_file)
+    timings = {}
+    for label, fn in (("sqlite, connection per lookup", fresh_connection),
+                      ("pandas .loc", lambda cid: frame.loc[cid].to_dict()),
+                      ("FeatureStore.get", store.get)):
+        lat = np.empty(len(ids))
+        for i, cid in enumerate(ids):
+            t = time.perf_counter_ns()
+            if fn(cid) is None:
+                raise SystemExit(f"{label}: customer {cid} not found")
+            lat[i] = time.perf_counter_ns() - t
+        timings[label] = (float(np.median(lat)) / 1e3, float(np.percentile(lat, 99)) / 1e3)
+    return {"seconds": written, "peak_gb": _peak_gb(), "rows": len(feats), "customers": len(feats),
+            "lookups": timings}
 
 
 def _run(name: str, book: Path, as_of: str = "", out: Path | None = None, config: str | None = None) -> dict:
@@ -249,12 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("pandas", "payment", "features"):
         runs = []
         for i in range(args.runs):
-            out = work / f"{name}.parquet" if name in ("pandas", "payment") and i == 0 else None
+            out = work / f"{name}.parquet" if i == 0 else None
             runs.append(_run(name, cut, cut_as_of, out))
             say(f"  {name} run {i + 1}/{args.runs}: {runs[-1]['seconds']:.1f} s, peak {runs[-1]['peak_gb']:.2f} GB "
                 f"{runs[-1].get('marks', '')}")
         results[name] = _median(runs)
     agreement = _compare(work / "payment.parquet", work / "pandas.parquet")
+    lookups = _run("store", work / "features.parquet", out=work / "store.sqlite")
 
     base = results["pandas"]
     say("")
@@ -270,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                                              else " MISSED"))
         say(f"{label:34s} {r['seconds']:8.1f} {r['peak_gb']:8.2f} {base['seconds'] / r['seconds']:15.2f}x "
             f"{r['peak_gb'] / base['peak_gb']:16.2f}x  {target}")
+    say("")
+    say(f"order-entry store: {lookups['rows']:,} customers written to SQLite in {lookups['seconds']:.1f} s; "
+        f"one customer's features, 20,000 random lookups, speed against a connection per lookup:")
+    base_us = lookups["lookups"]["sqlite, connection per lookup"][0]
+    for label, (median_us, p99_us) in lookups["lookups"].items():
+        say(f"  {label:32s} median {median_us:7.1f} us  p99 {p99_us:7.1f} us  {base_us / median_us:6.2f}x")
     if args.full:
         say("")
         for name in ("payment", "features"):
