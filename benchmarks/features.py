@@ -71,6 +71,9 @@ def pandas_payment(invoices, as_of):
         "open_amount": open_amount,
         "overdue_amount": open_amount.where(overdue, 0.0),
         "open_days_overdue": dbt.where(overdue, 0.0),
+        "paid_date": inv["paid_date"].where(paid),
+        "due_60": (due & (inv["due_date"] > as_of - pd.Timedelta(days=60))).astype("float64"),
+        "unpaid_60": (due & (inv["due_date"] > as_of - pd.Timedelta(days=60)) & ~paid).astype("float64"),
     })
     g = frame.groupby("customer_id", sort=False)
     out = pd.DataFrame({
@@ -84,10 +87,14 @@ def pandas_payment(invoices, as_of):
         "amount_12m": g["amount_issued_12"].sum(), "open_receivables": g["open_amount"].sum(),
         "overdue_amount_open": g["overdue_amount"].sum(), "max_days_overdue_open": g["open_days_overdue"].max(),
         "last_late_due": g["last_late_due"].max(),
+        "last_paid": g["paid_date"].max(), "due_60": g["due_60"].sum(), "unpaid_60": g["unpaid_60"].sum(),
     })
     out["overdue_share_open"] = (out["overdue_amount_open"] / out["open_receivables"].where(out["open_receivables"] > 0)).fillna(0.0)
     out["dbt_trend"] = out["dbt_mean_3m"] - out["dbt_mean_12m"]
     out["months_since_late"] = (as_of - out.pop("last_late_due")).dt.days / 30.4375
+    out["days_since_payment"] = (as_of - out.pop("last_paid")).dt.days.astype("float64")
+    due_60, unpaid_60 = out.pop("due_60"), out.pop("unpaid_60")
+    out["unpaid_share_due_60d"] = unpaid_60 / due_60.where(due_60 > 0)
     return out
 
 

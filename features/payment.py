@@ -20,7 +20,7 @@ import pandas as pd
 COLUMNS = ["invoices_12m", "dbt_mean_3m", "dbt_mean_12m", "dbt_max_3m", "dbt_max_12m", "dbt_weighted_3m",
            "dbt_weighted_12m", "share_late_30_12m", "share_late_60_12m", "share_late_90_12m", "dispute_rate_12m",
            "amount_12m", "open_receivables", "overdue_amount_open", "max_days_overdue_open", "overdue_share_open",
-           "dbt_trend", "months_since_late"]
+           "dbt_trend", "months_since_late", "days_since_payment", "unpaid_share_due_60d"]
 
 _OPEN = np.iinfo(np.int32).max  # paid day of an invoice never paid
 _NONE = np.iinfo(np.int32).min
@@ -98,7 +98,7 @@ class InvoiceLedger:
         cut12 = _day(as_of - pd.DateOffset(months=12))
         cut3 = _day(as_of - pd.DateOffset(months=3))
         for start in range(0, len(self), _CHUNK):
-            acc.add(self, slice(start, start + _CHUNK), today, cut12, cut3)
+            acc.add(self, slice(start, start + _CHUNK), today, cut12, cut3, today - 60)
         return acc.table(self.customers, today)
 
 
@@ -106,7 +106,7 @@ class _Sums:
     """Per-customer sums, counts and maxima, accumulated over chunks of the ledger."""
 
     _SUMS = ("known", "issued12", "amount12", "n3", "n12", "dbt3", "dbt12", "w3", "w12", "amt3", "amt12",
-             "late30", "late60", "late90", "disputed12", "open", "overdue")
+             "late30", "late60", "late90", "disputed12", "open", "overdue", "n60", "unpaid60")
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -115,11 +115,12 @@ class _Sums:
         self.max12 = np.full(n, -np.inf)
         self.max_overdue = np.zeros(n)
         self.last_late = np.full(n, _NONE, dtype=np.int64)
+        self.last_paid = np.full(n, _NONE, dtype=np.int64)
 
     def _sum(self, key: str, code: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.s[key] += np.bincount(code, weights=weights, minlength=self.n)
 
-    def add(self, led: InvoiceLedger, rows: slice, today: int, cut12: int, cut3: int) -> None:
+    def add(self, led: InvoiceLedger, rows: slice, today: int, cut12: int, cut3: int, cut60: int) -> None:
         issue = led.issue[rows]
         known = issue <= today
         code = led.code[rows][known].astype(np.intp)
@@ -158,6 +159,10 @@ class _Sums:
         self._sum("overdue", code[overdue], amount[overdue])
         np.maximum.at(self.max_overdue, code[overdue], dbt[overdue])
         np.maximum.at(self.last_late, code[late], due[late].astype(np.int64))
+        np.maximum.at(self.last_paid, code[settled], paid[settled].astype(np.int64))
+        d60 = fallen_due & (due > cut60)  # a firm that stops paying shows here first
+        self._sum("n60", code[d60])
+        self._sum("unpaid60", code[d60 & open_])
 
     def table(self, customers: np.ndarray, today: int) -> pd.DataFrame:
         s = self.s
@@ -188,6 +193,8 @@ class _Sums:
                 # months since the due date of the last invoice seen late; NaN (never late) is
                 # filled by the caller, who knows how long the relationship is
                 "months_since_late": np.where(self.last_late > _NONE, (today - self.last_late) / _MONTH_DAYS, np.nan),
+                "days_since_payment": np.where(self.last_paid > _NONE, today - self.last_paid, np.nan),
+                "unpaid_share_due_60d": ratio(s["unpaid60"], s["n60"]),
             }
         out = pd.DataFrame({k: np.asarray(v, dtype=np.float64)[keep] for k, v in cols.items()},
                            index=pd.Index(customers[keep], name="customer_id", dtype=object))

@@ -114,6 +114,10 @@ _FEATURES: tuple[Feature, ...] = (
        "{value} of invoices disputed in the last 12 months", ".0%"),
     _F("months_since_late", "payment", "Months since the due date of the last invoice paid or still open late",
        -1, 0.0, 1200.0, "Last late payment only {value} months ago", ".0f"),
+    _F("days_since_payment", "payment", "Days since the customer last paid an invoice", 1, 0.0, 3650.0,
+       "No payment received for {value} days", ".0f"),
+    _F("unpaid_share_due_60d", "payment", "Share of invoices fallen due in the last 60 days still unpaid", 1,
+       0.0, 1.0, "{value} of invoices due in the last 60 days are unpaid", ".0%"),
     _F("relationship_months", "payment", "Months since the first trade with the customer", -1,
        0.0, 1200.0, "Trading relationship of only {value} months", ".0f"),
     # industry signals: published for months before as_of

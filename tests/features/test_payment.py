@@ -39,7 +39,8 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     c12, c3 = as_of - pd.DateOffset(months=12), as_of - pd.DateOffset(months=3)
     rows = {}
     for cust, g in inv.groupby("customer_id"):
-        dbt3, dbt12, w3, w12, disputed12, last_late = [], [], [], [], [], None
+        dbt3, dbt12, w3, w12, disputed12, last_late, last_paid = [], [], [], [], [], None, None
+        due60 = unpaid60 = 0
         issued12 = amount12 = open_amt = overdue_amt = 0.0
         max_overdue = 0.0
         seen = False
@@ -59,6 +60,11 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                     dbt3.append(days), w3.append(r.amount)
                 if days > 0:
                     last_late = r.due_date if last_late is None else max(last_late, r.due_date)
+            if settled:
+                last_paid = r.paid_date if last_paid is None else max(last_paid, r.paid_date)
+            if as_of - pd.Timedelta(days=60) < r.due_date <= as_of:
+                due60 += 1
+                unpaid60 += not settled
             if not settled:
                 open_amt += r.amount
                 if r.due_date < as_of:
@@ -79,6 +85,8 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
             "overdue_share_open": overdue_amt / open_amt if open_amt > 0 else 0.0,
             "dbt_trend": mean(dbt3) - mean(dbt12),
             "months_since_late": (as_of - last_late).days / 30.4375 if last_late is not None else math.nan,
+            "days_since_payment": (as_of - last_paid).days if last_paid is not None else math.nan,
+            "unpaid_share_due_60d": unpaid60 / due60 if due60 else math.nan,
         }
     out = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS].astype("float64")
     out.index.name = "customer_id"
