@@ -93,10 +93,12 @@ def cmd_features(args: argparse.Namespace, say: Progress) -> int:
 
 def _print_metrics(metrics: dict) -> None:
     keys = [("LightGBM model", "test"), ("scorecard", "scorecard_test"), ("true PD (ceiling)", "oracle_test")]
-    print(f"{'test window':22s} {'AUC':>7s} {'Brier':>8s} {'KS':>6s}")
+    print(f"{'test window':22s} {'AUC':>7s} {'Brier':>8s} {'KS':>6s} {'ECE':>7s} {'grades off':>10s}")
     for label, p in keys:
         if f"{p}_auc" in metrics:
-            print(f"{label:22s} {metrics[p + '_auc']:7.4f} {metrics[p + '_brier']:8.5f} {metrics[p + '_ks']:6.3f}")
+            ece = f"{metrics[p + '_ece']:7.4f}" if f"{p}_ece" in metrics else f"{'':7s}"
+            off = f"{metrics[p + '_jeffreys_rejected_share']:10.0%}" if f"{p}_jeffreys_rejected_share" in metrics else ""
+            print(f"{label:22s} {metrics[p + '_auc']:7.4f} {metrics[p + '_brier']:8.5f} {metrics[p + '_ks']:6.3f} {ece} {off}")
     if "cv_auc" in metrics:
         print(f"{'cross-validated AUC':22s} {metrics['cv_auc']:7.4f} (+/- {metrics['cv_auc_std']:.4f})")
 

@@ -19,7 +19,7 @@ from scipy.special import expit
 from riskcast.config import MasterScaleConfig, ScorecardConfig
 from riskcast.features.registry import FeatureRegistry
 
-from .calibration import PlattCalibrator
+from .calibration import Calibrator, calibrator_from_dict
 from .masterscale import MasterScale
 from .scorecard import CreditScorecard, logit_to_points, quiet_solvers
 
@@ -29,7 +29,7 @@ BUNDLE_FORMAT = 1
 class ModelBundle:
     """Scores rows of registry features with the LightGBM model or the fallback scorecard."""
 
-    def __init__(self, registry: FeatureRegistry, booster: lgb.Booster, calibrator: PlattCalibrator,
+    def __init__(self, registry: FeatureRegistry, booster: lgb.Booster, calibrator: Calibrator,
                  scorecard: CreditScorecard, master_scale: MasterScaleConfig,
                  scorecard_config: ScorecardConfig, metadata: dict[str, Any] | None = None) -> None:
         self.registry = registry
@@ -110,7 +110,7 @@ class ModelBundle:
         return cls(
             registry=FeatureRegistry.from_dict(json.loads((path / "registry.json").read_text())),
             booster=lgb.Booster(model_file=str(path / "booster.txt")),
-            calibrator=PlattCalibrator.from_dict(json.loads((path / "calibrator.json").read_text())),
+            calibrator=calibrator_from_dict(json.loads((path / "calibrator.json").read_text())),
             scorecard=scorecard,
             master_scale=MasterScaleConfig.model_validate_json((path / "master_scale.json").read_text()),
             scorecard_config=ScorecardConfig.model_validate_json((path / "scorecard_config.json").read_text()),

@@ -11,9 +11,10 @@ from riskcast.config import MasterScaleConfig, TrainingConfig
 from riskcast.features.registry import FeatureRegistry
 
 from .bundle import ModelBundle
-from .calibration import PlattCalibrator
+from .calibration import choose_calibrator
+from .masterscale import fit_scale
 from .dataset import LABEL, TRUE_PD, Split
-from .evaluation import binary_metrics
+from .evaluation import binary_metrics, calibration_metrics, grade_table
 from .model import LightGBMPD
 from .scorecard import CreditScorecard
 
@@ -30,7 +31,14 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
     model = LightGBMPD(cfg.lightgbm, registry.monotone_constraints, seed=cfg.seed).fit(
         Xtr, ytr, Xva, yva, feature_names=names)
     say(f"LightGBM stopped at {model.best_iteration_} trees; calibrating on the validation window")
-    calibrator = PlattCalibrator(cfg.pd_floor).fit(model.predict_margin(Xva), yva)
+    margin_va = model.predict_margin(Xva)
+    calibrator, losses = choose_calibrator(margin_va, yva, cfg.pd_floor, seed=cfg.seed)
+    say(f"calibration: {calibrator.kind} (out-of-fold log loss "
+        + ", ".join(f"{k} {v:.5f}" for k, v in losses.items()) + ")")
+    # no grade may hold more than a third of the book (validation window, calibrated PDs)
+    scale = fit_scale(master_scale, calibrator.transform(margin_va))
+    if scale is not master_scale:
+        say(f"master scale: crowded grades split, {len(master_scale.grades)} -> {len(scale.grades)} grades")
     say("scorecard: WoE binning and logistic regression")
     scorecard = CreditScorecard(registry.scorecard_trends, cfg.scorecard, random_state=cfg.seed).fit(split.train, ytr)
     missing = split.train[names].isna().mean(axis=1)
@@ -40,18 +48,33 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
         "n_train": len(split.train), "n_valid": len(split.valid), "n_test": len(split.test),
         "best_iteration": model.best_iteration_,
         "features": names,
+        "master_scale_refined": scale is not master_scale,
+        "calibration": calibrator.kind,
+        "calibration_oof_logloss": losses,
     }
-    return ModelBundle(registry, model.booster_, calibrator, scorecard, master_scale, cfg.scorecard, meta)
+    return ModelBundle(registry, model.booster_, calibrator, scorecard, scale, cfg.scorecard, meta)
+
+
+def calibration_by_grade(bundle: ModelBundle, y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """Observed against predicted default rate per grade of the bundle's master scale."""
+    scale = bundle.master_scale
+    table = grade_table(y, p, scale.grade(p), scale.grades)
+    bands = dict(zip(scale.grades, scale.bands))
+    table.insert(1, "band", table["grade"].map(bands))
+    return table
 
 
 def evaluate_bundle(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float]:
-    """Test-window metrics of the model, the scorecard and, on synthetic data, the true PD."""
+    """Test-window metrics of the model, the scorecard and, on synthetic data, the true PD:
+    discrimination, and calibration overall (ECE, Hosmer-Lemeshow) and per grade (Jeffreys)."""
     y = test[LABEL].to_numpy()
     metrics: dict[str, Any] = {}
-    metrics.update(binary_metrics(y, bundle.model_pd(bundle.matrix(test)), "test"))
-    metrics.update(binary_metrics(y, bundle.scorecard_pd(test), "scorecard_test"))
+    sources = {"test": bundle.model_pd(bundle.matrix(test)), "scorecard_test": bundle.scorecard_pd(test)}
     if TRUE_PD in test.columns and test[TRUE_PD].notna().all():
-        metrics.update(binary_metrics(y, test[TRUE_PD].to_numpy(), "oracle_test"))
+        sources["oracle_test"] = test[TRUE_PD].to_numpy()
+    for prefix, p in sources.items():
+        metrics.update(binary_metrics(y, p, prefix))
+        metrics.update(calibration_metrics(y, p, calibration_by_grade(bundle, y, p), prefix))
     metrics["test_default_rate"] = float(np.mean(y))
     metrics["test_rows"] = float(len(y))
     return metrics

@@ -20,7 +20,7 @@ from . import tracking
 from .bundle import ModelBundle
 from .dataset import LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split_out_of_time
 from .evaluation import binary_metrics
-from .fit import evaluate_bundle, fit_bundle
+from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
 
 Progress = Callable[[str], None]
 
@@ -39,7 +39,7 @@ def _params(cfg: RiskcastConfig, registry: FeatureRegistry) -> dict:
         **{f"lgb_{k}": v for k, v in t.lightgbm.model_dump().items()},
         "horizon_months": t.horizon_months, "test_snapshots": t.test_snapshots,
         "valid_snapshots": t.valid_snapshots, "pd_floor": t.pd_floor, "seed": t.seed,
-        "calibration": "platt", "scorecard_pdo": t.scorecard.pdo, "scorecard_base_points": t.scorecard.base_points,
+        "scorecard_pdo": t.scorecard.pdo, "scorecard_base_points": t.scorecard.base_points,
         "scorecard_base_odds": t.scorecard.base_odds, "n_features": len(registry),
     }
 
@@ -61,15 +61,19 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     split = split_out_of_time(data, cfg.training.valid_snapshots, cfg.training.test_snapshots)
     bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
     metrics = evaluate_bundle(bundle, split.test)
+    y_test = split.test[LABEL].to_numpy()
+    by_grade = calibration_by_grade(bundle, y_test, bundle.model_pd(bundle.matrix(split.test)))
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
     tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD], errors="ignore")),
             **{k: v for k, v in split.windows().items()}}
     bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"]})
     run = tracking.log_and_register(
-        bundle, experiment_id=exp_id, model_name=cfg.serving.model_name, params=_params(cfg, registry),
+        bundle, experiment_id=exp_id, model_name=cfg.serving.model_name,
+        params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"]},
         metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop,
-        min_auc=cfg.training.promotion_min_auc)
+        min_auc=cfg.training.promotion_min_auc,
+        artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")})
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
 
 
@@ -173,7 +177,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
     bundle.metadata.update({"metrics": metrics, "protocol": protocol})
     run = tracking.log_and_register(
         bundle, experiment_id=exp_id, model_name=f"riskcast-table-{name}",
-        params={**_params(cfg, registry), "protocol": protocol, "folds": folds if time_col is None else 0},
+        params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"], "protocol": protocol, "folds": folds if time_col is None else 0},
         metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
