@@ -67,6 +67,8 @@ class TrainingConfig(_Section):
     scorecard: ScorecardConfig = ScorecardConfig()
     promotion_max_auc_drop: float = Field(0.005, ge=0, le=0.5)
     promotion_min_auc: float = Field(0.60, ge=0.5, le=1.0)
+    #: calibration is rejected when the Jeffreys test (99%) rejects more than this share of grades
+    promotion_max_rejected_share: float = Field(0.10, ge=0, le=1)
 
 
 class GradeBand(_Section):

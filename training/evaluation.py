@@ -90,6 +90,15 @@ def grade_table(y: np.ndarray, p: np.ndarray, grades: np.ndarray, order: list[st
     return pd.DataFrame(rows)
 
 
+def calibration_rejected(rejected: int, tested: int, max_share: float, alpha: float = 0.01) -> bool:
+    """Whether a scale's calibration is rejected: more than ``max_share`` of the grades fail
+    the Jeffreys test, and more than chance explains (each grade fails with probability
+    ``alpha`` when its PD is right, so one grade in eight failing is no evidence)."""
+    if tested <= 0 or rejected / tested <= max_share:
+        return False
+    return float(stats.binom.sf(rejected - 1, tested, alpha)) < alpha
+
+
 def calibration_metrics(y: np.ndarray, p: np.ndarray, table: pd.DataFrame, prefix: str) -> dict[str, float]:
     """ECE, Hosmer-Lemeshow and the share of populated grades whose PD the Jeffreys test rejects."""
     stat, pvalue = hosmer_lemeshow(y, p)
@@ -99,5 +108,6 @@ def calibration_metrics(y: np.ndarray, p: np.ndarray, table: pd.DataFrame, prefi
         f"{prefix}_hl_stat": stat,
         f"{prefix}_hl_pvalue": pvalue,
         f"{prefix}_jeffreys_rejected_share": float(populated["jeffreys_rejected"].mean()) if len(populated) else 0.0,
+        f"{prefix}_grades_tested": float(len(populated)),
         f"{prefix}_max_grade_share": float(table["share"].max()) if len(table) else 0.0,
     }

@@ -42,7 +42,9 @@ class LightGBMPD:
         }
         if self.monotone_constraints is not None and any(self.monotone_constraints):
             out["monotone_constraints"] = list(self.monotone_constraints)
-            out["monotone_constraints_method"] = "advanced"
+            # "advanced" breaks the constraints on some rows (seen: PD falling as days beyond
+            # terms rise); "intermediate" keeps them and ranks as well
+            out["monotone_constraints_method"] = "intermediate"
         return out
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray | None = None, y_valid: np.ndarray | None = None,

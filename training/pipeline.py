@@ -72,8 +72,8 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
         bundle, experiment_id=exp_id, model_name=cfg.serving.model_name,
         params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"]},
         metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop,
-        min_auc=cfg.training.promotion_min_auc,
-        artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")})
+        min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
+        artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")}, test=split.test)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
 
 
@@ -179,5 +179,6 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
         bundle, experiment_id=exp_id, model_name=f"riskcast-table-{name}",
         params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"], "protocol": protocol, "folds": folds if time_col is None else 0},
         metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop,
-        min_auc=cfg.training.promotion_min_auc)
+        min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
+        test=split.test if time_col is not None else None)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))

@@ -11,6 +11,9 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from riskcast.config import ScorecardConfig
 from riskcast.env import quiet
@@ -36,6 +39,54 @@ def logit_to_points(logit: np.ndarray, cfg: ScorecardConfig) -> np.ndarray:
     return offset - factor * np.asarray(logit, dtype=float)
 
 
+class WoELogisticRegression(ClassifierMixin, BaseEstimator):
+    """L2-penalised logistic regression on WoE columns with every coefficient <= 0.
+
+    optbinning's WoE is ln(share of non-defaults / share of defaults): a riskier bin has a lower
+    WoE, so a feature can only push the PD the way its own bins say when its coefficient is
+    negative. Unconstrained, correlated features (days beyond terms over 3 and 12 months) take
+    opposite signs and some customers' points then fall as they pay later; here such a
+    feature gets 0 instead. ``C`` is the inverse penalty, as in scikit-learn.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000) -> None:
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X, y, sample_weight=None) -> "WoELogisticRegression":
+        X = np.asarray(X, dtype=float)
+        t = np.asarray(y, dtype=float)
+        w8 = np.ones(len(t)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        k = X.shape[1]
+
+        def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+            z = X @ w[:k] + w[k]
+            loss = np.sum(w8 * (np.logaddexp(0.0, z) - t * z)) + 0.5 / self.C * np.dot(w[:k], w[:k])
+            g = w8 * (expit(z) - t)
+            return float(loss), np.concatenate([X.T @ g + w[:k] / self.C, [g.sum()]])
+
+        start = np.zeros(k + 1)
+        start[k] = np.log(max(t.mean(), 1e-6) / max(1 - t.mean(), 1e-6))
+        res = minimize(objective, start, jac=True, method="L-BFGS-B",
+                       bounds=[(None, 0.0)] * k + [(None, None)], options={"maxiter": self.max_iter})
+        self.coef_ = res.x[:k].reshape(1, -1)
+        self.intercept_ = np.array([res.x[k]])
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = k
+        self.n_iter_ = np.array([res.nit])
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return np.asarray(X, dtype=float) @ self.coef_.ravel() + self.intercept_[0]
+
+    def predict_proba(self, X) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(int)
+
+
 class CreditScorecard:
     """WoE scorecard with monotonic bins per feature (``trends``: optbinning monotonic_trend)."""
 
@@ -47,14 +98,13 @@ class CreditScorecard:
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "CreditScorecard":
         with quiet_solvers():
             from optbinning import BinningProcess, Scorecard
-            from sklearn.linear_model import LogisticRegression
 
             names = list(self.trends)
             params = {n: {"monotonic_trend": t, "max_n_bins": self.config.max_n_bins} for n, t in self.trends.items()}
             bp = BinningProcess(names, binning_fit_params=params)
             sc = Scorecard(
                 binning_process=bp,
-                estimator=LogisticRegression(C=1.0, max_iter=1000, random_state=self.random_state),
+                estimator=WoELogisticRegression(C=1.0, max_iter=1000),
                 scaling_method="pdo_odds",
                 scaling_method_params={"pdo": self.config.pdo, "odds": self.config.base_odds,
                                        "scorecard_points": self.config.base_points},

@@ -20,11 +20,13 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from riskcast.env import quiet
 from riskcast.errors import ModelUnavailableError
 
 from .bundle import ModelBundle
+from .evaluation import calibration_rejected
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -121,38 +123,83 @@ def champion_metric(model_name: str, metric: str) -> tuple[str, float] | None:
     return (mv.version, float(value)) if value is not None else (mv.version, float("nan"))
 
 
+def champion_on_window(model_name: str, test: pd.DataFrame, label: str) -> tuple[str, float] | None:
+    """The champion's version and its AUC on the candidate's own test rows, so that both are
+    judged on the same customers and the same months. None without a champion; NaN when the
+    champion cannot score these rows (it cannot be loaded, or needs features they lack)."""
+    try:
+        version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version
+    except MlflowException:
+        return None
+    try:
+        champion = load_registered(model_name, CHAMPION).bundle
+    except ModelUnavailableError:
+        return (str(version), float("nan"))
+    if any(n not in test.columns for n in champion.registry.names) or test[label].nunique() < 2:
+        return (str(version), float("nan"))
+    return (str(version), float(roc_auc_score(test[label], champion.model_pd(champion.matrix(test)))))
+
+
 def promotion_gate(candidate_auc: float, champion: tuple[str, float] | None, max_drop: float,
-                   min_auc: float = 0.6) -> dict[str, Any]:
-    """Promote when the AUC clears ``min_auc`` and is not worse than the champion's (if any) by
-    more than ``max_drop``."""
+                   min_auc: float = 0.6, rejected: tuple[int, int] | None = None,
+                   max_rejected_share: float = 0.10) -> dict[str, Any]:
+    """Promote when the AUC clears ``min_auc``, calibration is not rejected (``rejected`` =
+    grades failing the Jeffreys test, grades tested; see ``calibration_rejected``) and the
+    AUC is not worse than the champion's (if any) by more than ``max_drop``."""
     if not candidate_auc >= min_auc:
         return {"passed": False, "reason": f"test_auc {candidate_auc:.4f} is below the floor {min_auc}"}
+    if rejected is not None and calibration_rejected(rejected[0], rejected[1], max_rejected_share):
+        return {"passed": False, "reason": f"calibration rejected: the Jeffreys test rejects the PD of "
+                                          f"{rejected[0]} of {rejected[1]} grades (at most {max_rejected_share:.0%}, "
+                                          f"and more than chance explains)"}
     if champion is None:
         return {"passed": True, "reason": "no champion yet"}
     version, auc = champion
-    if auc != auc:  # NaN: the champion has no test_auc on record
+    if auc != auc:  # NaN: the champion cannot be compared
         return {"passed": False, "champion_version": version,
-                "reason": f"champion v{version} has no test_auc to compare with; promote by hand"}
+                "reason": f"champion v{version} cannot be scored on this test window; promote by hand"}
     passed = bool(candidate_auc >= auc - max_drop)
     verdict = "passes" if passed else "fails"
     return {"passed": passed, "champion_version": version, "champion_test_auc": auc,
             "reason": f"test_auc {candidate_auc:.4f} vs champion v{version} {auc:.4f} (allowed drop {max_drop}): {verdict}"}
 
 
+def _rejected_grades(metrics: dict[str, float]) -> tuple[int, int] | None:
+    if "test_grades_tested" not in metrics:
+        return None
+    tested = int(metrics["test_grades_tested"])
+    return int(round(metrics["test_jeffreys_rejected_share"] * tested)), tested
+
+
 def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str, params: dict[str, Any],
                      metrics: dict[str, float], tags: dict[str, str], sample: pd.DataFrame,
-                     max_auc_drop: float, min_auc: float, artifacts: dict[str, str] | None = None) -> RegisteredRun:
+                     max_auc_drop: float, min_auc: float, max_rejected_share: float = 0.10,
+                     artifacts: dict[str, str] | None = None, test: pd.DataFrame | None = None,
+                     label: str = "default_12m") -> RegisteredRun:
     """One run: params, metrics, the bundle as a registered pyfunc, alias ``challenger``, and
-    ``champion`` if the gate passes. The gate's verdict is written to the run."""
+    ``champion`` if the gate passes. With ``test`` (an out-of-time window) the champion is
+    scored on those very rows; without, its logged ``test_auc`` stands in. The gate's verdict
+    and the comparison are written to the run."""
     client = MlflowClient()
-    champion = champion_metric(model_name, "test_auc")
-    gate = promotion_gate(metrics["test_auc"], champion, max_drop=max_auc_drop, min_auc=min_auc)
+    if test is not None:
+        champion = champion_on_window(model_name, test, label)
+        basis = "champion scored on this run's test window"
+    else:
+        champion = champion_metric(model_name, "test_auc")
+        basis = "champion's logged test_auc"
+    gate = promotion_gate(metrics["test_auc"], champion, max_drop=max_auc_drop, min_auc=min_auc,
+                          rejected=_rejected_grades(metrics),
+                          max_rejected_share=max_rejected_share)
+    gate["basis"] = basis
+    if "champion_test_auc" in gate:
+        metrics = {**metrics, "champion_test_auc": gate["champion_test_auc"]}
     with quiet("mlflow"), mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.set_tags({**tags, "gate.passed": str(gate["passed"]), "gate.reason": gate["reason"]})
         for name, text in (artifacts or {}).items():
             mlflow.log_text(text, name)
+        mlflow.log_dict({"candidate_test_auc": metrics["test_auc"], **gate}, "champion_comparison.json")
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = bundle.save(Path(tmp) / "bundle")
             X = sample[bundle.registry.names].astype("float64").head(50)

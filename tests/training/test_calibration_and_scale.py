@@ -47,6 +47,13 @@ def test_promotion_gate():
     assert not floor["passed"] and "below the floor" in floor["reason"]
     nan_gate = promotion_gate(0.9, ("3", float("nan")), 0.005)
     assert not nan_gate["passed"] and "by hand" in nan_gate["reason"]
+    # calibration: a good ranker whose PDs are rejected in too many grades stays a challenger
+    off = promotion_gate(0.9, None, 0.005, rejected=(2, 10), max_rejected_share=0.10)
+    assert not off["passed"] and "calibration rejected" in off["reason"]
+    assert promotion_gate(0.9, None, 0.005, rejected=(1, 10), max_rejected_share=0.10)["passed"]
+    # one grade of eight failing at 99% happens by chance 8% of the time: no evidence
+    assert promotion_gate(0.9, None, 0.005, rejected=(1, 8), max_rejected_share=0.10)["passed"]
+    assert not promotion_gate(0.9, None, 0.005, rejected=(3, 8), max_rejected_share=0.10)["passed"]
 
 
 def test_a_crowded_grade_is_split_until_none_holds_a_third():

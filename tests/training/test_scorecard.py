@@ -51,3 +51,27 @@ def test_refit_forgets_the_old_fit():
     first = sc.fit(X, y).coef_.copy()
     X2, y2 = _data(6)
     assert not np.allclose(sc.fit(X2, y2).coef_, first)
+
+
+def test_woe_regression_matches_scikit_learn_when_signs_agree_and_zeroes_a_reversed_feature():
+    from sklearn.linear_model import LogisticRegression
+
+    from riskcast.training.scorecard import WoELogisticRegression
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=20_000)
+    b = a + 0.5 * rng.normal(size=a.size)          # a noisy copy of a
+    c = rng.normal(size=a.size)
+    X = np.column_stack([a, b, c])
+    y = (rng.random(a.size) < 1 / (1 + np.exp(-(-3.0 - 0.8 * a - 0.5 * c)))).astype(int)
+    ours = WoELogisticRegression(C=1.0).fit(X[:, [0, 2]], y)
+    ref = LogisticRegression(C=1.0, max_iter=1000).fit(X[:, [0, 2]], y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, atol=2e-3)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=2e-3)
+    np.testing.assert_allclose(ours.predict_proba(X[:, [0, 2]]), ref.predict_proba(X[:, [0, 2]]), atol=1e-3)
+    # b alone lowers risk like a, but given a it raises it: scikit-learn gives it a positive
+    # coefficient (points against its own bins), ours holds it at 0
+    y = (rng.random(a.size) < 1 / (1 + np.exp(-(-3.0 - 1.2 * a + 0.6 * b - 0.5 * c)))).astype(int)
+    free = LogisticRegression(C=1.0, max_iter=1000).fit(X, y).coef_.ravel()
+    held = WoELogisticRegression(C=1.0).fit(X, y).coef_.ravel()
+    assert free.max() > 0 and np.all(held <= 0) and held.max() == 0.0
