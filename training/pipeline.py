@@ -21,6 +21,7 @@ from .bundle import ModelBundle
 from .dataset import LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split_out_of_time
 from .evaluation import binary_metrics
 from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
+from .report import model_card
 
 Progress = Callable[[str], None]
 
@@ -44,6 +45,43 @@ def _params(cfg: RiskcastConfig, registry: FeatureRegistry) -> dict:
     }
 
 
+def report_figures(bundle: ModelBundle, test: pd.DataFrame, by_grade: pd.DataFrame, seed: int = 0,
+                   shap_rows: int = 1000) -> dict:
+    """The run's plots: ROC, KS, calibration, grades, importance and a TreeSHAP summary (on a
+    sample of the test window: exact TreeSHAP costs milliseconds per row)."""
+    from . import report
+
+    y = test[LABEL].to_numpy()
+    X = bundle.matrix(test)
+    pds = {"model": bundle.model_pd(X), "scorecard": bundle.scorecard_pd(test)}
+    if TRUE_PD in test.columns and test[TRUE_PD].notna().all():
+        pds["true PD"] = test[TRUE_PD].to_numpy()
+    rows = np.random.default_rng(seed).choice(len(test), size=min(shap_rows, len(test)), replace=False)
+    names = bundle.registry.names
+    return {
+        "plots/roc.png": report.roc_figure(y, pds),
+        "plots/ks.png": report.ks_figure(y, pds["model"]),
+        "plots/calibration.png": report.calibration_figure(y, pds),
+        "plots/grades.png": report.grade_figure(by_grade),
+        "plots/feature_importance.png": report.importance_figure(names, bundle.booster.feature_importance("gain")),
+        "plots/shap_summary.png": report.shap_summary_figure(names, bundle.contributions(X[rows]), X[rows], seed=seed),
+    }
+
+
+def book_limitations(metrics: dict[str, float]) -> list[str]:
+    out = [
+        "12-month PD of customers trading on the as-of date; not for customers in default or with no trade yet.",
+        "Customers without filed statements are scored on payment behaviour and industry alone.",
+        "Monotone in every feature with a declared direction; the scorecard fallback ranks less well "
+        + (f"({metrics['scorecard_test_auc'] / metrics['test_auc']:.3f} of the model's AUC)." if "scorecard_test_auc" in metrics else "."),
+        "Validated out of time on the newest snapshots only; watch drift before trusting it on a changed book.",
+    ]
+    if "oracle_test_auc" in metrics:
+        out.append("Synthetic book: the true PD knows a firm's distress from its first day, before any invoice "
+                   "falls due unpaid; no model of observable data reaches it.")
+    return out
+
+
 def _reference(bundle: ModelBundle, test: pd.DataFrame) -> pd.DataFrame:
     scored = bundle.score_frame(test)
     return pd.concat([test.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
@@ -63,17 +101,29 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     metrics = evaluate_bundle(bundle, split.test)
     y_test = split.test[LABEL].to_numpy()
     by_grade = calibration_by_grade(bundle, y_test, bundle.model_pd(bundle.matrix(split.test)))
+    say("plots and the model card")
+    figures = report_figures(bundle, split.test, by_grade, seed=cfg.training.seed)
+    params = {**_params(cfg, registry), "calibration": bundle.metadata["calibration"]}
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
     tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD], errors="ignore")),
             **{k: v for k, v in split.windows().items()}}
     bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"]})
+
+    def card(gate: dict, run_id: str, version: str) -> str:
+        return model_card(
+            name=cfg.serving.model_name, version=version, run_id=run_id, windows=split.windows(),
+            fingerprint=tags["training_fingerprint"],
+            n_rows={"train": len(split.train), "validation": len(split.valid), "test": len(split.test)},
+            features=registry.names, params=params, metrics=metrics, by_grade=by_grade, gate=gate,
+            limitations=book_limitations(metrics))
+
     run = tracking.log_and_register(
-        bundle, experiment_id=exp_id, model_name=cfg.serving.model_name,
-        params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"]},
+        bundle, experiment_id=exp_id, model_name=cfg.serving.model_name, params=params,
         metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
-        artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")}, test=split.test)
+        artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")}, test=split.test,
+        figures=figures, card=card)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
 
 

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mlflow
 import pandas as pd
@@ -175,7 +175,8 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
                      metrics: dict[str, float], tags: dict[str, str], sample: pd.DataFrame,
                      max_auc_drop: float, min_auc: float, max_rejected_share: float = 0.10,
                      artifacts: dict[str, str] | None = None, test: pd.DataFrame | None = None,
-                     label: str = "default_12m") -> RegisteredRun:
+                     label: str = "default_12m", figures: dict[str, Any] | None = None,
+                     card: Callable[[dict[str, Any], str, str], str] | None = None) -> RegisteredRun:
     """One run: params, metrics, the bundle as a registered pyfunc, alias ``challenger``, and
     ``champion`` if the gate passes. With ``test`` (an out-of-time window) the champion is
     scored on those very rows; without, its logged ``test_auc`` stands in. The gate's verdict
@@ -200,6 +201,8 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
         for name, text in (artifacts or {}).items():
             mlflow.log_text(text, name)
         mlflow.log_dict({"candidate_test_auc": metrics["test_auc"], **gate}, "champion_comparison.json")
+        for name, fig in (figures or {}).items():
+            mlflow.log_figure(fig, name)
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = bundle.save(Path(tmp) / "bundle")
             X = sample[bundle.registry.names].astype("float64").head(50)
@@ -217,6 +220,8 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
     client.set_registered_model_alias(model_name, CHALLENGER, version)
     if gate["passed"]:
         client.set_registered_model_alias(model_name, CHAMPION, version)
+    if card is not None:
+        client.log_text(run.info.run_id, card(gate, run.info.run_id, version), "model_card.md")
     return RegisteredRun(run.info.run_id, experiment_id, model_name, version, bool(gate["passed"]), gate)
 
 

@@ -44,3 +44,9 @@ def test_a_second_run_replaces_the_champion_only_through_the_gate(small_book, tm
     assert str(client.get_model_version_by_alias("riskcast-pd", "champion").version) == "2"
     assert str(client.get_model_version_by_alias("riskcast-pd", "challenger").version) == "3"
     assert client.get_run(third.run.run_id).data.metrics["champion_test_auc"] == cmp3["champion_test_auc"]
+    # the comparison is readable in the run: model card and plots
+    card = open(client.download_artifacts(third.run.run_id, "model_card.md")).read()
+    assert "challenger only" in card and f"champion v2 {cmp3['champion_test_auc']:.4f}" in card
+    plots = {a.path for a in client.list_artifacts(third.run.run_id, "plots")}
+    assert {"plots/roc.png", "plots/ks.png", "plots/calibration.png", "plots/grades.png",
+            "plots/feature_importance.png", "plots/shap_summary.png"} <= plots
