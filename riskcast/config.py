@@ -36,7 +36,9 @@ class LightGBMConfig(_Section):
     n_estimators: int = Field(600, ge=10, le=20_000)
     learning_rate: float = Field(0.03, gt=0, le=1)
     num_leaves: int = Field(15, ge=2, le=1024)
-    min_child_samples: int = Field(100, ge=1)
+    #: rows per leaf; None: n_train / 2000 within [20, 100] (a 7,000-row table needs small
+    #: leaves, a book of 250,000 snapshot rows large ones)
+    min_child_samples: int | None = Field(None, ge=1)
     subsample: float = Field(0.8, gt=0, le=1)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(5.0, ge=0)

@@ -10,6 +10,13 @@ import numpy as np
 from riskcast.config import LightGBMConfig
 
 
+def min_child_samples(params: LightGBMConfig, n_rows: int) -> int:
+    """The configured rows per leaf, or n_rows / 2000 within [20, 100] when left to the data."""
+    if params.min_child_samples is not None:
+        return int(params.min_child_samples)
+    return int(np.clip(n_rows // 2000, 20, 100))
+
+
 class LightGBMPD:
     """Gradient-boosted trees predicting the log-odds of default.
 
@@ -23,13 +30,14 @@ class LightGBMPD:
         self.monotone_constraints = monotone_constraints
         self.seed = seed
 
-    def _lgb_params(self) -> dict:
+    def lgb_params(self, n_rows: int) -> dict:
+        """LightGBM's own parameters for a training set of ``n_rows`` rows."""
         p = self.params
         out = {
             "objective": "binary",
             "learning_rate": p.learning_rate,
             "num_leaves": p.num_leaves,
-            "min_data_in_leaf": p.min_child_samples,
+            "min_data_in_leaf": min_child_samples(p, n_rows),
             "bagging_fraction": p.subsample,
             "bagging_freq": 1 if p.subsample < 1 else 0,
             "feature_fraction": p.colsample_bytree,
@@ -56,7 +64,9 @@ class LightGBMPD:
         if X_valid is not None and y_valid is not None:
             valid_sets = [lgb.Dataset(X_valid, label=y_valid, reference=dtrain)]
             callbacks.append(lgb.early_stopping(self.params.early_stopping_rounds, verbose=False))
-        self.booster_ = lgb.train(self._lgb_params(), dtrain, num_boost_round=self.params.n_estimators,
+        params = self.lgb_params(len(y))
+        self.min_child_samples_ = params["min_data_in_leaf"]
+        self.booster_ = lgb.train(params, dtrain, num_boost_round=self.params.n_estimators,
                                   valid_sets=valid_sets, callbacks=callbacks)
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         self.n_features_in_ = X.shape[1]

@@ -103,7 +103,8 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     by_grade = calibration_by_grade(bundle, y_test, bundle.model_pd(bundle.matrix(split.test)))
     say("plots and the model card")
     figures = report_figures(bundle, split.test, by_grade, seed=cfg.training.seed)
-    params = {**_params(cfg, registry), "calibration": bundle.metadata["calibration"]}
+    params = {**_params(cfg, registry), "calibration": bundle.metadata["calibration"],
+              "lgb_min_child_samples": bundle.metadata["min_child_samples"]}
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
     tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD], errors="ignore")),
@@ -227,7 +228,8 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
     bundle.metadata.update({"metrics": metrics, "protocol": protocol})
     run = tracking.log_and_register(
         bundle, experiment_id=exp_id, model_name=f"riskcast-table-{name}",
-        params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"], "protocol": protocol, "folds": folds if time_col is None else 0},
+        params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"],
+                "lgb_min_child_samples": bundle.metadata["min_child_samples"], "protocol": protocol, "folds": folds if time_col is None else 0},
         metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
         test=split.test if time_col is not None else None)
