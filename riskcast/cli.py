@@ -58,6 +58,10 @@ def _positive(text: str) -> int:
     return v
 
 
+def _non_negative(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive(text)
+
+
 def _generator_config(cfg: RiskcastConfig, args: argparse.Namespace):
     updates = {k: getattr(args, k) for k in ("customers", "years", "seed", "scenario") if getattr(args, k, None) is not None}
     try:
@@ -103,14 +107,14 @@ def _print_metrics(metrics: dict) -> None:
         print(f"{'cross-validated AUC':22s} {metrics['cv_auc']:7.4f} (+/- {metrics['cv_auc_std']:.4f})")
 
 
-def _train(tables, cfg: RiskcastConfig, paths: WorkPaths, say: Progress):
+def _train(tables, cfg: RiskcastConfig, paths: WorkPaths, say: Progress, tune: int = 0):
     from riskcast.data.io import write_parquet
     from riskcast.training import tracking
     from riskcast.training.pipeline import train_on_book
 
     uri = tracking.configure(paths.root)
     say(f"MLflow tracking at {uri}")
-    outcome = train_on_book(tables, cfg, paths.root, progress=say)
+    outcome = train_on_book(tables, cfg, paths.root, progress=say, tune=tune)
     write_parquet(outcome.reference, paths.reference)
     run = outcome.run
     print(f"MLflow run {run.run_id}: registered {run.model_name} version {run.version}")
@@ -123,7 +127,7 @@ def _train(tables, cfg: RiskcastConfig, paths: WorkPaths, say: Progress):
 
 def cmd_train(args: argparse.Namespace, say: Progress) -> int:
     tables = _read_book(args)
-    _train(tables, _config(args), _paths(args), say)
+    _train(tables, _config(args), _paths(args), say, tune=args.tune)
     return 0
 
 
@@ -284,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train on a book, evaluate out of time, log to MLflow, register; promote if the gate passes")
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
     sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
+    sp.add_argument("--tune", type=_non_negative, default=0, metavar="N",
+                    help="first try N LightGBM settings on the validation window (nested MLflow runs); default 0")
     with_workdir(sp)
 
     sp = add("train-table", cmd_train_table, "train on your own feature table (CSV, Parquet or ARFF) with a 0/1 target")

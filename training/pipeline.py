@@ -22,6 +22,7 @@ from .dataset import LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split
 from .evaluation import binary_metrics
 from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
 from .report import model_card
+from .tuning import tune as search_settings
 
 Progress = Callable[[str], None]
 
@@ -88,8 +89,10 @@ def _reference(bundle: ModelBundle, test: pd.DataFrame) -> pd.DataFrame:
 
 
 def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, experiment: str = "riskcast-book",
-                  progress: Progress | None = None) -> TrainOutcome:
-    """Quarterly snapshots -> labels -> out-of-time split -> bundle -> MLflow run and registry."""
+                  progress: Progress | None = None, tune: int = 0) -> TrainOutcome:
+    """Quarterly snapshots -> labels -> out-of-time split -> bundle -> MLflow run and registry.
+    ``tune`` > 0 first searches that many LightGBM settings on the validation window (each a
+    nested run)."""
     say = progress or (lambda _m: None)
     registry = default_registry()
     dates = snapshot_dates(tables, cfg.training)
@@ -97,6 +100,10 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     feats = build_features(tables, dates, registry, progress=say)
     data = attach_labels(feats, tables, cfg.training.horizon_months)
     split = split_out_of_time(data, cfg.training.valid_snapshots, cfg.training.test_snapshots)
+    trials = []
+    if tune > 0:
+        best, trials = search_settings(split, registry, cfg.training.lightgbm, tune, seed=cfg.training.seed, progress=say)
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"lightgbm": best})})
     bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
     metrics = evaluate_bundle(bundle, split.test)
     y_test = split.test[LABEL].to_numpy()
@@ -104,7 +111,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     say("plots and the model card")
     figures = report_figures(bundle, split.test, by_grade, seed=cfg.training.seed)
     params = {**_params(cfg, registry), "calibration": bundle.metadata["calibration"],
-              "lgb_min_child_samples": bundle.metadata["min_child_samples"]}
+              "lgb_min_child_samples": bundle.metadata["min_child_samples"], "tune_trials": tune}
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
     tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD], errors="ignore")),
@@ -124,7 +131,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
         metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
         artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")}, test=split.test,
-        figures=figures, card=card)
+        figures=figures, card=card, trials=trials)
     return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
 
 

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import mlflow
 import pandas as pd
@@ -176,7 +176,8 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
                      max_auc_drop: float, min_auc: float, max_rejected_share: float = 0.10,
                      artifacts: dict[str, str] | None = None, test: pd.DataFrame | None = None,
                      label: str = "default_12m", figures: dict[str, Any] | None = None,
-                     card: Callable[[dict[str, Any], str, str], str] | None = None) -> RegisteredRun:
+                     card: Callable[[dict[str, Any], str, str], str] | None = None,
+                     trials: Sequence[Any] = ()) -> RegisteredRun:
     """One run: params, metrics, the bundle as a registered pyfunc, alias ``challenger``, and
     ``champion`` if the gate passes. With ``test`` (an out-of-time window) the champion is
     scored on those very rows; without, its logged ``test_auc`` stands in. The gate's verdict
@@ -203,6 +204,10 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
         mlflow.log_dict({"candidate_test_auc": metrics["test_auc"], **gate}, "champion_comparison.json")
         for name, fig in (figures or {}).items():
             mlflow.log_figure(fig, name)
+        for t in trials:  # the search, one nested run per setting tried
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial {t.number}", nested=True):
+                mlflow.log_params(t.params)
+                mlflow.log_metrics({"valid_auc": t.valid_auc, "best_iteration": t.best_iteration})
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = bundle.save(Path(tmp) / "bundle")
             X = sample[bundle.registry.names].astype("float64").head(50)
