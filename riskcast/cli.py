@@ -48,18 +48,22 @@ def _read_book(args: argparse.Namespace, with_truth: bool = True):
     return read_tables(args.data, with_truth=with_truth, mapping=mapping)
 
 
-def _positive(text: str) -> int:
+def _whole(text: str, minimum: int) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be {minimum} or more")
     return v
 
 
+def _positive(text: str) -> int:
+    return _whole(text, 1)
+
+
 def _non_negative(text: str) -> int:
-    return 0 if text.strip() == "0" else _positive(text)
+    return _whole(text, 0)
 
 
 def _generator_config(cfg: RiskcastConfig, args: argparse.Namespace):
