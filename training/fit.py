@@ -21,8 +21,9 @@ from .scorecard import CreditScorecard
 
 def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
                master_scale: MasterScaleConfig, progress: Callable[[str], None] | None = None) -> ModelBundle:
-    """LightGBM (early-stopped on the validation window), Platt calibration on the same
-    window, and the scorecard on the training window."""
+    """LightGBM (early-stopped on the validation window), calibration chosen and fitted on the
+    same window (Platt or isotonic), the master scale checked on it, and the scorecard on the
+    training window."""
     say = progress or (lambda _m: None)
     names = registry.names
     Xtr, ytr = split.train[names].to_numpy(float), split.train[LABEL].to_numpy()
