@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from riskcast.config import RiskcastConfig
@@ -50,3 +51,16 @@ def test_a_second_run_replaces_the_champion_only_through_the_gate(small_book, tm
     plots = {a.path for a in client.list_artifacts(third.run.run_id, "plots")}
     assert {"plots/roc.png", "plots/ks.png", "plots/calibration.png", "plots/grades.png",
             "plots/feature_importance.png", "plots/shap_summary.png"} <= plots
+
+
+def test_a_champion_that_trained_on_the_test_months_is_not_scored_on_them(small_book, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.configure(tmp_path)
+    cfg = RiskcastConfig()
+    first = train_on_book(small_book, cfg, tmp_path)
+    assert first.run.promoted
+    # a retrain on the book as it stood a year earlier: its test months are in the champion's training
+    older = train_on_book(small_book.as_seen_on(pd.Timestamp("2024-12-31")), cfg, tmp_path)
+    cmp_ = _comparison(older.run.run_id)
+    assert cmp_["basis"].startswith("champion's logged test_auc")
+    assert cmp_["champion_test_auc"] == first.metrics["test_auc"]
