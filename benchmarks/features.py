@@ -74,6 +74,8 @@ def pandas_payment(invoices, as_of):
         "paid_date": inv["paid_date"].where(paid),
         "due_60": (due & (inv["due_date"] > as_of - pd.Timedelta(days=60))).astype("float64"),
         "unpaid_60": (due & (inv["due_date"] > as_of - pd.Timedelta(days=60)) & ~paid).astype("float64"),
+        "overdue_n": overdue.astype("float64"),
+        "paid_dbt_12": dbt.where(paid & (inv["paid_date"] > as_of - pd.DateOffset(months=12)), 0.0),
     })
     g = frame.groupby("customer_id", sort=False)
     out = pd.DataFrame({
@@ -88,6 +90,7 @@ def pandas_payment(invoices, as_of):
         "overdue_amount_open": g["overdue_amount"].sum(), "max_days_overdue_open": g["open_days_overdue"].max(),
         "last_late_due": g["last_late_due"].max(),
         "last_paid": g["paid_date"].max(), "due_60": g["due_60"].sum(), "unpaid_60": g["unpaid_60"].sum(),
+        "overdue_invoices_open": g["overdue_n"].sum(), "paid_dbt_12": g["paid_dbt_12"].max(),
     })
     out["overdue_share_open"] = (out["overdue_amount_open"] / out["open_receivables"].where(out["open_receivables"] > 0)).fillna(0.0)
     out["dbt_trend"] = out["dbt_mean_3m"] - out["dbt_mean_12m"]
@@ -95,6 +98,8 @@ def pandas_payment(invoices, as_of):
     out["days_since_payment"] = (as_of - out.pop("last_paid")).dt.days.astype("float64")
     due_60, unpaid_60 = out.pop("due_60"), out.pop("unpaid_60")
     out["unpaid_share_due_60d"] = unpaid_60 / due_60.where(due_60 > 0)
+    beyond = out["max_days_overdue_open"] - out.pop("paid_dbt_12")
+    out["overdue_beyond_usual_days"] = beyond.where(out["overdue_invoices_open"] > 0)
     return out
 
 

@@ -130,6 +130,7 @@ TRUTH = TableContract(
         Column("customer_id", "str"),
         Column("as_of", "date"),
         Column("pd_12m", "float", min=0, max=1),
+        Column("pd_12m_hindsight", "float", min=0, max=1),
     ),
     key=("customer_id", "as_of"),
 )

@@ -7,8 +7,9 @@ monthly hazard ``sigmoid(base + r)`` of *distress*. A distressed firm stops payi
 is recorded as defaulted three months later (bankruptcy or 90 days past due), so unpaid
 invoices lead the default without leaking anything the latent state does not hold. The true
 12-month PD of every active customer on every quarter start (``truth``) is therefore exact:
-1 for a firm already in distress, otherwise its future hazard integrated over the firm's
-shocks by Monte Carlo, with the industry path taken as the scenario.
+the latent state and this supplier's ledger, read by Bayes (a distress that began lately
+shows only once invoices it left unpaid fall due), and the future hazard integrated over the
+firm's shocks and the economy's cycle by Monte Carlo, the scenario's downturn being known.
 
 Everything is drawn from child generators of ``numpy.random.default_rng(seed)``, one per
 purpose, and every draw covers all firms whether they are active or not, so a seed gives the
@@ -25,7 +26,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, ndtri
+from scipy.special import expit, logsumexp, ndtri
 
 from riskcast.config import GeneratorConfig
 
@@ -69,6 +70,9 @@ _RISK_SD = float(np.sqrt(_FIRM_RISK_SD**2 + 0.1 + _SHOCK_SD**2 / (1 - _SHOCK_RHO
 _MC_PATHS = 256        # common future shock paths for the true PD (half of them antithetic)
 _CHUNK = 4096          # firms per Monte Carlo block: bounds memory to ~10 MB per array
 _NEVER = np.iinfo(np.int64).max
+#: months of invoices read back for the true PD: one still open that long after issue, at a
+#: firm still paying, has odds below e^-15
+_LOOKBACK = 15
 
 
 # -- the latent world ------------------------------------------------------------------------
@@ -110,8 +114,18 @@ class _Economy:
     """Industry paths, one row per NACE section."""
 
     offset: np.ndarray      # (J,)
-    cycle: np.ndarray       # (J, T) logit added to the hazard (recession downturn included)
+    cycle: np.ndarray       # (J, T) logit added to the hazard: the sum of the three below
     growth: np.ndarray      # (J, T) activity index, 100 at the first data month
+    industry_state: np.ndarray  # (J, T) the section's own AR(1)
+    macro_state: np.ndarray     # (T,) the AR(1) shared by all sections
+    scenario: np.ndarray        # (J, T) the scenario's downturn (zero in the baseline)
+
+    def cycle_ahead(self, col: int, steps: int) -> np.ndarray:
+        """Expected cycle of columns ``col .. col+steps-1`` knowing it up to ``col - 1``: the
+        scenario is known, the two AR(1)s decay towards zero."""
+        k = np.arange(1, steps + 1)
+        return (self.scenario[:, col:col + steps] + self.industry_state[:, col - 1, None] * _CYCLE_RHO**k
+                + self.macro_state[col - 1] * _MACRO_RHO**k)
 
 
 @dataclass(frozen=True)
@@ -180,18 +194,22 @@ def _downturn(cal: _Calendar) -> np.ndarray:
 
 def _economy(config: GeneratorConfig, cal: _Calendar, rng: np.random.Generator) -> _Economy:
     n_ind, cols = len(NACE_SECTIONS), cal.columns
-    cycle = _ar1(rng, n_ind, cols, _CYCLE_RHO, _CYCLE_SD) + _ar1(rng, 1, cols, _MACRO_RHO, _MACRO_SD)
+    industry_state = _ar1(rng, n_ind, cols, _CYCLE_RHO, _CYCLE_SD)
+    macro_state = _ar1(rng, 1, cols, _MACRO_RHO, _MACRO_SD)
+    scenario = np.zeros((n_ind, cols))
+    cycle = industry_state + macro_state
     trend = rng.normal(0.002, 0.001, (n_ind, 1))
     step = trend - 0.012 * cycle + rng.normal(0.0, 0.004, (n_ind, cols))
     if config.scenario == "recession":
         hit = np.isin(np.array(NACE_SECTIONS), RECESSION_INDUSTRIES)
         ramp = _downturn(cal)
-        cycle[hit] += _DOWNTURN * ramp
+        scenario[hit] = _DOWNTURN * ramp
+        cycle[hit] += scenario[hit]
         step[hit] -= _DOWNTURN_GROWTH * ramp
     log_index = np.cumsum(step, axis=1)
     growth = 100.0 * np.exp(log_index - log_index[:, [BURN_IN]])
     offset = np.array([_INDUSTRY_OFFSET[s] for s in NACE_SECTIONS])
-    return _Economy(offset, cycle, growth)
+    return _Economy(offset, cycle, growth, industry_state, macro_state[0], scenario)
 
 
 def _firms(config: GeneratorConfig, cal: _Calendar, rng: np.random.Generator) -> _Firms:
@@ -389,6 +407,24 @@ def _payment_delay(q: np.ndarray, disputed: np.ndarray, rng: np.random.Generator
     return np.where(late, np.maximum(days_late, 1), days_early).astype(np.int64)
 
 
+def _paid_after(day: int, issue: np.ndarray, due: np.ndarray, q: np.ndarray, disputed: np.ndarray) -> np.ndarray:
+    """P(the payment day ``_invoice_month`` draws is later than ``day``), in closed form: the
+    chance that a firm still paying would have left the invoice open on ``day``."""
+    k = (day - due + 1).astype(float)             # paid after ``day`` <=> delay >= k
+    s = 5 + 12 * np.logaddexp(0, q)
+    ra, rb = np.exp(-1 / s), np.exp(-1 / 25.0)    # P(ceil(E s) >= a + 1) = ra ** a
+    n = np.maximum(k - 2, 0)
+    undisputed = np.exp(-np.maximum(k - 1, 0) / s)
+    # ceil(E s) + ceil(E 25) >= k: a sum of two geometric variables
+    close = np.abs(rb - ra) < 1e-9
+    spread = np.where(close, 1.0, rb - ra)
+    convolved = np.where(close, (1 - ra) * n * ra**n, (1 - ra) * rb * (rb**n - ra**n) / spread)
+    late = np.where(disputed, np.where(k <= 1, 1.0, ra**n + convolved), undisputed)
+    early = np.where(k <= 0, -np.expm1(-(1 - k) / 2), 0.0)  # -floor(E 2) >= k
+    p_late = np.where(disputed, 1.0, expit(-1.0 + 1.2 * q))
+    return np.where(issue + 7 > day, 1.0, p_late * late + (1 - p_late) * early)
+
+
 def _invoice_month(lat: _Latent, habits: _Terms, t: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Invoices issued in data month ``t``, sorted by issue day then customer. Behaviour follows
     the latent state at the start of the month; nothing is paid after a firm's distress begins."""
@@ -412,7 +448,7 @@ def _invoice_month(lat: _Latent, habits: _Terms, t: int, rng: np.random.Generato
     return {
         "row": rows[order], "issue": issue[order], "due": due[order], "amount": amount[order],
         "paid": np.where(unpaid, _NEVER, paid)[order], "paid_amount": np.where(unpaid, np.nan, paid_amount)[order],
-        "disputed": disputed[order],
+        "disputed": disputed[order], "q": q[order],
     }
 
 
@@ -423,9 +459,9 @@ def _invoice_width(config: GeneratorConfig) -> int:
 
 
 def _invoices(lat: _Latent, ids: np.ndarray, width: int, rng: np.random.Generator,
-              progress: Progress) -> Iterator[pd.DataFrame]:
+              progress: Progress) -> Iterator[tuple[dict[str, np.ndarray], pd.DataFrame]]:
     """The invoices, one month at a time (numbered on across months), so a large book never
-    holds them all at once."""
+    holds them all at once; each month's draws come with its table."""
     habits_rng, month_rng = rng.spawn(2)
     habits = _terms(lat, habits_rng)
     months = lat.cal.months
@@ -435,7 +471,7 @@ def _invoices(lat: _Latent, ids: np.ndarray, width: int, rng: np.random.Generato
         k = cols["row"].size
         paid = cols["paid"]
         open_ = paid == _NEVER
-        yield pd.DataFrame({
+        yield cols, pd.DataFrame({
             "invoice_id": pd.array([f"INV{i:0{width}d}" for i in range(number, number + k)], dtype=ARROW_STRING),
             "customer_id": pd.array(ids[cols["row"]], dtype=ARROW_STRING),
             "issue_date": _ns(cols["issue"]),
@@ -473,60 +509,134 @@ def _industry_signals(lat: _Latent, rng: np.random.Generator) -> pd.DataFrame:
     })
 
 
-def _future_shocks(rng: np.random.Generator, steps: int) -> np.ndarray:
-    """Future shock paths from a zero state, ``(_MC_PATHS, steps)``; half are the others negated."""
+def _future_shocks(rng: np.random.Generator, steps: int, rho: float = _SHOCK_RHO, sd: float = _SHOCK_SD) -> np.ndarray:
+    """Future AR(1) paths from a zero state, ``(_MC_PATHS, steps)``; half are the others negated."""
     half = _MC_PATHS // 2
-    eps = rng.normal(0.0, _SHOCK_SD, (half, steps))
+    eps = rng.normal(0.0, sd, (half, steps))
     x = np.zeros(half)
     out = np.empty((half, steps))
     for t in range(steps):
-        x = _SHOCK_RHO * x + eps[:, t]
+        x = rho * x + eps[:, t]
         out[:, t] = x
     return np.vstack([out, -out])
 
 
-def _survival(lat: _Latent, rows: np.ndarray, col: int, exp_future: np.ndarray) -> np.ndarray:
-    """P(no distress in columns ``col .. col+h-1``) for firms ``rows``, averaged over the paths."""
-    h = exp_future.shape[1]
+def _survival(lat: _Latent, rows: np.ndarray, col: int, cycle: np.ndarray, exp_future: np.ndarray) -> np.ndarray:
+    """P(no distress in columns ``col .. col+h-1``) for firms ``rows`` under the industry
+    ``cycle`` (J, h), averaged over the paths ``exp_future`` (J, paths, h) of what is not known."""
+    h = cycle.shape[1]
     f, e = lat.firms, lat.economy
     ind = f.industry[rows]
-    known = (_BASE_LOGIT + f.risk[rows, None] + e.offset[ind, None] + e.cycle[ind, col:col + h]
+    known = (_BASE_LOGIT + f.risk[rows, None] + e.offset[ind, None] + cycle[ind]
              + lat.shock[rows, col - 1, None] * _SHOCK_RHO ** np.arange(1, h + 1))
     odds = np.exp(known)
-    inverse = np.ones((rows.size, exp_future.shape[0]))
+    inverse = np.ones((rows.size, exp_future.shape[1]))
     for t in range(h):  # survival of a path = prod 1 / (1 + odds * exp(future))
-        inverse *= 1.0 + odds[:, t, None] * exp_future[None, :, t]
+        inverse *= 1.0 + odds[:, t, None] * exp_future[ind, :, t]
     return (1.0 / inverse).mean(axis=1)
 
 
-def _truth(lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> Iterator[pd.DataFrame]:
-    """True PD on every calendar quarter start with a full 12-month horizon inside the data,
-    one quarter at a time.
+class _Truth:
+    """True PD on every calendar quarter start with a full 12-month horizon inside the data.
 
     A default in ``(as_of, as_of + 12m]`` means distress in the months ``as_of - LAG ..
-    as_of + 11 - LAG``. Firms already in distress default for sure; for the rest the hazard is
-    integrated over the next ``12 - LAG`` months of their shock, from its value at ``as_of``."""
-    cal, f = lat.cal, lat.firms
-    horizon = 12 - LAG
-    exp_future = np.exp(_future_shocks(rng, horizon))
-    starts = cal.month_starts()
-    for t in range(12, cal.months - 12 + 1):
-        if (starts[t].month - 1) % 3:
-            continue
-        col = t + BURN_IN
-        as_of = cal.starts[col]
-        active = (f.first_trade <= as_of) & (lat.default_day > as_of.astype(np.int64))
-        rows = np.flatnonzero(active)
-        pd_12m = np.ones(rows.size)
+    as_of + 11 - LAG``. Distress in the last ``LAG`` months has happened but may not show yet:
+    it shows only through this supplier's invoices (nothing is paid after it begins). The true
+    PD (``pd_12m``) is what knowing the latent state and reading the ledger gives: each of
+    those months' distress, weighed by Bayes against the invoices still open and the last
+    payment on ``as_of``, plus the future hazard integrated by Monte Carlo over the firm's
+    shocks and the industry and macro cycles from their state on ``as_of`` (the scenario's
+    downturn is known). No model can know more, so it is the ceiling. ``pd_12m_hindsight``
+    also knows the distress that has not shown yet (1 for those firms) and the cycle's path.
+
+    Fed the invoices month by month; a date's part is ready once its month is in."""
+
+    def __init__(self, lat: _Latent, ids: np.ndarray, rng: np.random.Generator, progress: Progress) -> None:
+        self.lat, self.ids, self.progress = lat, ids, progress
+        h = 12 - LAG
+        firm = _future_shocks(rng, h)
+        n_ind = lat.economy.offset.size
+        sections = np.stack([_future_shocks(rng, h, _CYCLE_RHO, _CYCLE_SD) for _ in range(n_ind)])
+        macro = _future_shocks(rng, h, _MACRO_RHO, _MACRO_SD)
+        self.horizon = h
+        self.hindsight_paths = np.broadcast_to(np.exp(firm), (n_ind, *firm.shape))
+        self.paths = np.exp(firm[None] + sections + macro[None])
+        starts = lat.cal.month_starts()
+        self.months = [t for t in range(12, lat.cal.months - 12 + 1) if (starts[t].month - 1) % 3 == 0]
+        self._open: dict[int, _Evidence] = {}
+
+    def after_month(self, t: int, invoices: dict[str, np.ndarray]) -> Iterator[pd.DataFrame]:
+        """Take the invoices of data month ``t``; yield the part of a date whose month it was."""
+        for month in self.months:
+            if month - _LOOKBACK <= t <= month:
+                if month not in self._open:
+                    self._open[month] = _Evidence(self.lat, month + BURN_IN)
+                self._open[month].add(invoices)
+        if t in self.months:
+            yield self._part(self._open.pop(t))
+
+    def _part(self, ev: _Evidence) -> pd.DataFrame:
+        lat, col = self.lat, ev.col
+        f, e = lat.firms, lat.economy
+        as_of = lat.cal.starts[col]
+        rows = np.flatnonzero((f.first_trade <= as_of) & (lat.default_day > as_of.astype(np.int64)))
+        def survival(cycle: np.ndarray, paths: np.ndarray) -> np.ndarray:
+            return np.concatenate([_survival(lat, rows[i:i + _CHUNK], col, cycle, paths)
+                                   for i in range(0, rows.size, _CHUNK)] or [np.empty(0)])
+
+        surv = survival(e.cycle_ahead(col, self.horizon), self.paths)
+        surv_hindsight = survival(e.cycle[:, col:col + self.horizon], self.hindsight_paths)
+        # the months since as_of - LAG: survived, or distress began in one of them (and shows, or not yet)
+        ind = f.industry[rows]
+        log_alive = np.zeros(rows.size)
+        log_w = np.empty((LAG + 1, rows.size))
+        with np.errstate(divide="ignore"):
+            for k, m in enumerate(range(col - LAG, col)):
+                risk = _BASE_LOGIT + f.risk[rows] + e.offset[ind] + e.cycle[ind, m] + lat.shock[rows, m]
+                exposed = f.first_col[rows] <= m
+                consistent = exposed & (ev.last_paid[rows] <= lat.cal.starts[m].astype(np.int64))
+                log_w[k] = np.where(consistent, log_alive + _log_expit(risk) + ev.log_ratio[k, rows], -np.inf)
+                log_alive += np.where(exposed, _log_expit(-risk), 0.0)
+        log_w[LAG] = log_alive
+        distressed = np.exp(logsumexp(log_w[:LAG], axis=0) - logsumexp(log_w, axis=0))
         healthy = (lat.distress[rows] < 0) | (lat.distress[rows] >= col)
-        todo = rows[healthy]
-        surv = np.concatenate([_survival(lat, todo[i:i + _CHUNK], col, exp_future)
-                               for i in range(0, todo.size, _CHUNK)] or [np.empty(0)])
-        pd_12m[healthy] = 1.0 - surv
-        yield pd.DataFrame({"customer_id": ids[rows], "as_of": _ns(np.full(rows.size, as_of)),
-                            "pd_12m": np.clip(pd_12m, 0.0, 1.0)})
-        if progress:
-            progress(f"true PD as of {as_of}: {rows.size:,} customers")
+        if self.progress:
+            self.progress(f"true PD as of {as_of}: {rows.size:,} customers")
+        return pd.DataFrame({"customer_id": self.ids[rows], "as_of": _ns(np.full(rows.size, as_of)),
+                             "pd_12m": np.clip(distressed + (1 - distressed) * (1 - surv), 0.0, 1.0),
+                             "pd_12m_hindsight": np.clip(np.where(healthy, 1 - surv_hindsight, 1.0), 0.0, 1.0)})
+
+
+class _Evidence:
+    """What a supplier's ledger says on one date about distress in each of the ``LAG`` months
+    before it: the day of the last payment (distress before it is ruled out) and, per month,
+    the log likelihood ratio of the invoices still open, distress from that month against a
+    firm still paying."""
+
+    def __init__(self, lat: _Latent, col: int) -> None:
+        self.col = col
+        self.day = int(lat.cal.starts[col].astype(np.int64))
+        self.starts = lat.cal.starts[col - LAG:col].astype(np.int64)
+        n = lat.firms.risk.size
+        self.last_paid = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        self.log_ratio = np.zeros((LAG, n))
+
+    def add(self, inv: dict[str, np.ndarray]) -> None:
+        known = inv["issue"] <= self.day
+        paid = known & (inv["paid"] <= self.day)
+        np.maximum.at(self.last_paid, inv["row"][paid], inv["paid"][paid])
+        open_ = known & (inv["paid"] > self.day)
+        row = inv["row"][open_]
+        args = (inv["issue"][open_], inv["due"][open_], inv["q"][open_], inv["disputed"][open_])
+        with np.errstate(divide="ignore"):
+            still_paying = np.log(_paid_after(self.day, *args))
+            for k, start in enumerate(self.starts):
+                ratio = np.log(_paid_after(int(start), *args)) - still_paying
+                self.log_ratio[k] += np.bincount(row, ratio, minlength=self.log_ratio.shape[1])
+
+
+def _log_expit(x: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -x)
 
 
 def book_parts(config: GeneratorConfig, progress: Progress = None) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -548,11 +658,12 @@ def book_parts(config: GeneratorConfig, progress: Progress = None) -> Iterator[t
         progress(f"financial statements: {len(statements):,}")
     yield "financial_statements", statements
     del statements
-    for part in _invoices(lat, ids, _invoice_width(config), invoice_rng, progress):
+    truth = _Truth(lat, ids, truth_rng, progress)
+    for t, (invoices, part) in enumerate(_invoices(lat, ids, _invoice_width(config), invoice_rng, progress)):
         yield "invoices", part
+        for truth_part in truth.after_month(t, invoices):
+            yield "truth", truth_part
     yield "industry_signals", _industry_signals(lat, signal_rng)
-    for part in _truth(lat, ids, truth_rng, progress):
-        yield "truth", part
 
 
 def generate_book(config: GeneratorConfig, progress: Progress = None) -> RawTables:

@@ -20,7 +20,8 @@ import pandas as pd
 COLUMNS = ["invoices_12m", "dbt_mean_3m", "dbt_mean_12m", "dbt_max_3m", "dbt_max_12m", "dbt_weighted_3m",
            "dbt_weighted_12m", "share_late_30_12m", "share_late_60_12m", "share_late_90_12m", "dispute_rate_12m",
            "amount_12m", "open_receivables", "overdue_amount_open", "max_days_overdue_open", "overdue_share_open",
-           "dbt_trend", "months_since_late", "days_since_payment", "unpaid_share_due_60d"]
+           "dbt_trend", "months_since_late", "days_since_payment", "unpaid_share_due_60d", "overdue_invoices_open",
+           "overdue_beyond_usual_days"]
 
 _OPEN = np.iinfo(np.int32).max  # paid day of an invoice never paid
 _NONE = np.iinfo(np.int32).min
@@ -106,7 +107,7 @@ class _Sums:
     """Per-customer sums, counts and maxima, accumulated over chunks of the ledger."""
 
     _SUMS = ("known", "issued12", "amount12", "n3", "n12", "dbt3", "dbt12", "w3", "w12", "amt3", "amt12",
-             "late30", "late60", "late90", "disputed12", "open", "overdue", "n60", "unpaid60")
+             "late30", "late60", "late90", "disputed12", "open", "overdue", "n_overdue", "n60", "unpaid60")
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -114,6 +115,7 @@ class _Sums:
         self.max3 = np.full(n, -np.inf)
         self.max12 = np.full(n, -np.inf)
         self.max_overdue = np.zeros(n)
+        self.max_paid12 = np.zeros(n)  # longest delay of the invoices paid in the last 12 months
         self.last_late = np.full(n, _NONE, dtype=np.int64)
         self.last_paid = np.full(n, _NONE, dtype=np.int64)
 
@@ -157,6 +159,9 @@ class _Sums:
         self._sum("disputed12", c12, disputed[d12].astype(np.float64))
         self._sum("open", code[open_], amount[open_])
         self._sum("overdue", code[overdue], amount[overdue])
+        self._sum("n_overdue", code[overdue])
+        paid12 = settled & (paid > cut12)
+        np.maximum.at(self.max_paid12, code[paid12], dbt[paid12])
         np.maximum.at(self.max_overdue, code[overdue], dbt[overdue])
         np.maximum.at(self.last_late, code[late], due[late].astype(np.int64))
         np.maximum.at(self.last_paid, code[settled], paid[settled].astype(np.int64))
@@ -195,6 +200,9 @@ class _Sums:
                 "months_since_late": np.where(self.last_late > _NONE, (today - self.last_late) / _MONTH_DAYS, np.nan),
                 "days_since_payment": np.where(self.last_paid > _NONE, today - self.last_paid, np.nan),
                 "unpaid_share_due_60d": ratio(s["unpaid60"], s["n60"]),
+                "overdue_invoices_open": s["n_overdue"],
+                # a firm that stopped paying leaves invoices open longer than it ever paid late
+                "overdue_beyond_usual_days": np.where(s["n_overdue"] > 0, self.max_overdue - self.max_paid12, np.nan),
             }
         out = pd.DataFrame({k: np.asarray(v, dtype=np.float64)[keep] for k, v in cols.items()},
                            index=pd.Index(customers[keep], name="customer_id", dtype=object))

@@ -118,6 +118,12 @@ _FEATURES: tuple[Feature, ...] = (
        "No payment received for {value} days", ".0f"),
     _F("unpaid_share_due_60d", "payment", "Share of invoices fallen due in the last 60 days still unpaid", 1,
        0.0, 1.0, "{value} of invoices due in the last 60 days are unpaid", ".0%"),
+    _F("overdue_invoices_open", "payment", "Number of open invoices past their due date", 1, 0.0, 1e6,
+       "{value} invoices are open past their due date", ".0f"),
+    _F("overdue_beyond_usual_days", "payment",
+       "Days the oldest overdue invoice is past due, beyond the longest delay paid in the last 12 months",
+       1, -3650.0, 3650.0, "An invoice is {value} days more overdue than any the customer paid in the last year",
+       ".0f"),
     _F("relationship_months", "payment", "Months since the first trade with the customer", -1,
        0.0, 1200.0, "Trading relationship of only {value} months", ".0f"),
     # industry signals: published for months before as_of

@@ -12,6 +12,8 @@ from riskcast.errors import InputError
 
 LABEL = "default_12m"
 TRUE_PD = "true_pd"
+#: the true PD also knowing the distress that has not shown in the ledger yet (synthetic books)
+HINDSIGHT_PD = "true_pd_hindsight"
 
 
 def snapshot_dates(tables: RawTables, cfg: TrainingConfig) -> list[pd.Timestamp]:
@@ -40,8 +42,9 @@ def attach_labels(features: pd.DataFrame, tables: RawTables, horizon_months: int
     horizon_end = out["as_of"] + pd.DateOffset(months=horizon_months)
     out[LABEL] = ((d > out["as_of"]) & (d <= horizon_end)).astype("int8")
     if tables.truth is not None:
-        truth = tables.truth.rename(columns={"pd_12m": TRUE_PD})
-        out = out.merge(truth[["customer_id", "as_of", TRUE_PD]], on=["customer_id", "as_of"], how="left")
+        truth = tables.truth.rename(columns={"pd_12m": TRUE_PD, "pd_12m_hindsight": HINDSIGHT_PD})
+        known = [c for c in (TRUE_PD, HINDSIGHT_PD) if c in truth.columns]
+        out = out.merge(truth[["customer_id", "as_of", *known]], on=["customer_id", "as_of"], how="left")
     return out
 
 

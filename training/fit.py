@@ -13,7 +13,7 @@ from riskcast.features.registry import FeatureRegistry
 from .bundle import ModelBundle
 from .calibration import choose_calibrator
 from .masterscale import fit_scale
-from .dataset import LABEL, TRUE_PD, Split
+from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split
 from .evaluation import binary_metrics, calibration_metrics, grade_table
 from .model import LightGBMPD
 from .scorecard import CreditScorecard
@@ -77,6 +77,8 @@ def evaluate_bundle(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float]
     for prefix, p in sources.items():
         metrics.update(binary_metrics(y, p, prefix))
         metrics.update(calibration_metrics(y, p, calibration_by_grade(bundle, y, p), prefix))
+    if HINDSIGHT_PD in test.columns and test[HINDSIGHT_PD].notna().all():
+        metrics.update(binary_metrics(y, test[HINDSIGHT_PD].to_numpy(), "hindsight_test"))
     metrics["test_default_rate"] = float(np.mean(y))
     metrics["test_rows"] = float(len(y))
     return metrics

@@ -18,7 +18,7 @@ from riskcast.features.registry import FeatureRegistry, default_registry
 
 from . import tracking
 from .bundle import ModelBundle
-from .dataset import LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split_out_of_time
+from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split_out_of_time
 from .evaluation import binary_metrics
 from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
 from .report import model_card
@@ -114,7 +114,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
               "lgb_min_child_samples": bundle.metadata["min_child_samples"], "tune_trials": tune}
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
-    tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD], errors="ignore")),
+    tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD, HINDSIGHT_PD], errors="ignore")),
             **{k: v for k, v in split.windows().items()}}
     bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"]})
 

@@ -157,6 +157,10 @@ def model_card(*, name: str, version: str | None, run_id: str | None, windows: M
     if "oracle_test_auc" in metrics:
         lines += ["", f"Against the ceiling: AUC {metrics['test_auc'] / metrics['oracle_test_auc']:.3f} of the true PD's, "
                       f"Brier {metrics['test_brier'] / metrics['oracle_test_brier']:.3f} times the true PD's."]
+        if "hindsight_test_auc" in metrics:
+            lines += [f"With hindsight of the distress not yet visible in the ledger the true PD would reach AUC "
+                      f"{metrics['hindsight_test_auc']:.4f}, Brier {metrics['hindsight_test_brier']:.5f}: "
+                      "no model can know that."]
     if "scorecard_test_auc" in metrics:
         lines += [f"The scorecard reaches {metrics['scorecard_test_auc'] / metrics['test_auc']:.3f} of the model's AUC."]
     if "test_hl_pvalue" in metrics:

@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from riskcast.config import GeneratorConfig
 from riskcast.data.schema import ALL_TABLES, NACE_SECTIONS, validate_table
 from riskcast.data.io import read_any
-from riskcast.data.synthetic import RECESSION_INDUSTRIES, generate_book, write_book
+from riskcast.data.synthetic import RECESSION_INDUSTRIES, _paid_after, _payment_delay, generate_book, write_book
 
 START = pd.Timestamp("2022-01-01")
 DATA_END = pd.Timestamp("2025-12-31")
@@ -170,12 +170,34 @@ def test_truth_is_informative_and_calibrated(big_book):
 
 def test_truth_is_exact_on_pooled_books():
     """Pooled over four economies the realised rate pins the true PD to a few percent: a PD
-    integrated over the wrong months (e.g. ignoring the distress lag) is ~30% off."""
+    integrated over the wrong months (e.g. ignoring the distress lag) is ~30% off, and one
+    that misreads the ledger is off where the ledger speaks."""
     t = pd.concat([_labelled_truth(generate_book(GeneratorConfig(customers=3000, seed=s))) for s in (11, 12, 13, 14)])
-    certain = t["pd_12m"] == 1.0   # already in distress on as_of: it defaults within the year
+    certain = t["pd_12m_hindsight"] == 1.0   # already in distress on as_of: it defaults within the year
     assert certain.any() and t.loc[certain, "y"].eq(1).all()
     rest = t[~certain]
-    assert 0.85 < rest["pd_12m"].mean() / rest["y"].mean() < 1.15
+    assert 0.85 < rest["pd_12m_hindsight"].mean() / rest["y"].mean() < 1.15
+    assert 0.9 < t["pd_12m"].mean() / t["y"].mean() < 1.1
+    # where open invoices betray a distress, the true PD says how often it is one
+    shows = t[t["pd_12m"] > 0.3]
+    assert len(shows) > 100
+    assert shows["y"].mean() == pytest.approx(shows["pd_12m"].mean(), abs=0.06)
+    # the ledger tells some distress, not all, and never more than hindsight
+    assert roc_auc_score(t["y"], t["pd_12m"]) < roc_auc_score(t["y"], t["pd_12m_hindsight"])
+    assert t.loc[certain, "pd_12m"].median() > 5 * t.loc[~certain, "pd_12m"].median()
+
+
+def test_the_chance_a_paying_firm_leaves_an_invoice_open_matches_its_draws():
+    rng = np.random.default_rng(0)
+    n = 400_000
+    for q in (-1.5, 0.0, 1.45, 2.5):
+        for disputed in (False, True):
+            qq, dd = np.full(n, q), np.full(n, disputed)
+            issue = np.zeros(n, dtype=np.int64)
+            paid = np.maximum(issue + 30 + _payment_delay(qq, dd, rng), issue + 7)
+            for day in (0, 6, 7, 25, 29, 30, 31, 45, 60, 100, 200):
+                expected = _paid_after(day, issue[:1], issue[:1] + 30, qq[:1], dd[:1])[0]
+                assert (paid > day).mean() == pytest.approx(expected, abs=0.003), (q, disputed, day)
 
 
 def test_defaulters_pay_later_before_they_default(big_book):

@@ -42,7 +42,8 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
         dbt3, dbt12, w3, w12, disputed12, last_late, last_paid = [], [], [], [], [], None, None
         due60 = unpaid60 = 0
         issued12 = amount12 = open_amt = overdue_amt = 0.0
-        max_overdue = 0.0
+        max_overdue = max_paid12 = 0.0
+        n_overdue = 0
         seen = False
         for r in g.itertuples():
             if r.issue_date > as_of:
@@ -62,6 +63,8 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                     last_late = r.due_date if last_late is None else max(last_late, r.due_date)
             if settled:
                 last_paid = r.paid_date if last_paid is None else max(last_paid, r.paid_date)
+                if r.paid_date > c12:
+                    max_paid12 = max(max_paid12, days)
             if as_of - pd.Timedelta(days=60) < r.due_date <= as_of:
                 due60 += 1
                 unpaid60 += not settled
@@ -70,6 +73,7 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                 if r.due_date < as_of:
                     overdue_amt += r.amount
                     max_overdue = max(max_overdue, days)
+                    n_overdue += 1
         if not seen:
             continue
         mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
@@ -87,6 +91,8 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
             "months_since_late": (as_of - last_late).days / 30.4375 if last_late is not None else math.nan,
             "days_since_payment": (as_of - last_paid).days if last_paid is not None else math.nan,
             "unpaid_share_due_60d": unpaid60 / due60 if due60 else math.nan,
+            "overdue_invoices_open": n_overdue,
+            "overdue_beyond_usual_days": max_overdue - max_paid12 if n_overdue else math.nan,
         }
     out = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS].astype("float64")
     out.index.name = "customer_id"
@@ -130,3 +136,23 @@ def test_an_invoice_due_today_is_not_overdue_until_tomorrow():
     assert today["open_receivables"] == 500.0 and today["overdue_amount_open"] == 0.0
     assert tomorrow["overdue_amount_open"] == 500.0 and tomorrow["max_days_overdue_open"] == 1.0
     assert tomorrow["months_since_late"] == pytest.approx(1 / 30.4375)
+
+
+def test_an_invoice_left_open_longer_than_the_customer_ever_paid_late_stands_out():
+    d = pd.Timestamp
+    inv = pd.DataFrame({
+        "invoice_id": ["a", "b", "c", "d", "e"],
+        "customer_id": ["STOPPED", "STOPPED", "STOPPED", "STOPPED", "PAYING"],
+        # paid 200 days late 13 months ago (outside the year); 10 days late 2 months ago; two open
+        "issue_date": [d("2022-10-01"), d("2024-03-01"), d("2024-04-01"), d("2024-06-01"), d("2024-03-01")],
+        "due_date": [d("2022-11-01"), d("2024-04-01"), d("2024-05-06"), d("2024-07-01"), d("2024-04-01")],
+        "amount": [100.0] * 5,
+        "paid_date": [d("2023-05-20"), d("2024-04-11"), pd.NaT, pd.NaT, d("2024-05-01")],
+        "paid_amount": np.nan, "disputed": False,
+    })
+    got = payment_features(inv, AS_OF)
+    # open 40 days past due against a longest delay of 10 in the last 12 months; one is not due yet
+    assert got.loc["STOPPED", "overdue_invoices_open"] == 1
+    assert got.loc["STOPPED", "overdue_beyond_usual_days"] == 30
+    assert got.loc["PAYING", "overdue_invoices_open"] == 0
+    assert math.isnan(got.loc["PAYING", "overdue_beyond_usual_days"])
