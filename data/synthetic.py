@@ -530,10 +530,14 @@ def _survival(lat: _Latent, rows: np.ndarray, col: int, cycle: np.ndarray, exp_f
     known = (_BASE_LOGIT + f.risk[rows, None] + e.offset[ind, None] + cycle[ind]
              + lat.shock[rows, col - 1, None] * _SHOCK_RHO ** np.arange(1, h + 1))
     odds = np.exp(known)
-    inverse = np.ones((rows.size, exp_future.shape[1]))
-    for t in range(h):  # survival of a path = prod 1 / (1 + odds * exp(future))
-        inverse *= 1.0 + odds[:, t, None] * exp_future[ind, :, t]
-    return (1.0 / inverse).mean(axis=1)
+    out = np.empty(rows.size)
+    for j in np.unique(ind):  # one industry at a time: its paths broadcast, no gather
+        sub = ind == j
+        inverse = np.ones((int(sub.sum()), exp_future.shape[1]))
+        for t in range(h):  # survival of a path = prod 1 / (1 + odds * exp(future))
+            inverse *= 1.0 + odds[sub, t, None] * exp_future[j, None, :, t]
+        out[sub] = (1.0 / inverse).mean(axis=1)
+    return out
 
 
 class _Truth:
