@@ -145,6 +145,8 @@ class ServingConfig(_Section):
     #: the 99th percentile of the missing share in its training data
     max_missing_share: float | None = Field(None, ge=0, le=1)
     top_reasons: int = Field(4, ge=1, le=10)
+    #: the model's time per order at order entry; slower, the scorecard answers
+    model_budget_ms: float = Field(20.0, gt=0, le=10_000)
     model_name: str = "riskcast-pd"
     alias: str = "champion"
 

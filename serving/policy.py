@@ -48,10 +48,10 @@ def credit_limit(x: PolicyInputs, cfg: PolicyConfig) -> np.ndarray:
     ocf_cap = cfg.limit_share_of_monthly_ocf * x.operating_cash_flow / 12.0
     limit = np.where(x.operating_cash_flow > 0, np.minimum(limit, ocf_cap), limit)
     new = (x.amount_12m <= 0) & (x.open_receivables <= 0)
-    limit = np.where(new, np.minimum(np.nan_to_num(limit), cfg.new_customer_share_of_order * x.order_amount), limit)
+    limit = np.where(new, np.minimum(np.where(np.isnan(limit), 0.0, limit), cfg.new_customer_share_of_order * x.order_amount), limit)
     loyal = (x.relationship_months >= cfg.loyal_min_months) & (x.max_days_overdue_open <= 0) & ~new
     limit = np.where(loyal, limit * (1.0 + cfg.loyal_uplift), limit)
-    return np.round(np.nan_to_num(np.maximum(limit, 0.0)), 2)
+    return np.round(np.where(np.isnan(limit), 0.0, np.maximum(limit, 0.0)), 2)
 
 
 def apply_policy(x: PolicyInputs, cfg: PolicyConfig) -> PolicyOutputs:

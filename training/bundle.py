@@ -19,6 +19,7 @@ from scipy.special import expit
 from riskcast.config import MasterScaleConfig, ScorecardConfig
 from riskcast.features.registry import FeatureRegistry
 
+from .attribution import LeafAttribution
 from .calibration import Calibrator, calibrator_from_dict
 from .masterscale import MasterScale
 from .scorecard import CreditScorecard, logit_to_points, quiet_solvers
@@ -29,11 +30,15 @@ BUNDLE_FORMAT = 1
 class ModelBundle:
     """Scores rows of registry features with the LightGBM model or the fallback scorecard."""
 
-    def __init__(self, registry: FeatureRegistry, booster: lgb.Booster, calibrator: Calibrator,
+    def __init__(self, registry: FeatureRegistry, booster: lgb.Booster | None, calibrator: Calibrator,
                  scorecard: CreditScorecard, master_scale: MasterScaleConfig,
-                 scorecard_config: ScorecardConfig, metadata: dict[str, Any] | None = None) -> None:
+                 scorecard_config: ScorecardConfig, metadata: dict[str, Any] | None = None,
+                 booster_error: str | None = None) -> None:
         self.registry = registry
+        #: None when the model file could not be read; the scorecard still answers
         self.booster = booster
+        self.booster_error = booster_error
+        self._attribution: LeafAttribution | None = None
         self.calibrator = calibrator
         self.scorecard = scorecard
         self.master_scale_config = master_scale
@@ -54,6 +59,19 @@ class ModelBundle:
 
     def model_pd(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         return expit(self.model_logit(X, num_threads))
+
+    @property
+    def attribution(self) -> LeafAttribution:
+        """The model's leaf tables, built on first use (a few ms per hundred trees)."""
+        if self._attribution is None:
+            self._attribution = LeafAttribution(self.booster)
+        return self._attribution
+
+    def explain(self, X: np.ndarray, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated log-odds and each feature's contribution to them (path attribution, one
+        ``pred_leaf`` pass): what order entry and rescoring use."""
+        margin, contrib = self.attribution.explain(X, num_threads)
+        return self.calibrator.logit(margin), contrib * self.calibrator.slope_
 
     def contributions(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Per-feature contributions to the calibrated log-odds (TreeSHAP, bias dropped)."""
@@ -100,16 +118,26 @@ class ModelBundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelBundle":
+    def load(cls, path: str | Path, strict: bool = True) -> "ModelBundle":
+        """The bundle saved at ``path``. With ``strict=False`` an unreadable model file leaves
+        ``booster`` None and says why in ``booster_error``, so the scorecard can still answer."""
         path = Path(path)
         meta = json.loads((path / "metadata.json").read_text())
         if meta.get("bundle_format") != BUNDLE_FORMAT:
             raise ValueError(f"bundle at {path} has format {meta.get('bundle_format')}, expected {BUNDLE_FORMAT}")
         with quiet_solvers():
             scorecard = joblib.load(path / "scorecard.joblib")
+        booster, error = None, None
+        try:
+            booster = lgb.Booster(model_file=str(path / "booster.txt"))
+        except (lgb.basic.LightGBMError, OSError, ValueError) as exc:
+            if strict:
+                raise
+            error = f"model file unreadable: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         return cls(
             registry=FeatureRegistry.from_dict(json.loads((path / "registry.json").read_text())),
-            booster=lgb.Booster(model_file=str(path / "booster.txt")),
+            booster=booster,
+            booster_error=error,
             calibrator=calibrator_from_dict(json.loads((path / "calibrator.json").read_text())),
             scorecard=scorecard,
             master_scale=MasterScaleConfig.model_validate_json((path / "master_scale.json").read_text()),
