@@ -149,6 +149,9 @@ class ServingConfig(_Section):
     model_budget_ms: float = Field(20.0, gt=0, le=10_000)
     model_name: str = "riskcast-pd"
     alias: str = "champion"
+    #: where decisions are recorded: any SQLAlchemy URL; None: ``audit.sqlite`` in the work
+    #: directory. ``RISKCAST_AUDIT_URL`` overrides it (keeps a password out of the file).
+    audit_url: str | None = None
 
 
 class MonitoringConfig(_Section):
@@ -226,3 +229,15 @@ class WorkPaths(BaseModel):
     @property
     def drift(self) -> Path:
         return self.root / "drift"
+
+    @property
+    def audit(self) -> Path:
+        return self.root / "audit.sqlite"
+
+    @property
+    def fallback_switch(self) -> Path:
+        return self.root / "serving" / "fallback.json"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.root / "serving" / "models"

@@ -54,3 +54,9 @@ class ModelUnavailableError(RiskcastError):
 
 class ScoringError(RiskcastError):
     """Neither the model nor the fallback scorecard could score a row."""
+
+
+class AuditUnavailableError(RiskcastError):
+    """A decision could not be put on record, so it is not given: the caller may retry."""
+
+    http_status = 503

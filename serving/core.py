@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 from riskcast.config import RiskcastConfig
-from riskcast.errors import InputError, UnknownCustomerError
+from riskcast.errors import AuditUnavailableError, InputError, UnknownCustomerError
 from riskcast.features.registry import POLICY_FACTS, FeatureRegistry, default_registry
 from riskcast.features.store import FeatureStore
 from riskcast.training.tracking import LoadedModel
 
+from .audit import AuditLog
 from .policy import PolicyInputs, apply_policy
 from .reasons import top_reasons
+from .switch import FallbackSwitch
 
 #: what a customer without history or statements is assumed to have
 CONTEXT_DEFAULTS: dict[str, float] = {f.name: f.default for f in POLICY_FACTS}
@@ -82,15 +84,25 @@ class ScoringCore:
     """Holds the loaded bundle, the feature store and the configuration; stateless per call."""
 
     def __init__(self, cfg: RiskcastConfig, model: LoadedModel | None, store: FeatureStore | None,
-                 model_error: str | None = None, registry: FeatureRegistry | None = None) -> None:
+                 model_error: str | None = None, registry: FeatureRegistry | None = None,
+                 switch: FallbackSwitch | None = None, audit: AuditLog | None = None) -> None:
         self.cfg = cfg
         self.model = model
         self.store = store
+        #: monitoring's order to decide with the scorecard, read on every call
+        self.switch = switch
+        #: where order-entry decisions are recorded before they are returned
+        self.audit = audit
         self.model_error = model_error
         self.registry = model.bundle.registry if model is not None else (registry or default_registry())
         #: what a request may supply: model features and policy facts, with their valid ranges
         self._relationship = self.registry.names.index("relationship_months") if "relationship_months" in self.registry else None
         self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
+
+    def with_model(self, model: LoadedModel | None, model_error: str | None = None) -> "ScoringCore":
+        """A core for another model sharing this one's store, switch and audit log: a reload
+        swaps the whole core, so a request in flight finishes on the model it started with."""
+        return ScoringCore(self.cfg, model, self.store, model_error, switch=self.switch, audit=self.audit)
 
     @property
     def max_missing_share(self) -> float:
@@ -246,13 +258,23 @@ class ScoringCore:
         return out
 
     def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None) -> list[dict[str, Any]]:
-        """Decide sales orders (order entry): the same path as ``decide``, without a DataFrame."""
+        """Decide sales orders (order entry): the same path as ``decide``, without a DataFrame,
+        under the model's time budget and the fallback switch; on record before returned."""
         rows = _Rows.from_dicts([self.lookup(o) for o in orders], self.registry)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
         ids = [o.request_id or uuid.uuid4().hex for o in orders]
         budget = self.cfg.serving.model_budget_ms / 1000.0
-        return self._decide(rows, amounts, terms, ids, forced_fallback, budget_s=budget)
+        if forced_fallback is None and self.switch is not None:
+            forced_fallback = self.switch.active_reason()
+        decisions = self._decide(rows, amounts, terms, ids, forced_fallback, budget_s=budget)
+        if self.audit is not None:
+            try:
+                self.audit.record(orders, decisions)
+            except Exception as exc:
+                raise AuditUnavailableError(f"audit log: the decision could not be recorded "
+                                            f"({type(exc).__name__}); retry the order") from None
+        return decisions
 
     def score_order(self, order: Order, forced_fallback: str | None = None) -> dict[str, Any]:
         return self.score_orders([order], forced_fallback)[0]

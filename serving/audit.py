@@ -1,0 +1,94 @@
+"""The audit log: every order-entry decision on record, committed before the answer leaves.
+
+The embedded default is a SQLite file in WAL mode beside the feature store; any SQLAlchemy URL
+(PostgreSQL, ...) can replace it. A decision is written and committed in the request that makes
+it, so a process killed after answering has already recorded what it answered; WAL with
+``synchronous=NORMAL`` keeps a commit through a process crash (not through power loss: use
+``FULL`` or a server database for that). Customer financials are not stored: the reasons are,
+as the sentences the customer's sales rep saw.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+
+_TABLE = "decisions"
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+class AuditLog:
+    """Appends decisions to the table ``decisions`` at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        meta = sa.MetaData()
+        self.table = sa.Table(
+            _TABLE, meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("request_id", sa.String(64), nullable=False, index=True),
+            sa.Column("decided_at", sa.String(32), nullable=False),
+            sa.Column("customer_id", sa.String(64), nullable=False),
+            sa.Column("order_amount", sa.Float, nullable=False),
+            sa.Column("requested_terms_days", sa.Integer),
+            sa.Column("model_name", sa.String(128)),
+            sa.Column("model_version", sa.String(32)),
+            sa.Column("model_kind", sa.String(16)),
+            sa.Column("pd_12m", sa.Float),
+            sa.Column("score", sa.Float),
+            sa.Column("grade", sa.String(16)),
+            sa.Column("band", sa.String(1)),
+            sa.Column("decision", sa.String(32), nullable=False),
+            sa.Column("decision_reason", sa.Text),
+            sa.Column("conditions", sa.Text),
+            sa.Column("credit_limit", sa.Float),
+            sa.Column("recommended_terms_days", sa.Integer),
+            sa.Column("reasons", sa.Text),
+            sa.Column("fallback", sa.Boolean, nullable=False),
+            sa.Column("fallback_reason", sa.Text),
+        )
+        meta.create_all(self.engine)
+        self._insert = self.table.insert()
+
+    def record(self, orders: Sequence[Any], decisions: Sequence[dict[str, Any]]) -> None:
+        """Write one row per decision in one transaction; raises if it cannot be committed."""
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        rows = [{
+            "request_id": d["request_id"], "decided_at": at, "customer_id": d["customer_id"],
+            "order_amount": float(o.order_amount), "requested_terms_days": o.requested_terms_days,
+            "model_name": d["model"]["name"], "model_version": d["model"]["version"], "model_kind": d["model"]["kind"],
+            "pd_12m": d["pd_12m"], "score": d["score"], "grade": d["grade"], "band": d["band"],
+            "decision": d["decision"], "decision_reason": d["decision_reason"],
+            "conditions": json.dumps(d["conditions"]), "credit_limit": d["credit_limit"],
+            "recommended_terms_days": d["recommended_terms_days"],
+            "reasons": json.dumps([{"feature": r["feature"], "text": r["text"]} for r in d["reasons"]]),
+            "fallback": d["fallback"], "fallback_reason": d["fallback_reason"],
+        } for o, d in zip(orders, decisions)]
+        with self.engine.begin() as conn:
+            conn.execute(self._insert, rows)
+
+    def read(self) -> pd.DataFrame:
+        """The whole log, oldest first (for review and tests; export large logs with SQL)."""
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.select(self.table).order_by(self.table.c.id), conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
