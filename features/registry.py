@@ -151,15 +151,15 @@ class PolicyFact:
     description: str
     default: float
     valid_min: float = 0.0
-    valid_max: float = math.inf
+    valid_max: float = 1e13   # money: beyond any firm's turnover, and finite through the policy's arithmetic
 
 
 POLICY_FACTS: tuple[PolicyFact, ...] = (
     PolicyFact("revenue", "Annual revenue (for the credit limit)", math.nan),
-    PolicyFact("operating_cash_flow", "Annual operating cash flow (caps the credit limit)", math.nan, -math.inf),
+    PolicyFact("operating_cash_flow", "Annual operating cash flow (caps the credit limit)", math.nan, -1e13),
     PolicyFact("amount_12m", "Amount invoiced to the customer over the last 12 months", 0.0),
     PolicyFact("open_receivables", "Open receivables before this order", 0.0),
-    PolicyFact("max_days_overdue_open", "Days the most overdue open invoice is past due", 0.0),
+    PolicyFact("max_days_overdue_open", "Days the most overdue open invoice is past due", 0.0, 0.0, 3650.0),
 )
 
 

@@ -96,6 +96,11 @@ class ScoringCore:
         self.model_error = model_error
         self.registry = model.bundle.registry if model is not None else (registry or default_registry())
         #: what a request may supply: model features and policy facts, with their valid ranges
+        if model is not None and model.bundle.booster is not None:
+            try:  # build the leaf tables now, not inside the first order's time budget
+                model.bundle.attribution
+            except Exception:  # noqa: BLE001 - the same error falls back to the scorecard per order
+                pass
         self._relationship = self.registry.names.index("relationship_months") if "relationship_months" in self.registry else None
         self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
 
@@ -260,6 +265,8 @@ class ScoringCore:
     def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None) -> list[dict[str, Any]]:
         """Decide sales orders (order entry): the same path as ``decide``, without a DataFrame,
         under the model's time budget and the fallback switch; on record before returned."""
+        if not orders:
+            return []
         rows = _Rows.from_dicts([self.lookup(o) for o in orders], self.registry)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)

@@ -7,7 +7,7 @@ valid range, because the model below is built from the same registry the model t
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -38,7 +38,8 @@ def request_model(registry: FeatureRegistry) -> type[BaseModel]:
         "ScoreRequest",
         __config__=_STRICT,
         customer_id=(Annotated[str, Field(min_length=1, max_length=64, description="The customer's id in the book")], ...),
-        order_amount=(Annotated[float, Field(gt=0, le=1e12, strict=True, description="Amount of this sales order")], ...),
+        order_amount=(Annotated[float, Field(gt=0, le=1e12, strict=True, description="Amount of this sales order, > 0",
+                                             json_schema_extra={"minimum": 0, "exclusiveMinimum": True})], ...),
         requested_terms_days=(Optional[Annotated[int, Field(ge=0, le=365, strict=True)]],
                               Field(None, description="Payment terms the customer asks for, in days")),
         features=(Optional[feats], Field(None, description="Feature values that override or supply the book's")),
@@ -46,36 +47,43 @@ def request_model(registry: FeatureRegistry) -> type[BaseModel]:
     )
 
 
+def _maybe(description: str, **limits: Any) -> Any:
+    """An optional response field; the service's OpenAPI is 3.0, which spells null as ``nullable``."""
+    return Field(None, description=description, json_schema_extra={"nullable": True}, **limits)
+
+
 class Reason(BaseModel):
-    feature: str
-    text: str
+    feature: str = Field(description="Registry name of the feature")
+    text: str = Field(description="The sentence for the sales rep, with the customer's value")
     impact: float = Field(description="Log-odds contribution (LightGBM) or points lost against the best bin (scorecard)")
-    value: Optional[float] = None
+    value: Optional[float] = _maybe("The customer's value of the feature; null when unknown")
 
 
 class ModelRef(BaseModel):
-    name: Optional[str]
-    version: Optional[str]
-    kind: Optional[Literal["lightgbm", "scorecard"]]
+    name: Optional[str] = _maybe("Registered model name; null when no model could be loaded")
+    version: Optional[str] = _maybe("Registered model version")
+    kind: Optional[Literal["lightgbm", "scorecard"]] = _maybe(
+        "Which part of the bundle decided: the model or its fallback scorecard; null when neither could")
 
 
 class ScoreResponse(BaseModel):
-    customer_id: str
-    pd_12m: Optional[float] = Field(None, ge=0, le=1)
-    score: Optional[float] = None
-    grade: Optional[str] = None
-    band: Optional[str] = None
-    decision: Literal["approve", "approve_with_conditions", "refer", "decline"]
-    decision_reason: str
-    conditions: list[str]
-    credit_limit: float
-    exposure_after_order: float
-    recommended_terms_days: int
-    reasons: list[Reason]
-    model: ModelRef
-    fallback: bool
-    fallback_reason: Optional[str] = None
-    request_id: str
+    customer_id: str = Field(description="The customer the order is for")
+    pd_12m: Optional[float] = _maybe("Probability of default within 12 months", ge=0, le=1)
+    score: Optional[float] = _maybe("Points: 600 at 50:1 odds, 20 points to double the odds (configurable)")
+    grade: Optional[str] = _maybe("Master-scale grade, 1 (best) to 10")
+    band: Optional[Literal["A", "B", "C", "D", "E"]] = _maybe("A-E band of the grade")
+    decision: Literal["approve", "approve_with_conditions", "refer", "decline"] = Field(
+        description="approve; approve_with_conditions (see conditions); refer to a credit analyst; decline")
+    decision_reason: str = Field(description="Why this decision, in one sentence")
+    conditions: list[str] = Field(description="Conditions of an approve_with_conditions: deposit, prepayment, terms")
+    credit_limit: float = Field(ge=0, description="Credit limit for the customer")
+    exposure_after_order: float = Field(description="Open receivables plus this order")
+    recommended_terms_days: int = Field(ge=0, le=365, description="Payment terms to offer, in days (0: prepayment)")
+    reasons: list[Reason] = Field(description="The factors that raise this customer's risk most, most important first")
+    model: ModelRef = Field(description="The model that decided")
+    fallback: bool = Field(description="True when the scorecard (or nothing) decided instead of the model")
+    fallback_reason: Optional[str] = _maybe("Why the model did not decide")
+    request_id: str = Field(description="The caller's request id, or one made up; the key of the audit record")
 
 
 ScoreRequest = request_model(default_registry())

@@ -2,55 +2,38 @@
 
 Start it with ``riskcast serve``; it reads the work directory from ``RISKCAST_HOME``, an
 optional configuration file from ``RISKCAST_CONFIG`` and, when set, the API key every scoring
-and admin call must carry in ``X-API-Key`` from ``RISKCAST_API_KEY``.
+and admin call must carry in ``X-API-Key`` from ``RISKCAST_API_KEY`` (see ``gate``).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
+import logging
 import os
 from http import HTTPStatus
-from typing import Any
 
 import bentoml
 from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, ConfigDict, Field
 
 from riskcast.errors import RiskcastError
 
+from .gate import MAX_BODY, RequestGate
 from .schemas import ScoreRequest, ScoreResponse
-
-_GUARDED = ("/score", "/score_batch", "/admin/")
 
 
 def _to_http(exc: RiskcastError) -> BentoMLException:
     return BentoMLException(str(exc), error_code=HTTPStatus(exc.http_status))
 
 
-class ApiKeyGuard:
-    """ASGI middleware: with ``RISKCAST_API_KEY`` set, scoring and admin calls need the key in
-    ``X-API-Key`` (compared in constant time); health, metrics and the docs stay open."""
+class _OneLine(logging.Filter):
+    """Errors are logged as one line: no tracebacks (they can carry request values)."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        key = os.environ.get("RISKCAST_API_KEY", "")
-        self.key = key.encode() if key else None
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if self.key is None or scope.get("type") != "http" or not scope.get("path", "").startswith(_GUARDED):
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
-        if hmac.compare_digest(given, self.key):
-            await self.app(scope, receive, send)
-            return
-        body = json.dumps({"error": "X-API-Key: missing or wrong API key"}).encode()
-        await send({"type": "http.response.start", "status": 401,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
-@bentoml.service(name="riskcast", http={"max_request_size": 1_048_576}, traffic={"timeout": 10})
+@bentoml.service(name="riskcast", http={"max_request_size": MAX_BODY}, traffic={"timeout": 10})
 class RiskcastService:
     """POST /score for one order, POST /score_batch for many, POST /admin/reload after the
     champion alias moved; /livez, /readyz, /metrics built in."""
@@ -58,6 +41,8 @@ class RiskcastService:
     def __init__(self) -> None:
         from .runtime import build_core
 
+        for name in ("bentoml._internal.server.http_app", "bentoml.access", "uvicorn.error"):
+            logging.getLogger(name).addFilter(_OneLine())
         self.core = build_core(os.environ.get("RISKCAST_HOME"), os.environ.get("RISKCAST_CONFIG"), audit=True)
 
     @staticmethod
@@ -106,4 +91,9 @@ def _paths():
     return WorkPaths(root=workdir(os.environ.get("RISKCAST_HOME")))
 
 
-RiskcastService.add_asgi_middleware(ApiKeyGuard)
+class _Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requests: list[ScoreRequest] = Field(max_length=10_000)  # type: ignore[valid-type]
+
+
+RiskcastService.add_asgi_middleware(RequestGate, validators={"/score": ScoreRequest, "/score_batch": _Batch})

@@ -86,3 +86,16 @@ def core(demo_workdir):
     from riskcast.serving.runtime import build_core
 
     return build_core(demo_workdir)
+
+
+@pytest.fixture(scope="session")
+def service_client(demo_workdir):
+    """The service in process, started once (its metrics can be registered only once a process)."""
+    from starlette.testclient import TestClient
+
+    os.environ["RISKCAST_HOME"] = str(demo_workdir)
+    from riskcast.serving.service import RiskcastService
+
+    with TestClient(RiskcastService.to_asgi()) as client:
+        yield client
+    os.environ.pop("RISKCAST_HOME", None)

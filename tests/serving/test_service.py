@@ -4,19 +4,11 @@ import json
 
 import pandas as pd
 import pytest
-from starlette.testclient import TestClient
 
 
 @pytest.fixture(scope="module")
-def client(demo_workdir):
-    import os
-
-    os.environ["RISKCAST_HOME"] = str(demo_workdir)
-    from riskcast.serving.service import RiskcastService
-
-    with TestClient(RiskcastService.to_asgi()) as c:
-        yield c
-    os.environ.pop("RISKCAST_HOME", None)
+def client(service_client):
+    return service_client
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +80,11 @@ def test_openapi_lists_every_field_with_limits(client):
 
     for name in ["customer_id", "order_amount", "requested_terms_days", "features", *default_registry().names]:
         assert f'"{name}"' in text, name
-    assert '"exclusiveMinimum": 0' in text.replace("0.0", "0")
+    # amounts > 0 in OpenAPI 3.0's spelling, bodies required, null spelled nullable
+    amount = doc["components"]["schemas"]["ScoreRequestIODescriptor"]["properties"]["order_amount"]
+    assert amount["minimum"] == 0 and amount["exclusiveMinimum"] is True
+    assert doc["paths"]["/score"]["post"]["requestBody"]["required"] is True
+    assert doc["components"]["schemas"]["ScoreResponse"]["properties"]["pd_12m"]["nullable"] is True
 
 
 def test_health(client):

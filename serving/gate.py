@@ -1,0 +1,196 @@
+"""The HTTP edge in front of the service: API key, body size, validation errors that name the
+field in the documented shape, and an OpenAPI document that says what the service does.
+
+BentoML answers a malformed body with pydantic's error list (its own document promises a
+string) and logs a traceback for it; a request without a body is valid by its document. The
+gate validates scoring bodies with the same models first, so a caller gets
+``{"error": "<field>: <problem>", "detail": "..."}`` and the log one line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from typing import Any, Awaitable, Callable
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+MAX_BODY = 1_048_576
+_SCORING = ("/score", "/score_batch")
+_GUARDED = (*_SCORING, "/admin/")
+_ERROR = {"$ref": "#/components/schemas/InvalidArgument"}
+_EXTRA_RESPONSES = {
+    "401": "X-API-Key missing or wrong (when the service has a key)",
+    "413": "Body larger than 1 MiB, or more than 10,000 orders in a batch",
+    "503": "The decision could not be put on record, or no model could be reloaded; retry",
+}
+
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+def field_errors(exc: ValidationError) -> tuple[str, str]:
+    """The first problem as ``field: message`` and all of them, one per line."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        lines.append(f"{loc}: {err['msg']}")
+    return lines[0], "; ".join(lines)
+
+
+class RequestGate:
+    """ASGI middleware; ``validators`` maps a path to the model its JSON body must fit."""
+
+    def __init__(self, app: Any, validators: dict[str, type[BaseModel] | TypeAdapter]) -> None:
+        self.app = app
+        key = os.environ.get("RISKCAST_API_KEY", "")
+        self.key = key.encode() if key else None
+        self.validators = validators
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path == "/docs.json":
+            await self.app(scope, receive, _fix_document(send))
+            return
+        if self.key is not None and path.startswith(_GUARDED):
+            given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, self.key):
+                await _reply(send, 401, "X-API-Key: missing or wrong API key")
+                return
+        if path not in self.validators or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body, too_big = await _read(receive)
+        if too_big:
+            await _reply(send, 413, f"body: larger than {MAX_BODY:,} bytes")
+            return
+        problem = self._check(path, body)
+        if problem is not None:
+            await _reply(send, 400, *problem)
+            return
+        await self.app(scope, _replay(body), _plain_errors(send))
+
+    def _check(self, path: str, body: bytes) -> tuple[str, str] | None:
+        if not body.strip():
+            return "body: a JSON object is required", "the request has no body"
+        try:
+            raw = json.loads(body)  # NaN and Infinity are refused below by the model (allow_inf_nan=False)
+        except ValueError as exc:
+            return "body: not valid JSON", str(exc)[:200]
+        validator = self.validators[path]
+        try:
+            if isinstance(validator, TypeAdapter):
+                validator.validate_python(raw)
+            else:
+                validator.model_validate(raw)
+        except ValidationError as exc:
+            return field_errors(exc)
+        return None
+
+
+async def _read(receive: Receive) -> tuple[bytes, bool]:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+    return receive
+
+
+async def _reply(send: Send, status: int, error: str, detail: str | None = None) -> None:
+    payload = {"error": error, **({"detail": detail} if detail else {})}
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _plain_errors(send: Send) -> Send:
+    """Error answers as the documented object: BentoML wraps an API's raised error in a list."""
+    start: dict = {}
+    parts: list[bytes] = []
+
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] < 400:
+                await send(message)
+            else:
+                start.update(message)
+            return
+        if not start:
+            await send(message)
+            return
+        parts.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        try:
+            payload = json.loads(b"".join(parts))
+        except ValueError:
+            payload = {"error": b"".join(parts).decode("utf-8", "replace")[:500]}
+        if isinstance(payload, list) and len(payload) == 1:
+            payload = payload[0]
+        if not isinstance(payload, dict) or not isinstance(payload.get("error"), str):
+            payload = {"error": json.dumps(payload)[:500]}
+        if "detail" in payload and not isinstance(payload["detail"], str):
+            payload["detail"] = json.dumps(payload["detail"])[:2000]
+        await _reply(send, start["status"], payload["error"], payload.get("detail"))
+    return wrapped
+
+
+def _fix_document(send: Send) -> Send:
+    """Buffer the generated document and state what it leaves out: scoring bodies are required,
+    and the statuses the gate and the audit log add."""
+    start: dict = {}
+    parts: list[bytes] = []
+
+    async def wrapped(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        parts.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(parts)
+        if start.get("status") == 200:
+            doc = json.loads(body)
+            for path in _SCORING:
+                op = doc.get("paths", {}).get(path, {}).get("post")
+                if op is None:
+                    continue
+                if "requestBody" in op:
+                    op["requestBody"]["required"] = True
+                    body_schema = op["requestBody"]["content"]["application/json"]["schema"]
+                    ref = body_schema.get("$ref", "")
+                    if ref.startswith("#/components/schemas/"):
+                        body_schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+                    body_schema["additionalProperties"] = False  # the gate refuses unknown fields
+                    if "requests" in body_schema.get("properties", {}):
+                        body_schema["properties"]["requests"]["maxItems"] = 10_000
+                for code, text in _EXTRA_RESPONSES.items():
+                    op["responses"].setdefault(code, {"description": text, "content": {"application/json": {"schema": _ERROR}}})
+            body = json.dumps(doc).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    return wrapped
