@@ -1,0 +1,240 @@
+"""Order entry: one decision with its reasons, in process and over HTTP, against plain LightGBM.
+
+A work directory is trained once (``riskcast demo`` on a generated book, default 50,000
+customers) unless ``--workdir`` names one. Then, in this run:
+
+- in process, ``ScoringCore.score_order`` for book customers (store lookup, PD, grade, limit,
+  terms, decision, reasons), without and with the audit record; against ``Booster.predict`` on
+  a one-row numpy array and exact TreeSHAP (``pred_contrib``) on the same model;
+- the reason methods side by side on 2,000 rows: exact TreeSHAP against the path attribution
+  the core uses, time per row and how often they name the same top reasons;
+- over HTTP on loopback: ``riskcast serve``, 8 concurrent clients with keep-alive connections,
+  a bounded number of orders each, audit written; against ``GET /livez`` under the same load
+  (what the HTTP stack alone costs). Every answered order is then looked up in the audit log.
+
+    python benchmarks/serving.py                       # trains a 50,000-customer book first
+    python benchmarks/serving.py --workdir riskcast-work --orders 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+for _var, _value in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("BENTOML_DO_NOT_TRACK", "true"), ("DO_NOT_TRACK", "1")):
+    os.environ.setdefault(_var, _value)
+
+TARGETS = {"http_p50_ms": 2.0, "http_p99_ms": 10.0, "in_process_p50_ms": 0.3}
+
+
+def _pct(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q))
+
+
+def _timed(fn, n: int, warm: int = 200) -> list[float]:
+    for i in range(warm):
+        fn(i)
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        out.append((time.perf_counter() - t) * 1000.0)
+    return out
+
+
+def _summary(ms: list[float]) -> dict:
+    return {"p50_ms": round(_pct(ms, 50), 4), "p99_ms": round(_pct(ms, 99), 4), "n": len(ms)}
+
+
+def in_process(home: Path, n: int) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from riskcast.serving.audit import AuditLog, sqlite_url
+    from riskcast.serving.core import Order
+    from riskcast.serving.runtime import build_core
+
+    core = build_core(home)
+    bundle = core.model.bundle
+    ids = pd.read_parquet(home / "scored_book.parquet", columns=["customer_id"])["customer_id"].astype(str).tolist()
+    rows = core.store
+    X = np.vstack([bundle.matrix(pd.DataFrame([core.lookup(Order(c, 1.0))])) for c in ids[:2000]])
+    out = {"trees": int(bundle.booster.num_trees()), "features": len(bundle.registry)}
+    out["booster_predict_1row"] = _summary(_timed(lambda i: bundle.booster.predict(X[i % 2000:i % 2000 + 1], raw_score=True, num_threads=1), n))
+    out["treeshap_1row"] = _summary(_timed(lambda i: bundle.booster.predict(X[i % 2000:i % 2000 + 1], pred_contrib=True, num_threads=1), n // 5, 20))
+    out["score_order"] = _summary(_timed(lambda i: core.score_order(Order(ids[i % len(ids)], 25_000.0)), n))
+    with tempfile.TemporaryDirectory() as tmp:
+        audited = core.__class__(core.cfg, core.model, rows, audit=AuditLog(sqlite_url(Path(tmp) / "audit.sqlite")))
+        out["score_order_with_audit"] = _summary(_timed(lambda i: audited.score_order(Order(ids[i % len(ids)], 25_000.0)), n))
+        audited.audit.close()
+    # the reason methods on the same rows
+    start = time.perf_counter()
+    shap = bundle.booster.predict(X, pred_contrib=True, num_threads=1)[:, :-1]
+    shap_ms = (time.perf_counter() - start) * 1000 / len(X)
+    start = time.perf_counter()
+    _, path = bundle.attribution.explain(X, num_threads=1)
+    path_ms = (time.perf_counter() - start) * 1000 / len(X)
+    top_s, top_p = np.argsort(-shap, axis=1)[:, :3], np.argsort(-path, axis=1)[:, :3]
+    out["reasons"] = {
+        "treeshap_ms_per_row_batch": round(shap_ms, 4), "path_attribution_ms_per_row_batch": round(path_ms, 4),
+        "same_top_reason": round(float((top_s[:, 0] == top_p[:, 0]).mean()), 3),
+        "top3_overlap": round(float(np.mean([len(set(a) & set(b)) / 3 for a, b in zip(top_s, top_p)])), 3),
+    }
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _load(port: int, clients: int, per_client: int, make) -> tuple[list[float], int, list[str]]:
+    """``clients`` threads, each with its own keep-alive connection, ``per_client`` requests."""
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    answered: list[list[str]] = [[] for _ in range(clients)]
+    barrier = threading.Barrier(clients)
+
+    def run(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        barrier.wait()
+        for i in range(per_client):
+            method, path, body = make(k, i)
+            t = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers={"content-type": "application/json"} if body else {})
+                resp = conn.getresponse()
+                data = resp.read()
+                lat[k].append((time.perf_counter() - t) * 1000.0)
+                if resp.status != 200:
+                    errors[k] += 1
+                elif body:
+                    answered[k].append(json.loads(data)["request_id"])
+            except OSError:
+                errors[k] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.close()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [x for part in lat for x in part], sum(errors), [x for part in answered for x in part]
+
+
+def over_http(home: Path, clients: int, per_client: int) -> dict:
+    import pandas as pd
+
+    from riskcast.serving.audit import AuditLog, sqlite_url
+
+    ids = pd.read_parquet(home / "scored_book.parquet", columns=["customer_id"])["customer_id"].astype(str).tolist()
+    port = _free_port()
+    env = dict(os.environ, RISKCAST_HOME=str(home))
+    server = subprocess.Popen([sys.executable, "-m", "riskcast.cli", "--quiet", "serve", "--workdir", str(home),
+                               "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit("the service did not start")
+            time.sleep(0.5)
+        audit = AuditLog(sqlite_url(home / "audit.sqlite"))
+        before = len(audit.read())
+        run_tag = f"bench-{int(time.time())}"
+
+        def order(k: int, i: int):
+            body = json.dumps({"customer_id": ids[(k * 9973 + i) % len(ids)], "order_amount": 25_000.0,
+                               "request_id": f"{run_tag}-{k}-{i}"})
+            return "POST", "/score", body
+
+        _load(port, clients, 50, order)  # warm-up: connections, threads, caches
+        livez, livez_err, _ = _load(port, clients, per_client, lambda k, i: ("GET", "/livez", None))
+        start = time.perf_counter()
+        lat, errors, answered = _load(port, clients, per_client, order)
+        wall = time.perf_counter() - start
+        rows = audit.read()
+        recorded = set(rows["request_id"].iloc[before:])
+        missing = sum(1 for rid in answered if rid not in recorded)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    return {"clients": clients, "orders": len(lat), "errors": errors, "orders_per_s": round(len(lat) / wall, 1),
+            "score": _summary(lat), "livez": {**_summary(livez), "errors": livez_err},
+            "answered_not_in_audit_log": missing}
+
+
+def _prepare(args: argparse.Namespace) -> Path:
+    if args.workdir:
+        return Path(args.workdir).resolve()
+    home = Path(tempfile.gettempdir()) / f"riskcast-serving-bench-{args.customers}"
+    if not (home / "scored_book.parquet").exists():
+        print(f"training a work directory on {args.customers:,} customers into {home} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "riskcast.cli", "--quiet", "demo", "--customers", str(args.customers),
+                        "--workdir", str(home)], check=True, stdout=subprocess.DEVNULL)
+    return home
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", help="a trained work directory (default: train one)")
+    p.add_argument("--customers", type=int, default=50_000)
+    p.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--orders", type=int, default=1000, help="orders per HTTP client")
+    args = p.parse_args(argv)
+    home = _prepare(args)
+    print("in process ...", flush=True)
+    local = in_process(home, args.calls)
+    print("over HTTP ...", flush=True)
+    remote = over_http(home, args.clients, args.orders)
+    result = {"workdir": str(home), "in_process": local, "http": remote, "targets": TARGETS}
+    base = local["booster_predict_1row"]["p50_ms"]
+    print(json.dumps(result, indent=2))
+    print(f"\nmodel: {local['trees']} trees x {local['features']} features")
+    print(f"{'in process':34s} {'p50 ms':>8s} {'p99 ms':>8s} {'x Booster.predict':>18s}")
+    for key in ("booster_predict_1row", "treeshap_1row", "score_order", "score_order_with_audit"):
+        s = local[key]
+        print(f"{key:34s} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f} {s['p50_ms'] / base:18.1f}")
+    r = local["reasons"]
+    print(f"reasons, batch ms/row: TreeSHAP {r['treeshap_ms_per_row_batch']:.4f}, path attribution "
+          f"{r['path_attribution_ms_per_row_batch']:.4f} ({r['treeshap_ms_per_row_batch'] / r['path_attribution_ms_per_row_batch']:.1f}x); "
+          f"same top reason {r['same_top_reason']:.0%}, top-3 overlap {r['top3_overlap']:.0%}")
+    h = remote
+    print(f"HTTP, {h['clients']} clients, {h['orders']:,} orders: /score p50 {h['score']['p50_ms']:.2f} ms, "
+          f"p99 {h['score']['p99_ms']:.2f} ms, {h['orders_per_s']:.0f} orders/s, {h['errors']} errors; "
+          f"/livez p50 {h['livez']['p50_ms']:.2f} ms, p99 {h['livez']['p99_ms']:.2f} ms; "
+          f"answered but not in the audit log: {h['answered_not_in_audit_log']}")
+    met = (h["score"]["p50_ms"] <= TARGETS["http_p50_ms"] and h["score"]["p99_ms"] <= TARGETS["http_p99_ms"]
+           and h["errors"] == 0 and local["score_order"]["p50_ms"] <= TARGETS["in_process_p50_ms"])
+    print("targets met" if met else "targets NOT met", TARGETS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
