@@ -63,8 +63,7 @@ class _Rows:
                    df[registry.names].to_numpy(dtype=np.float64, na_value=np.nan), facts)
 
     @classmethod
-    def from_dicts(cls, rows: Sequence[Mapping[str, Any]], registry: FeatureRegistry) -> "_Rows":
-        names = registry.names
+    def from_dicts(cls, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> "_Rows":
         X = np.array([[r[n] for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
         facts = {c: np.array([r[c] for r in rows], dtype=np.float64) for c in CONTEXT_DEFAULTS}
         return cls([str(r["customer_id"]) for r in rows], X, facts)
@@ -101,7 +100,9 @@ class ScoringCore:
                 model.bundle.attribution
             except Exception:  # noqa: BLE001 - the same error falls back to the scorecard per order
                 pass
-        self._relationship = self.registry.names.index("relationship_months") if "relationship_months" in self.registry else None
+        self._names = self.registry.names
+        self._blank = dict.fromkeys(self._names, math.nan) | CONTEXT_DEFAULTS
+        self._relationship = self._names.index("relationship_months") if "relationship_months" in self.registry else None
         self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
 
     def with_model(self, model: LoadedModel | None, model_error: str | None = None) -> "ScoringCore":
@@ -145,8 +146,7 @@ class ScoringCore:
             raise UnknownCustomerError(
                 f"customer_id: {order.customer_id!r} is not in the book and the request supplies no features",
                 field="customer_id")
-        base: dict[str, Any] = {n: math.nan for n in self.registry.names}
-        base.update(CONTEXT_DEFAULTS)
+        base: dict[str, Any] = self._blank.copy()
         base.update(row or {})
         base.update({k: (math.nan if v is None else float(v)) for k, v in overrides.items()})
         base["customer_id"] = order.customer_id
@@ -165,7 +165,7 @@ class ScoringCore:
             s.fallback_reason[:] = f"no model available: {self.model_error or 'not loaded'}"
             return s
         bundle = self.model.bundle
-        missing = np.isnan(X).mean(axis=1)
+        missing = np.count_nonzero(np.isnan(X), axis=1) / max(X.shape[1], 1)
         limit = self.max_missing_share
         use_card = missing > limit
         s.fallback_reason[use_card] = [f"{m:.0%} of features missing (limit {limit:.0%})" for m in missing[use_card]]
@@ -267,7 +267,7 @@ class ScoringCore:
         under the model's time budget and the fallback switch; on record before returned."""
         if not orders:
             return []
-        rows = _Rows.from_dicts([self.lookup(o) for o in orders], self.registry)
+        rows = _Rows.from_dicts([self.lookup(o) for o in orders], self._names)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
         ids = [o.request_id or uuid.uuid4().hex for o in orders]

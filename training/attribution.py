@@ -64,6 +64,11 @@ class LeafAttribution:
                     self.feature_[t, leaf, d] = f
                     self.delta_[t, leaf, d] = step
         self._trees = np.arange(n_trees)
+        # (tree, leaf) flattened, for the one-row path: one take per table
+        self._offset = self._trees * n_leaves
+        self._flat_value = self.value_.ravel()
+        self._flat_feature = self.feature_.reshape(n_trees * n_leaves, depth)
+        self._flat_delta = self.delta_.reshape(n_trees * n_leaves, depth)
         self._single = _SingleRowLeaves.create(booster, self.n_features_, n_trees)
         #: the margin of a row that moves nothing: the trees' expected values (init score included)
         self.expected_value_ = roots
@@ -77,8 +82,9 @@ class LeafAttribution:
             leaf = self._single.leaves(X[0]) if self._single is not None else None
             if leaf is None:
                 leaf = self.booster.predict(X, pred_leaf=True, **kw).astype(np.intp).reshape(-1)
-            contrib1 = np.bincount(self.feature_[tree, leaf].ravel(), self.delta_[tree, leaf].ravel(), minlength=f)
-            return np.array([self.value_[tree, leaf].sum()]), contrib1[None, :]
+            at = self._offset + leaf
+            contrib1 = np.bincount(self._flat_feature[at].ravel(), self._flat_delta[at].ravel(), minlength=f)
+            return np.array([self._flat_value[at].sum()]), contrib1[None, :]
         margin = np.empty(n)
         contrib = np.empty((n, f))
         for start in range(0, n, _ROWS_PER_PASS):
