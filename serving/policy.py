@@ -46,7 +46,8 @@ def credit_limit(x: PolicyInputs, cfg: PolicyConfig) -> np.ndarray:
     by_history = share / 0.15 * 2.0 * x.amount_12m / 12.0
     limit = np.where(np.isnan(x.revenue), by_history, by_revenue)
     ocf_cap = cfg.limit_share_of_monthly_ocf * x.operating_cash_flow / 12.0
-    limit = np.where(x.operating_cash_flow > 0, np.minimum(limit, ocf_cap), limit)
+    # where the cash flow is known it bounds the limit; a firm burning cash gets no open credit
+    limit = np.where(np.isnan(x.operating_cash_flow), limit, np.minimum(limit, np.maximum(ocf_cap, 0.0)))
     new = (x.amount_12m <= 0) & (x.open_receivables <= 0)
     limit = np.where(new, np.minimum(np.where(np.isnan(limit), 0.0, limit), cfg.new_customer_share_of_order * x.order_amount), limit)
     loyal = (x.relationship_months >= cfg.loyal_min_months) & (x.max_days_overdue_open <= 0) & ~new

@@ -24,6 +24,11 @@ def test_limit_is_a_band_share_of_revenue():
 
 def test_limit_is_capped_by_monthly_operating_cash_flow():
     assert credit_limit(_x(operating_cash_flow=120_000.0), CFG)[0] == pytest.approx(0.30 * 10_000)
+    # burning cash: no open credit; the order is asked to be prepaid
+    x = _x(operating_cash_flow=-50_000.0, relationship_months=30.0)
+    assert credit_limit(x, CFG)[0] == 0
+    out = apply_policy(x, CFG)
+    assert out.decision[0] == "approve_with_conditions" and "prepayment" in out.conditions[0][0]
 
 
 def test_new_customer_gets_at_most_half_its_first_order():

@@ -90,3 +90,28 @@ def test_openapi_lists_every_field_with_limits(client):
 def test_health(client):
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_an_oversized_body_is_refused_before_parsing(client):
+    r = client.post("/score", content=b"{" + b" " * 1_100_000 + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"].startswith("body:")
+
+
+def test_with_an_api_key_set_scoring_needs_it_and_health_does_not(monkeypatch):
+    from starlette.testclient import TestClient
+
+    from riskcast.serving.gate import RequestGate
+
+    async def app(scope, receive, send):  # stands for the service behind the gate
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    monkeypatch.setenv("RISKCAST_API_KEY", "s3cret-key")
+    c = TestClient(RequestGate(app, validators={}))  # no lifespan: the stand-in has none
+    assert c.post("/score", json={}).status_code == 401
+    assert c.post("/score", json={}, headers={"x-api-key": "s3cret-kez"}).status_code == 401
+    assert "X-API-Key" in c.post("/admin/reload").json()["error"]
+    assert c.post("/score", json={}, headers={"x-api-key": "s3cret-key"}).status_code == 200
+    assert c.get("/livez").status_code == 200
+    monkeypatch.delenv("RISKCAST_API_KEY")
+    assert TestClient(RequestGate(app, validators={})).post("/score", json={}).status_code == 200
