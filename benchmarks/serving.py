@@ -179,11 +179,14 @@ def over_http(home: Path, clients: int, per_client: int) -> dict:
         recorded = set(rows["request_id"].iloc[before:])
         missing = sum(1 for rid in answered if rid not in recorded)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        from riskcast.serving.procs import kill_serving
+
+        kill_serving(home, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            pass
+        kill_serving(home)
     return {"clients": clients, "orders": len(lat), "errors": errors, "orders_per_s": round(len(lat) / wall, 1),
             "score": _summary(lat), "livez": {**_summary(livez), "errors": livez_err},
             "answered_not_in_audit_log": missing}

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 from riskcast.errors import AuditUnavailableError
 from riskcast.serving.audit import AuditLog, sqlite_url
 from riskcast.serving.core import Order, ScoringCore
+from riskcast.serving.procs import kill_serving, processes_serving
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +104,14 @@ def test_killing_the_server_loses_no_answered_decision(demo_workdir, customers, 
         for t in threads:
             t.start()
         time.sleep(2.0)
-        os.killpg(server.pid, signal.SIGKILL)   # the server and its workers, no chance to flush
+        kill_serving(home)   # the server and its workers (in sessions of their own), no chance to flush
         stop.set()
         for t in threads:
             t.join(timeout=30)
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
+        kill_serving(home)
         server.wait(timeout=30)
+    assert not processes_serving(home) or (time.sleep(1) or not processes_serving(home))
     assert len(answered) > 50
     rows = AuditLog(sqlite_url(home / "audit.sqlite")).read()
     counts = rows["request_id"].value_counts()
