@@ -123,7 +123,8 @@ def champion_metric(model_name: str, metric: str) -> tuple[str, float] | None:
     return (mv.version, float(value)) if value is not None else (mv.version, float("nan"))
 
 
-def champion_on_window(model_name: str, test: pd.DataFrame, label: str) -> tuple[str, float] | None:
+def champion_on_window(model_name: str, test: pd.DataFrame, label: str,
+                       champion: ModelBundle | None = None) -> tuple[str, float] | None:
     """The champion's version and its AUC on the candidate's own test rows, so that both are
     judged on the same customers and the same months. None without a champion; NaN when the
     champion cannot score these rows (it cannot be loaded, or needs features they lack)."""
@@ -131,24 +132,22 @@ def champion_on_window(model_name: str, test: pd.DataFrame, label: str) -> tuple
         version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version
     except MlflowException:
         return None
-    try:
-        champion = load_registered(model_name, CHAMPION).bundle
-    except ModelUnavailableError:
-        return (str(version), float("nan"))
+    if champion is None:  # not loaded by the caller
+        try:
+            champion = load_registered(model_name, CHAMPION).bundle
+        except ModelUnavailableError:
+            return (str(version), float("nan"))
     if any(n not in test.columns for n in champion.registry.names) or test[label].nunique() < 2:
         return (str(version), float("nan"))
     return (str(version), float(roc_auc_score(test[label], champion.model_pd(champion.matrix(test)))))
 
 
-def champion_saw(model_name: str, test: pd.DataFrame) -> bool:
+def champion_saw(champion: ModelBundle | None, test: pd.DataFrame) -> bool:
     """Whether the champion trained or validated on months of ``test``: then its AUC there is
     in-sample and flatters it (a retrain on an older cut of the book)."""
-    if "as_of" not in test.columns or test.empty:
+    if champion is None or "as_of" not in test.columns or test.empty:
         return False
-    try:
-        meta = load_registered(model_name, CHAMPION).bundle.metadata
-    except ModelUnavailableError:
-        return False
+    meta = champion.metadata
     seen = str(meta.get("valid_window") or meta.get("train_window") or "")
     if ".." not in seen:
         return False
@@ -198,8 +197,14 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
     scored on those very rows; without, its logged ``test_auc`` stands in. The gate's verdict
     and the comparison are written to the run."""
     client = MlflowClient()
-    if test is not None and not champion_saw(model_name, test):
-        champion = champion_on_window(model_name, test, label)
+    loaded = None
+    if test is not None:  # loaded once: to see what it trained on, then to score it
+        try:
+            loaded = load_registered(model_name, CHAMPION).bundle
+        except ModelUnavailableError:
+            pass
+    if test is not None and not champion_saw(loaded, test):
+        champion = champion_on_window(model_name, test, label, loaded)
         basis = "champion scored on this run's test window"
     elif test is not None:
         champion = champion_metric(model_name, "test_auc")
