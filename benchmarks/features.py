@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,8 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-for _var, _value in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("BENTOML_DO_NOT_TRACK", "true"), ("DO_NOT_TRACK", "1")):
-    os.environ.setdefault(_var, _value)
+from _work import peak_gb
+
+from riskcast.env import offline_environment
+
+offline_environment()  # before anything imports MLflow, BentoML or Evidently; children inherit it
 
 TARGETS = {"payment": (30.0, 4.0), "features": (60.0, None)}  # seconds, GB
 
@@ -105,15 +106,6 @@ def pandas_payment(invoices, as_of):
 
 # -- steps, each run in its own process --------------------------------------------------------
 
-def _peak_gb() -> float:
-    """Peak resident memory of this process. ``VmHWM`` belongs to this program alone, where
-    ``ru_maxrss`` also carries the memory of the parent that started it."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-
 
 def step(name: str, book: Path, as_of: str, out: Path | None, config: str | None = None) -> dict:
     import pandas as pd
@@ -159,14 +151,14 @@ def step(name: str, book: Path, as_of: str, out: Path | None, config: str | None
 
         cfg = json.loads(config or "{}")
         written = write_book(GeneratorConfig(**cfg), book)
-        return {"seconds": time.perf_counter() - start, "peak_gb": _peak_gb(),
+        return {"seconds": time.perf_counter() - start, "peak_gb": peak_gb(),
                 "rows": written["invoices"][1], "customers": written["customers"][1]}
     else:
         raise SystemExit(f"unknown step {name!r}")
     seconds = time.perf_counter() - start
     if out is not None:
         result.reset_index().to_parquet(out)
-    return {"seconds": seconds, "peak_gb": _peak_gb(), "rows": rows, "customers": len(result),
+    return {"seconds": seconds, "peak_gb": peak_gb(), "rows": rows, "customers": len(result),
             "marks": {k: round(v, 2) for k, v in marks.items()}}
 
 
@@ -207,7 +199,7 @@ def _store_lookups(features_file: Path, store_file: Path, lookups: int = 20_000)
                 raise SystemExit(f"{label}: customer {cid} not found")
             lat[i] = time.perf_counter_ns() - t
         timings[label] = (float(np.median(lat)) / 1e3, float(np.percentile(lat, 99)) / 1e3)
-    return {"seconds": written, "peak_gb": _peak_gb(), "rows": len(feats), "customers": len(feats),
+    return {"seconds": written, "peak_gb": peak_gb(), "rows": len(feats), "customers": len(feats),
             "lookups": timings}
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-for _var, _value in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("BENTOML_DO_NOT_TRACK", "true"), ("DO_NOT_TRACK", "1")):
-    os.environ.setdefault(_var, _value)
+from _work import peak_gb
+
+from riskcast.env import offline_environment
+
+offline_environment()  # before anything imports MLflow, BentoML or Evidently; children inherit it
 
 TARGET_SECONDS = 180.0
-
-
-def _peak_gb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    return float("nan")
 
 
 def _split(snapshots: Path):
@@ -79,7 +73,7 @@ def step(name: str, snapshots: Path, trees: int) -> dict:
                "test_brier": metrics["test_brier"], "oracle_test_brier": metrics.get("oracle_test_brier")}
     else:
         raise SystemExit(f"unknown step {name!r}")
-    return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - start, "peak_gb": _peak_gb(),
+    return {"seconds": time.perf_counter() - loaded, "load_seconds": loaded - start, "peak_gb": peak_gb(),
             "train_rows": len(split.train), "rows": len(split.train) + len(split.valid) + len(split.test), **out}
 
 

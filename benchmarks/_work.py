@@ -1,0 +1,33 @@
+"""What the benchmarks share: a trained work directory, made once and kept in the temp folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def trained_workdir(customers: int, workdir: str | None = None) -> Path:
+    """``workdir`` if given, else a work directory after ``riskcast demo`` on ``customers``
+    customers, trained on first use and reused by later runs."""
+    if workdir:
+        return Path(workdir).resolve()
+    home = Path(tempfile.gettempdir()) / f"riskcast-serving-bench-{customers}"
+    if not (home / "scored_book.parquet").exists():
+        print(f"training a work directory on {customers:,} customers into {home} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "riskcast.cli", "--quiet", "demo", "--customers", str(customers),
+                        "--workdir", str(home)], check=True, stdout=subprocess.DEVNULL)
+    return home
+
+
+def peak_gb() -> float:
+    """Peak resident memory of this process, in GB. ``VmHWM`` belongs to this program alone,
+    where ``ru_maxrss`` also carries the memory of the parent that started it."""
+    import resource
+
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
