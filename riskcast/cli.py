@@ -67,11 +67,13 @@ def _non_negative(text: str) -> int:
 
 
 def _generator_config(cfg: RiskcastConfig, args: argparse.Namespace):
-    updates = {k: getattr(args, k) for k in ("customers", "years", "seed", "scenario") if getattr(args, k, None) is not None}
+    updates = {k: getattr(args, k) for k in ("customers", "years", "start", "seed", "scenario") if getattr(args, k, None) is not None}
     try:
         return cfg.generator.model_validate({**cfg.generator.model_dump(), **updates})
     except ValueError as exc:
-        raise InputError(f"generator options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"generator options: {where + ': ' if where else ''}{err['msg']}", field=where or None) from None
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -184,27 +186,114 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
     return 0
 
 
-def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, say: Progress) -> int:
+def _who() -> str:
+    import getpass
+
+    try:
+        return f"riskcast monitor ({getpass.getuser()})"
+    except (KeyError, OSError):
+        return "riskcast monitor"
+
+
+def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Progress):
+    """The backtest asked for by ``--labels``: the scored book of ``--backtest`` (default: the
+    current table) against the defaults table, discrimination judged against the reference."""
+    import pandas as pd
+
+    from riskcast.data.io import read_any
+    from riskcast.features.build import parse_as_of
+    from riskcast.monitoring.backtest import backtest, hanley_mcneil_se, matured_outcomes
+    from riskcast.monitoring.drift import grade_key
+
+    scored = read_any(args.backtest) if args.backtest else cur
+    labels_as_of = parse_as_of(args.labels_as_of)[0] if args.labels_as_of else pd.Timestamp.today().normalize()
+    rows, dropped = matured_outcomes(scored, read_any(args.labels), labels_as_of, cfg.training.horizon_months)
+    if dropped:
+        say(f"backtest: {dropped:,} row(s) left out: the customer had defaulted by the date it was scored")
+    if args.validation_auc is not None:
+        ref_auc, ref_se = args.validation_auc, 0.0
+    elif {"default_12m", "pd_12m"} <= set(ref.columns) and ref["default_12m"].nunique() == 2:
+        from sklearn.metrics import roc_auc_score
+
+        y = ref["default_12m"].to_numpy()
+        ref_auc = float(roc_auc_score(y, ref["pd_12m"].to_numpy(dtype=float)))
+        ref_se = hanley_mcneil_se(ref_auc, int(y.sum()), int(len(y) - y.sum()))
+    else:
+        raise InputError("validation_auc: the reference holds no outcomes (default_12m) to take the AUC at "
+                         "validation from; give --validation-auc", field="validation_auc")
+    grades = rows["grade"].astype(str)
+    say(f"backtest: {len(rows):,} scored rows with matured outcomes")
+    return backtest(rows["default_12m"].to_numpy(), rows["pd_12m"].to_numpy(dtype=float), grades.to_numpy(),
+                    sorted(grades.unique(), key=grade_key), ref_auc, cfg.monitoring, ref_se)
+
+
+def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, paths: WorkPaths, say: Progress,
+             args: argparse.Namespace | None = None) -> int:
+    """Drift (and, with ``--labels``, the backtest); on a severe alert the fallback switch is set."""
     from riskcast.data.io import read_any
     from riskcast.features.registry import default_registry
-    from riskcast.monitoring.drift import write_drift_report
+    from riskcast.monitoring.alerts import severe_reasons
+    from riskcast.monitoring.drift import summarize_drift, write_drift_report
+    from riskcast.serving.switch import FallbackSwitch
 
     ref, cur = read_any(reference), read_any(current)
     say(f"drift: reference {len(ref):,} rows vs current {len(cur):,} rows")
-    summary = write_drift_report(ref, cur, default_registry().names, out, cfg.monitoring)
+    features = default_registry().names
+    summary = summarize_drift(ref, cur, features, cfg.monitoring)
+    bt = _backtest(args, ref, cur, cfg, say) if args is not None and args.labels else None
+    severe = severe_reasons(summary, bt, cfg.monitoring)
+    alerts = [*summary.alert_reasons, *(f"red backtest: {r}" for r in (bt.reasons() if bt else []))]
+    switch_note = None
+    if severe and cfg.monitoring.switch:
+        switch = FallbackSwitch(paths.fallback_switch)
+        before = switch.state()
+        if before is not None and before.active:
+            switch_note = f"already in fallback mode ({before.fallback_reason})"
+        else:
+            state = switch.set("severe monitoring alert: " + "; ".join(severe), by=_who())
+            switch_note = (f"set by {state.set_by} at {state.at}: order entry is decided by the scorecard until "
+                           f"someone runs riskcast monitor --clear --reason ...")
+    extra = {"alert": bool(alerts), "alert_reasons": alerts, "backtest": bt.to_dict() if bt else None,
+             "severe_reasons": list(severe), "fallback_switch": switch_note}
+    say("drift: Evidently report and summary page")
+    write_drift_report(ref, cur, features, out, cfg.monitoring, summary=summary, extra=extra)
     d = summary.to_dict()
-    print(f"drift report: {out / 'drift_report.html'}  summary: {out / 'drift_summary.json'}")
+    print(f"summary: {out / 'summary.html'}  Evidently report: {out / 'drift_report.html'}  "
+          f"JSON: {out / 'drift_summary.json'}")
     print(f"score PSI {d['score_psi']:.3f} ({d['score_band']}); drifted features {d['drift_share']:.0%}")
-    if summary.alert:
-        for r in d["alert_reasons"]:
-            print(f"ALERT: {r}")
+    if bt is not None:
+        print(f"backtest: {bt.light} (AUC {bt.auc:.3f} against {bt.reference_auc:.3f}, {bt.auc_light}; "
+              f"{bt.defaults:,} defaults of {bt.rows:,} against a mean PD of {bt.mean_pd:.2%}, {bt.portfolio_light}; "
+              f"grades: {' '.join(f'{g.grade}:{g.light}' for g in bt.grades)})")
+    for r in alerts:
+        print(f"ALERT: {r}")
+    if switch_note:
+        print(f"FALLBACK: {switch_note}")
+    if alerts:
         return 1
     print("no alert: the book is stable against the reference")
     return 0
 
 
 def cmd_monitor(args: argparse.Namespace, say: Progress) -> int:
-    return _monitor(Path(args.reference), Path(args.current), Path(args.out), _config(args), say)
+    paths = _paths(args)
+    if args.clear:
+        from riskcast.serving.switch import FallbackSwitch
+
+        if not args.reason:
+            raise InputError("reason: --clear needs --reason (it is recorded with who and when)", field="reason")
+        switch = FallbackSwitch(paths.fallback_switch)
+        before = switch.state()
+        state = switch.clear(args.reason, by=_who())
+        print(("fallback mode cleared" if before is not None and before.active else "fallback mode was not set; recorded")
+              + f" by {state.set_by} at {state.at}: {state.reason} ({paths.fallback_switch})")
+        return 0
+    for opt in ("reference", "current", "out"):
+        if not getattr(args, opt):
+            raise InputError(f"{opt}: monitor needs --reference, --current and --out (or --clear --reason)", field=opt)
+    if not args.labels and (args.backtest or args.labels_as_of or args.validation_auc is not None):
+        raise InputError("labels: --backtest, --labels-as-of and --validation-auc need --labels", field="labels")
+    return _monitor(Path(args.reference), Path(args.current), Path(args.out), _config(args), paths, say, args)
 
 
 def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
@@ -238,7 +327,7 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     scored = _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
     example = scored.sort_values("pd_12m")["customer_id"].iloc[len(scored) // 2]
     say("4/5 drift report: training reference against the latest rescore")
-    alert = _monitor(paths.reference, paths.scored, paths.drift, cfg, say)
+    alert = _monitor(paths.reference, paths.scored, paths.drift, cfg, paths, say)
     say("5/5 done")
     home = paths.root
     bin_dir = Path(sys.executable).parent
@@ -279,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder to write the tables into")
     sp.add_argument("--customers", type=_positive, help=f"number of customers (default {gen.customers})")
     sp.add_argument("--years", type=_positive, help=f"years of history (default {gen.years})")
+    sp.add_argument("--start", help=f"first month of the book, YYYY-MM-DD (default {gen.start})")
     sp.add_argument("--seed", type=int, help=f"random seed (default {gen.seed}); the same seed gives the same book")
     sp.add_argument("--scenario", choices=["baseline", "recession"], help=f"economic scenario (default {gen.scenario})")
     sp.add_argument("--config", help="TOML file overriding the default configuration")
@@ -317,11 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=_positive, default=3000, help="port (default 3000)")
     with_workdir(sp)
 
-    sp = add("monitor", cmd_monitor, "drift and stability report (HTML + JSON); exit code 1 when an alert threshold is crossed")
-    sp.add_argument("--reference", required=True, help="reference table (e.g. reference.parquet from training)")
-    sp.add_argument("--current", required=True, help="current table (e.g. a scored book from rescore)")
-    sp.add_argument("--out", required=True, help="folder for drift_report.html and drift_summary.json")
-    sp.add_argument("--config", help="TOML file overriding the default configuration")
+    sp = add("monitor", cmd_monitor, "drift and stability report (HTML + JSON), backtest on matured outcomes; exit "
+                                     "code 1 when an alert threshold is crossed; a severe alert sets fallback mode")
+    sp.add_argument("--reference", help="reference table (e.g. reference.parquet from training)")
+    sp.add_argument("--current", help="current table (e.g. a scored book from rescore)")
+    sp.add_argument("--out", help="folder for summary.html, drift_report.html and drift_summary.json")
+    sp.add_argument("--labels", help="defaults table (customer_id, default_date) to backtest a scored book against")
+    sp.add_argument("--backtest", help="the scored book to backtest, scored 12 months or more before "
+                                       "--labels-as-of (default: --current)")
+    sp.add_argument("--labels-as-of", help="the date up to which --labels is complete, YYYY-MM-DD (default: today)")
+    sp.add_argument("--validation-auc", type=float, help="the AUC at validation (default: from the reference's "
+                                                          "default_12m and pd_12m)")
+    sp.add_argument("--clear", action="store_true", help="leave fallback mode (with --reason); nothing else is done")
+    sp.add_argument("--reason", help="why fallback mode is cleared (recorded with who and when)")
+    with_workdir(sp)
     return p
 
 

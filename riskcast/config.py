@@ -25,9 +25,22 @@ class GeneratorConfig(_Section):
 
     customers: int = Field(3000, ge=50, le=5_000_000)
     years: int = Field(4, ge=3, le=10)
+    #: first month of the book (a date; the book starts on the first of its month)
     start: str = "2022-01-01"
     seed: int = 7
     scenario: Literal["baseline", "recession"] = "baseline"
+
+    @model_validator(mode="after")
+    def _start_is_a_date(self) -> "GeneratorConfig":
+        import datetime as dt
+
+        try:
+            day = dt.date.fromisoformat(self.start)
+        except (TypeError, ValueError):
+            raise ValueError(f"start {self.start!r} is not a date (use YYYY-MM-DD)") from None
+        if not 1900 <= day.year <= 2200:
+            raise ValueError(f"start {self.start!r} is outside 1900-2200")
+        return self
 
 
 class LightGBMConfig(_Section):
@@ -155,12 +168,32 @@ class ServingConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    """Drift thresholds: PSI bands 0.10 (watch) and 0.25 (shift); share of drifted features."""
+    """Drift thresholds (PSI bands 0.10 watch and 0.25 shift; share of drifted features), the
+    backtest's traffic lights, and the severe alert that sends order entry to the scorecard."""
 
     psi_watch: float = Field(0.10, gt=0)
     psi_alert: float = Field(0.25, gt=0)
     drift_share_alert: float = Field(0.30, gt=0, le=1)
     psi_bins: int = Field(10, ge=2, le=100)
+    #: a feature also drifted when its Wasserstein distance exceeds this many reference sd
+    wasserstein_alert: float = Field(0.10, gt=0)
+    #: confidence at which a backtest turns yellow and red
+    backtest_yellow: float = Field(0.95, gt=0.5, lt=1)
+    backtest_red: float = Field(0.999, gt=0.5, lt=1)
+    #: severe alert: score PSI above this, or more than this share of features drifted, or a
+    #: red backtest; then `riskcast monitor` puts serving in fallback mode (if `switch`)
+    severe_score_psi: float = Field(0.25, gt=0)
+    severe_drift_share: float = Field(0.30, gt=0, le=1)
+    severe_on_red_backtest: bool = True
+    switch: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MonitoringConfig":
+        if self.psi_watch >= self.psi_alert:
+            raise ValueError(f"psi_watch ({self.psi_watch}) must be below psi_alert ({self.psi_alert})")
+        if self.backtest_yellow >= self.backtest_red:
+            raise ValueError(f"backtest_yellow ({self.backtest_yellow}) must be below backtest_red ({self.backtest_red})")
+        return self
 
 
 class RiskcastConfig(_Section):

@@ -94,15 +94,17 @@ def test_monitor_exit_code_follows_the_verdict(demo_workdir, tmp_path):
     ref = pd.read_parquet(demo_workdir / "reference.parquet")
     same = tmp_path / "same.parquet"
     ref.sample(frac=1.0, random_state=1).to_parquet(same)
+    home = ["--workdir", str(tmp_path / "home")]  # a severe alert sets fallback mode there, not in the demo's
     assert main(["--quiet", "monitor", "--reference", str(demo_workdir / "reference.parquet"),
-                 "--current", str(same), "--out", str(tmp_path / "a")]) == 0
+                 "--current", str(same), "--out", str(tmp_path / "a"), *home]) == 0
     shifted = ref.copy()
     shifted["pd_12m"] = (shifted["pd_12m"] * 4).clip(upper=1)
     shifted["dbt_mean_3m"] = shifted["dbt_mean_3m"] + 40
     shifted.to_parquet(tmp_path / "shifted.parquet")
     assert main(["--quiet", "monitor", "--reference", str(demo_workdir / "reference.parquet"),
-                 "--current", str(tmp_path / "shifted.parquet"), "--out", str(tmp_path / "b")]) == 1
-    assert (tmp_path / "b" / "drift_report.html").exists()
+                 "--current", str(tmp_path / "shifted.parquet"), "--out", str(tmp_path / "b"), *home]) == 1
+    assert (tmp_path / "b" / "drift_report.html").exists() and (tmp_path / "b" / "summary.html").exists()
+    assert json.loads((tmp_path / "home" / "serving" / "fallback.json").read_text())["active"] is True
 
 
 @pytest.mark.skipif(not (POLISH / "1year.arff").exists(), reason="shared benchmark data not present")

@@ -34,13 +34,21 @@ def snapshot_dates(tables: RawTables, cfg: TrainingConfig) -> list[pd.Timestamp]
     return dates
 
 
+def default_within(rows: pd.DataFrame, defaults: pd.DataFrame, horizon_months: int) -> pd.Series:
+    """1 where the customer's first default falls in ``(as_of, as_of + horizon]``, else 0.
+
+    ``rows`` holds ``customer_id`` and ``as_of``; ``defaults`` holds ``customer_id`` and
+    ``default_date``. The one definition of the label, for training and for backtests."""
+    first_default = defaults.groupby("customer_id")["default_date"].min()
+    d = rows["customer_id"].map(first_default)
+    horizon_end = rows["as_of"] + pd.DateOffset(months=horizon_months)
+    return ((d > rows["as_of"]) & (d <= horizon_end)).astype("int8")
+
+
 def attach_labels(features: pd.DataFrame, tables: RawTables, horizon_months: int) -> pd.DataFrame:
     """Add ``default_12m`` (a default in ``(as_of, as_of + horizon]``) and, if known, the true PD."""
-    first_default = tables.defaults.groupby("customer_id")["default_date"].min()
     out = features.copy()
-    d = out["customer_id"].map(first_default)
-    horizon_end = out["as_of"] + pd.DateOffset(months=horizon_months)
-    out[LABEL] = ((d > out["as_of"]) & (d <= horizon_end)).astype("int8")
+    out[LABEL] = default_within(out, tables.defaults, horizon_months)
     if tables.truth is not None:
         truth = tables.truth.rename(columns={"pd_12m": TRUE_PD, "pd_12m_hindsight": HINDSIGHT_PD})
         known = [c for c in (TRUE_PD, HINDSIGHT_PD) if c in truth.columns]

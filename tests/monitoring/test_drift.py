@@ -119,9 +119,14 @@ def report(tmp_path_factory):
     return out, summary, json.loads((out / "drift_summary.json").read_text(encoding="utf-8"))
 
 
-def test_the_report_writes_both_files_and_nothing_else(report):
+def test_the_report_writes_its_three_files_and_nothing_else(report):
     out, summary, payload = report
-    assert sorted(p.name for p in out.iterdir()) == ["drift_report.html", "drift_summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["drift_report.html", "drift_summary.json", "summary.html"]
+    page = (out / "summary.html").read_text(encoding="utf-8")
+    # one feature of four drifted: below the 30% alert share, so the page says stable but names it first
+    assert summary.alert is False and "Stable" in page
+    assert page.index("<td>a</td>") < min(page.index(f"<td>{c}</td>") for c in "bcd")
+    assert "http" not in page.lower()  # opens without the internet
     html = (out / "drift_report.html").read_text(encoding="utf-8")
     assert len(html) > 50_000 and "<html" in html.lower() and "Value Drift for column a" in html
     assert payload["drifted_columns"] == summary.drifted_columns == ["a"]
@@ -137,10 +142,15 @@ def test_evidently_flags_the_shifted_column_and_only_it(report):
     assert {c: t["status"] for c, t in tests.items()} == {"a": "FAIL", "b": "SUCCESS", "c": "SUCCESS",
                                                           "d": "SUCCESS", "pd_12m": "SUCCESS"}
     params = tests["a"]["metric_config"]["params"]
-    assert params["method"] == "psi" and params["threshold"] == CFG.psi_alert
+    assert params["method"] == "wasserstein" and params["threshold"] == CFG.wasserstein_alert
+    assert tests["pd_12m"]["metric_config"]["params"]["method"] == "psi"
     verdicts = payload["evidently_verdicts"]
     assert verdicts == evidently_verdicts(payload["evidently"])
-    assert verdicts["a"]["drifted"] and verdicts["a"]["psi"] > CFG.psi_alert
+    # Evidently's distance is ours: the same normed Wasserstein for every feature
+    ours = {c["column"]: c["wasserstein"] for c in payload["columns"]}
+    for col in COLS:
+        assert verdicts[col]["value"] == pytest.approx(ours[col], rel=1e-6)
+    assert verdicts["a"]["drifted"] and verdicts["a"]["value"] > CFG.wasserstein_alert
     assert not any(v["drifted"] for c, v in verdicts.items() if c != "a")
 
 
@@ -154,3 +164,44 @@ def test_a_large_table_is_sampled_for_evidently_only(tmp_path):
     assert payload["n_reference"] == s.n_reference == 3000  # our PSI used every row
     assert s.alert and s.missing_columns == ("d",) and "c" in s.drifted_columns
     assert set(payload["evidently_verdicts"]) == {"a", "b", "pd_12m"}
+
+
+def _late_payers(seed, n, stretch=1.0):
+    """Days beyond terms: most customers pay on time (0), the rest late by a lognormal tail."""
+    rng = np.random.default_rng(seed)
+    late = rng.random(n) < 0.3
+    return np.where(late, rng.lognormal(2.0, 0.8, n) * stretch, 0.0)
+
+
+def test_a_stretching_tail_is_drift_even_when_the_psi_misses_it():
+    ref = pd.DataFrame({"dbt": _late_payers(0, 20_000), "pd_12m": 0.02})
+    cur = pd.DataFrame({"dbt": _late_payers(1, 20_000, stretch=1.6), "pd_12m": 0.02})
+    s = summarize_drift(ref, cur, ["dbt"], CFG)
+    col = s.columns[0]
+    assert col.psi < CFG.psi_alert and col.wasserstein > CFG.wasserstein_alert
+    assert s.drifted_columns == ["dbt"]
+
+
+def test_a_trivial_shift_in_a_large_sample_is_not_drift():
+    rng = np.random.default_rng(0)
+    n = 300_000
+    ref = pd.DataFrame({"x": rng.normal(0, 1, n), "pd_12m": rng.beta(1, 40, n)})
+    cur = pd.DataFrame({"x": rng.normal(0.03, 1, n), "pd_12m": rng.beta(1, 40, n)})
+    s = summarize_drift(ref, cur, ["x"], CFG)
+    assert s.drifted_columns == [] and not s.alert  # a KS test rejects it at p < 1e-10
+    from scipy.stats import ks_2samp
+    assert ks_2samp(ref["x"], cur["x"]).pvalue < 1e-10
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_our_wasserstein_equals_scipy_s_with_ties_and_unequal_sizes(seed):
+    from scipy.stats import wasserstein_distance
+
+    from riskcast.monitoring.drift import wasserstein_1
+
+    rng = np.random.default_rng(seed)
+    ref = np.round(rng.lognormal(1, 1, 3000) * (rng.random(3000) < 0.4), 1)  # mass at 0, ties
+    cur = np.round(rng.normal(3, 2, 1777), 0)
+    assert wasserstein_1(ref, cur) == pytest.approx(wasserstein_distance(ref, cur), rel=1e-10)
+    assert wasserstein_1(ref, ref) == 0.0
+    assert wasserstein_1(np.array([0.0]), np.array([2.5])) == pytest.approx(2.5)
