@@ -161,12 +161,13 @@ def backtest(y: np.ndarray, pd_: np.ndarray, grades: np.ndarray, grade_order: Se
 
 
 def matured_outcomes(scored: pd.DataFrame, defaults: pd.DataFrame, labels_as_of: pd.Timestamp,
-                     horizon_months: int = 12) -> tuple[pd.DataFrame, int]:
+                     horizon_months: int = 12) -> tuple[pd.DataFrame, dict[str, int]]:
     """The scored rows whose horizon has passed by ``labels_as_of``, with their outcome.
 
     ``defaults`` must be complete up to ``labels_as_of``. Returns the rows with ``default_12m``
-    and how many rows were left out because the customer had defaulted on or before the date
-    it was scored (a book should not score those; they say nothing about the PD).
+    and the rows left out, by reason: ``defaulted_before`` (the customer had defaulted on or
+    before the date it was scored: a book should not score those, they say nothing about the
+    PD) and ``no_pd`` (no PD was given, e.g. referred when even the scorecard failed).
     """
     for col in ("customer_id", "as_of", "pd_12m", "grade"):
         if col not in scored.columns:
@@ -187,7 +188,9 @@ def matured_outcomes(scored: pd.DataFrame, defaults: pd.DataFrame, labels_as_of:
                          f"passed", field="labels")
     rows = pd.DataFrame({"customer_id": scored["customer_id"].astype(str), "as_of": as_of})
     first = pd.DataFrame({"customer_id": defaults["customer_id"].astype(str), "default_date": dates})
-    prior = rows["customer_id"].map(first.groupby("customer_id")["default_date"].min()) <= rows["as_of"]
-    out = scored.loc[~prior.to_numpy()].copy()
-    out["default_12m"] = default_within(rows.loc[~prior.to_numpy()], first, horizon_months).to_numpy()
-    return out, int(prior.sum())
+    prior = (rows["customer_id"].map(first.groupby("customer_id")["default_date"].min()) <= rows["as_of"]).to_numpy()
+    no_pd = pd.to_numeric(scored["pd_12m"], errors="coerce").isna().to_numpy() & ~prior
+    keep = ~(prior | no_pd)
+    out = scored.loc[keep].copy()
+    out["default_12m"] = default_within(rows.loc[keep], first, horizon_months).to_numpy()
+    return out, {"defaulted_before": int(prior.sum()), "no_pd": int(no_pd.sum())}

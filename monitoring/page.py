@@ -39,7 +39,7 @@ def _verdict(payload: dict[str, Any]) -> tuple[str, str]:
     if payload.get("severe_reasons"):
         return "#c53030", "Severe alert: order entry should be decided by the scorecard"
     if payload.get("alert"):
-        return "#b7791f", "Alert: look into the drifted columns below"
+        return "#b7791f", "Alert: an alert threshold was crossed (reasons below)"
     return "#1b7f3b", "Stable: no alert threshold crossed"
 
 
@@ -77,7 +77,10 @@ def _drift_section(p: dict[str, Any]) -> list[str]:
 def _backtest_section(b: dict[str, Any]) -> list[str]:
     out = ["<h2>Backtest on matured outcomes</h2>",
            f"<p>Overall {_badge(b['light'])} (yellow: rejected at {b['yellow']:.1%}, red: at {b['red']:.1%}; "
-           "one-sided, only underestimated risk counts).</p>",
+           "one-sided, only underestimated risk counts)."
+           + "".join(f" Left out: {n:,} row(s) {why}." for key, why in (("defaulted_before", "defaulted before "
+                     "they were scored"), ("no_pd", "without a PD")) if (n := (b.get("left_out") or {}).get(key)))
+           + "</p>",
            _table(["test", "now", "expected", "p-value", "light"], [
                ["AUC (Hanley-McNeil)", _num(b["auc"], ".3f"), _num(b["reference_auc"], ".3f"),
                 _num(b["auc_p"], ".3g"), _badge(b["auc_light"])],

@@ -207,10 +207,15 @@ def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Prog
 
     scored = read_any(args.backtest) if args.backtest else cur
     labels_as_of = parse_as_of(args.labels_as_of)[0] if args.labels_as_of else pd.Timestamp.today().normalize()
-    rows, dropped = matured_outcomes(scored, read_any(args.labels), labels_as_of, cfg.training.horizon_months)
-    if dropped:
-        say(f"backtest: {dropped:,} row(s) left out: the customer had defaulted by the date it was scored")
+    rows, left_out = matured_outcomes(scored, read_any(args.labels), labels_as_of, cfg.training.horizon_months)
+    if left_out["defaulted_before"]:
+        say(f"backtest: {left_out['defaulted_before']:,} row(s) left out: the customer had defaulted by the "
+            f"date it was scored")
+    if left_out["no_pd"]:
+        say(f"backtest: {left_out['no_pd']:,} row(s) left out: scored without a PD")
     if args.validation_auc is not None:
+        if not 0.0 < args.validation_auc <= 1.0:
+            raise InputError(f"validation_auc: {args.validation_auc} is not an AUC in (0, 1]", field="validation_auc")
         ref_auc, ref_se = args.validation_auc, 0.0
     elif {"default_12m", "pd_12m"} <= set(ref.columns) and ref["default_12m"].nunique() == 2:
         from sklearn.metrics import roc_auc_score
@@ -224,7 +229,7 @@ def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Prog
     grades = rows["grade"].astype(str)
     say(f"backtest: {len(rows):,} scored rows with matured outcomes")
     return backtest(rows["default_12m"].to_numpy(), rows["pd_12m"].to_numpy(dtype=float), grades.to_numpy(),
-                    sorted(grades.unique(), key=grade_key), ref_auc, cfg.monitoring, ref_se)
+                    sorted(grades.unique(), key=grade_key), ref_auc, cfg.monitoring, ref_se), left_out
 
 
 def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, paths: WorkPaths, say: Progress,
@@ -240,7 +245,7 @@ def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, pat
     say(f"drift: reference {len(ref):,} rows vs current {len(cur):,} rows")
     features = default_registry().names
     summary = summarize_drift(ref, cur, features, cfg.monitoring)
-    bt = _backtest(args, ref, cur, cfg, say) if args is not None and args.labels else None
+    bt, left_out = _backtest(args, ref, cur, cfg, say) if args is not None and args.labels else (None, None)
     severe = severe_reasons(summary, bt, cfg.monitoring)
     alerts = [*summary.alert_reasons, *(f"red backtest: {r}" for r in (bt.reasons() if bt else []))]
     switch_note = None
@@ -253,7 +258,8 @@ def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, pat
             state = switch.set("severe monitoring alert: " + "; ".join(severe), by=_who())
             switch_note = (f"set by {state.set_by} at {state.at}: order entry is decided by the scorecard until "
                            f"someone runs riskcast monitor --clear --reason ...")
-    extra = {"alert": bool(alerts), "alert_reasons": alerts, "backtest": bt.to_dict() if bt else None,
+    extra = {"alert": bool(alerts), "alert_reasons": alerts,
+             "backtest": {**bt.to_dict(), "left_out": left_out} if bt else None,
              "severe_reasons": list(severe), "fallback_switch": switch_note}
     say("drift: Evidently report and summary page")
     write_drift_report(ref, cur, features, out, cfg.monitoring, summary=summary, extra=extra)

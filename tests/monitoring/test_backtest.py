@@ -99,8 +99,8 @@ def test_outcomes_use_the_training_label_and_refuse_unmatured_books(small_book):
     as_of = sorted(truth["as_of"].unique())[-6]
     scored = truth[truth["as_of"] == as_of][["customer_id", "as_of", "pd_12m"]].assign(grade="1")
     end = small_book.data_end
-    rows, dropped = matured_outcomes(scored, small_book.defaults, end)
-    assert dropped == 0 and len(rows) == len(scored)
+    rows, left_out = matured_outcomes(scored, small_book.defaults, end)
+    assert left_out == {"defaulted_before": 0, "no_pd": 0} and len(rows) == len(scored)
     expected = attach_labels(scored.drop(columns="grade"), small_book, 12)["default_12m"].to_numpy()
     assert (rows["default_12m"].to_numpy() == expected).all() and expected.sum() > 0
     with pytest.raises(InputError, match="matures on"):
@@ -109,8 +109,12 @@ def test_outcomes_use_the_training_label_and_refuse_unmatured_books(small_book):
     d = small_book.defaults.iloc[0]
     late = pd.DataFrame({"customer_id": [d["customer_id"]], "as_of": [d["default_date"]], "pd_12m": [0.5],
                          "grade": ["9"]})
-    rows2, dropped2 = matured_outcomes(pd.concat([scored, late]), small_book.defaults, end)
-    assert dropped2 == 1 and len(rows2) == len(scored)
+    rows2, left2 = matured_outcomes(pd.concat([scored, late]), small_book.defaults, end)
+    assert left2 == {"defaulted_before": 1, "no_pd": 0} and len(rows2) == len(scored)
+    # a row scored without a PD (the scorecard failed too: refer) is left out, not a crash
+    blank = scored.iloc[:3].assign(pd_12m=np.nan)
+    rows3, left3 = matured_outcomes(pd.concat([scored, blank]), small_book.defaults, end)
+    assert left3 == {"defaulted_before": 0, "no_pd": 3} and len(rows3) == len(scored)
 
 
 def test_the_true_pd_of_a_synthetic_book_backtests_green_and_halved_red(small_book):

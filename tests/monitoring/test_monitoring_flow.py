@@ -123,6 +123,7 @@ def test_the_backtest_from_the_command_line(demo_workdir, tmp_path):
     (["--labels-as-of", "2030-01-01"], "need --labels"),
     (["--labels", "LABELS", "--labels-as-of", "2020-01-01"], "matures on"),
     (["--labels", "LABELS", "--labels-as-of", "not-a-date"], "not a date"),
+    (["--labels", "LABELS", "--validation-auc", "1.7"], "not an AUC"),
 ])
 def test_backtest_mistakes_are_one_line_errors(demo_workdir, tmp_path, capsys, extra, needle):
     extra = [str(demo_workdir / "book" / "defaults.parquet") if x == "LABELS" else x for x in extra]
