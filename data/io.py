@@ -30,11 +30,14 @@ class RawTables:
     industry_signals: pd.DataFrame
     defaults: pd.DataFrame
     truth: pd.DataFrame | None = None
+    #: customers left out when read with ``reject_bad_customers`` (customer_id, reason)
+    rejected_customers: pd.DataFrame | None = None
 
     def items(self) -> Iterator[tuple[str, pd.DataFrame]]:
+        """The tables (not the rejected customers), for writing a book out."""
         for f in fields(self):
             df = getattr(self, f.name)
-            if df is not None:
+            if df is not None and f.name != "rejected_customers":
                 yield f.name, df
 
     def as_seen_on(self, as_of: pd.Timestamp) -> "RawTables":
@@ -63,6 +66,18 @@ class RawTables:
         return max(d for d in dates if pd.notna(d)).normalize()
 
 
+def _umask() -> int:
+    """The process's file-creation mask, read without changing it (Linux), else 0o022."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
@@ -72,6 +87,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a result is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -207,18 +223,48 @@ def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") ->
     return df
 
 
-def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "ColumnMapping | None" = None) -> RawTables:
+def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "ColumnMapping | None" = None,
+                reject_bad_customers: bool = False) -> RawTables:
     """Read and validate the five raw tables (and ``truth`` if present) from a folder,
-    optionally through a column mapping from the user's own files."""
+    optionally through a column mapping from the user's own files.
+
+    ``reject_bad_customers``: a customer whose industry is not a NACE section or whose first
+    trade date is empty or not a date is set aside in ``rejected_customers`` with the reason
+    instead of failing the whole read (a nightly rescore of a million customers should not
+    stop on one bad master-data record); every other problem still fails loudly."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"data folder {directory} does not exist", field="data")
     out: dict[str, pd.DataFrame | None] = {}
     for name, contract in RAW_TABLES.items():
-        out[name] = validate_table(contract, _read_mapped(directory, name, mapping))
+        df = _read_mapped(directory, name, mapping)
+        if name == "customers" and reject_bad_customers:
+            df, out["rejected_customers"] = split_bad_customers(df)
+        out[name] = validate_table(contract, df)
     truth_path = find_table_file(directory, "truth") if with_truth else None
     out["truth"] = validate_table(ALL_TABLES["truth"], read_any(truth_path)) if truth_path else None
     return RawTables(**out)
+
+
+def split_bad_customers(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customers rows a rescore can keep, and the others with the reason (customer_id, reason)."""
+    from .schema import NACE_SECTIONS
+
+    for col in ("customer_id", "industry", "first_trade_date"):
+        if col not in df.columns:
+            raise DataValidationError("customers", col, "required column is missing")
+    industry = df["industry"].astype("string").str.strip()
+    trade = pd.to_datetime(df["first_trade_date"], errors="coerce")
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    bad_trade = trade.isna()
+    reason[bad_trade] = "customers.first_trade_date: empty or not a date (" + \
+        df.loc[bad_trade, "first_trade_date"].astype("string").fillna("empty") + ")"
+    bad_industry = industry.isna() | ~industry.isin(NACE_SECTIONS)
+    reason[bad_industry] = "customers.industry: unknown industry " + \
+        industry[bad_industry].fillna("(empty)") + " (not a NACE section A-U)"
+    bad = reason.notna() & df["customer_id"].notna()
+    rejected = pd.DataFrame({"customer_id": df.loc[bad, "customer_id"].astype(str), "reason": reason[bad].astype(str)})
+    return df.loc[~bad], rejected.reset_index(drop=True)
 
 
 def write_tables(tables: RawTables, directory: str | Path) -> dict[str, Path]:

@@ -154,25 +154,35 @@ def cmd_train_table(args: argparse.Namespace, say: Progress) -> int:
     return 0
 
 
-def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None):
-    from riskcast.data.io import write_parquet
+def _file_key(path: str | Path | None) -> list | None:
+    """What identifies an input for resuming: every file's name, size and modification time."""
+    if not path:
+        return None
+    p = Path(path)
+    files = sorted(p.rglob("*")) if p.is_dir() else [p]
+    return [[str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
+            for f in files if f.is_file()]
+
+
+def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None,
+             previous: Path | None = None, run_key: dict | None = None):
     from riskcast.features.store import write_store
+    from riskcast.serving.rescore import print_summary, read_previous, rescore_to_file
     from riskcast.serving.runtime import build_core
-    from riskcast.serving.rescore import rescore_book
 
     core = build_core(paths.root, config_path)
     if core.model is None:
         raise RiskcastError(f"no champion model to rescore with: {core.model_error}")
     say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
-    scored, feats = rescore_book(tables, core, as_of, progress=say)
-    write_parquet(scored, out)
-    write_store(feats, paths.store, core.registry.version)
-    counts = scored["grade"].value_counts().reindex(core.model.bundle.master_scale.grades, fill_value=0)
-    print(f"scored book: {len(scored):,} customers -> {out}")
-    print("grades: " + "  ".join(f"{g}:{n}" for g, n in counts.items()))
-    print("decisions: " + "  ".join(f"{d}:{n}" for d, n in scored["decision"].value_counts().items()))
+    prev = read_previous(previous) if previous else None
+    result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
+                             run_key={**(run_key or {}), "previous": _file_key(previous)})
+    write_store(result.features, paths.store, core.registry.version)
+    print(f"scored book: {result.summary['scored']:,} customers -> {out}")
+    print(f"rejected: {result.rejected_path}   summary: {result.summary_path}")
+    print_summary(result.summary)
     print(f"latest-features store for order entry: {paths.store}")
-    return scored
+    return result
 
 
 def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
@@ -181,8 +191,16 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
     as_of = parse_as_of(args.as_of)
     if len(as_of) != 1:
         raise InputError("as_of: rescore takes one date", field="as_of")
-    tables = _read_book(args, with_truth=False)
-    _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None))
+    if args.previous and not Path(args.previous).exists():
+        raise InputError(f"previous: file {args.previous} does not exist", field="previous")
+    from riskcast.data.io import read_tables
+    from riskcast.data.mapping import load_mapping
+
+    mapping = load_mapping(args.mapping) if args.mapping else None
+    tables = read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True)
+    _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None),
+             previous=Path(args.previous) if args.previous else None,
+             run_key={"data": _file_key(args.data), "mapping": _file_key(args.mapping)})
     return 0
 
 
@@ -203,7 +221,7 @@ def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Prog
     from riskcast.data.io import read_any
     from riskcast.features.build import parse_as_of
     from riskcast.monitoring.backtest import backtest, hanley_mcneil_se, matured_outcomes
-    from riskcast.monitoring.drift import grade_key
+    from riskcast.training.masterscale import grade_key
 
     scored = read_any(args.backtest) if args.backtest else cur
     labels_as_of = parse_as_of(args.labels_as_of)[0] if args.labels_as_of else pd.Timestamp.today().normalize()
@@ -315,6 +333,8 @@ def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
+    import pandas as pd
+
     from riskcast.data.io import write_tables
     from riskcast.data.synthetic import generate_book
 
@@ -330,7 +350,8 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     _train(tables, cfg, paths, say)
     as_of = tables.data_end
     say("3/5 rescoring the book")
-    scored = _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
+    _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
+    scored = pd.read_parquet(paths.scored, columns=["customer_id", "pd_12m"])
     example = scored.sort_values("pd_12m")["customer_id"].iloc[len(scored) // 2]
     say("4/5 drift report: training reference against the latest rescore")
     alert = _monitor(paths.reference, paths.scored, paths.drift, cfg, paths, say)
@@ -405,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
     sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
     sp.add_argument("--as-of", required=True, help="the date to score on, YYYY-MM-DD")
-    sp.add_argument("--out", required=True, help="Parquet file to write (atomically)")
+    sp.add_argument("--out", required=True, help="Parquet file to write (atomically); a rerun with the same "
+                                                 "arguments resumes an interrupted one")
+    sp.add_argument("--previous", help="an earlier rescore to compare with (grade migration, newly over limit)")
     with_workdir(sp)
 
     sp = add("serve", cmd_serve, "start the HTTP service (POST /score, /score_batch; /livez, /readyz, /metrics)")

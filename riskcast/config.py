@@ -196,6 +196,15 @@ class MonitoringConfig(_Section):
         return self
 
 
+class RescoreConfig(_Section):
+    """Batch rescoring of the book: chunk size (memory and the unit of resumption) and the
+    loss given default of the expected-loss figure."""
+
+    chunk_size: int = Field(20_000, ge=1, le=5_000_000)
+    #: loss given default: share of the exposure lost when a customer defaults
+    lgd: float = Field(0.45, ge=0, le=1)
+
+
 class RiskcastConfig(_Section):
     generator: GeneratorConfig = GeneratorConfig()
     training: TrainingConfig = TrainingConfig()
@@ -203,6 +212,7 @@ class RiskcastConfig(_Section):
     policy: PolicyConfig = PolicyConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    rescore: RescoreConfig = RescoreConfig()
 
 
 M = TypeVar("M", bound=BaseModel)

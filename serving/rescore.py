@@ -1,19 +1,53 @@
-"""Rescoring the whole book on one date: features, PD, grade, limit, terms and reasons per customer."""
+"""Rescoring the whole book on one date: features, PD, grade, limit, terms and reasons per customer.
+
+Every customer of the customers table is accounted for: scored, or rejected with its reason
+(not trading yet, already in default, no data at all, or bad master data). Written to a file,
+the work goes in chunks, each chunk's result saved atomically in a folder beside the output;
+a run killed at any moment and started again with the same arguments picks up after the last
+saved chunk, and the final file (written aside, then renamed) equals an uninterrupted run's.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from riskcast.data.io import RawTables
-from riskcast.errors import InputError
+from riskcast.data.io import ParquetParts, RawTables, write_parquet, write_text
+from riskcast.errors import DataValidationError, InputError
 from riskcast.features.build import empty_book_message, features_at
+from riskcast.training.masterscale import grade_migration
 
 from .core import ScoringCore
 
 Progress = Callable[[str], None]
+REJECTED_COLUMNS = ["customer_id", "reason"]
+#: columns of a previous rescore that the comparison reads
+PREVIOUS_COLUMNS = ["customer_id", "pd_12m", "grade", "exposure", "credit_limit"]
+
+
+_FLOAT = ("pd_12m", "score", "credit_limit", "exposure", "previous_pd_12m")
+_TEXT = ("customer_id", "grade", "band", "decision", "fallback_reason", "model_version", "model_kind",
+         "previous_grade", "industry")
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column types, whatever a chunk holds: a chunk where every reason or fallback
+    reason is empty must still write text columns, so that the chunks make one table."""
+    out = df.copy()
+    for c in out.columns:
+        if c in _FLOAT:
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+        elif c in _TEXT or c.startswith("reason_"):
+            out[c] = out[c].astype("string")
+    return out
 
 
 def flatten(decisions: list[dict], k: int) -> pd.DataFrame:
@@ -33,26 +67,291 @@ def flatten(decisions: list[dict], k: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rescore_book(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, *, chunk_size: int = 20_000,
-                 progress: Progress | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score every active customer on ``as_of`` (no new order: the decision is on current exposure).
+# ---------------------------------------------------------------------------- the book
 
-    Returns the scored book (decisions plus the features they were made on) and the feature
-    rows, for the online store.
-    """
-    say = progress or (lambda _m: None)
-    feats = features_at(tables, pd.Timestamp(as_of), core.registry)
+
+def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature rows to score on ``as_of`` (by customer id) and every other customer of the
+    customers table with the reason it is not scored."""
+    as_of = pd.Timestamp(as_of)
+    feats = features_at(tables, as_of, core.registry)
     if feats.empty:
         raise InputError(empty_book_message(tables, [as_of]), field="as_of")
-    k = core.cfg.serving.top_reasons
+    c = tables.customers
+    first_default = tables.defaults.groupby("customer_id")["default_date"].min()
+    reasons = pd.Series(pd.NA, index=c.index, dtype="string")
+    not_yet = c["first_trade_date"] > as_of
+    reasons[not_yet] = "not trading yet on the date (first trade " + \
+        c.loc[not_yet, "first_trade_date"].dt.strftime("%Y-%m-%d") + ")"
+    defaulted = c["customer_id"].map(first_default)
+    gone = defaulted.notna() & (defaulted <= as_of) & reasons.isna()
+    reasons[gone] = "in default since " + defaulted[gone].dt.strftime("%Y-%m-%d")
+    filed = tables.financial_statements.loc[tables.financial_statements["filed_date"] <= as_of, "customer_id"]
+    invoiced = tables.invoices.loc[tables.invoices["issue_date"] <= as_of, "customer_id"]
+    blank = ~c["customer_id"].isin(filed) & ~c["customer_id"].isin(invoiced) & reasons.isna()
+    reasons[blank] = "no data at all: no financial statement filed and no invoice issued by the date"
+    rejected = pd.DataFrame({"customer_id": c.loc[reasons.notna(), "customer_id"].astype(str),
+                             "reason": reasons[reasons.notna()].astype(str)})
+    if tables.rejected_customers is not None:
+        rejected = pd.concat([tables.rejected_customers[REJECTED_COLUMNS], rejected], ignore_index=True)
+    feats = feats[~feats["customer_id"].isin(rejected["customer_id"])]
+    feats = feats.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return feats, rejected.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def score_chunk(chunk: pd.DataFrame, core: ScoringCore, as_of: pd.Timestamp,
+                previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Decisions on current exposure (no new order) for feature rows, with the features they
+    were made on and, given a previous rescore (indexed by customer id), the change against it."""
+    decisions = core.decide(chunk, np.zeros(len(chunk)), np.full(len(chunk), np.nan),
+                            request_ids=[f"rescore-{pd.Timestamp(as_of).date()}-{c}" for c in chunk["customer_id"]])
+    scored = flatten(decisions, core.cfg.serving.top_reasons)
+    meta = chunk.drop(columns=["customer_id"]).reset_index(drop=True)
+    scored = pd.concat([scored, meta], axis=1)
+    if previous is not None:
+        scored = compare(scored, previous, core)
+    return _typed(scored)
+
+
+def compare(scored: pd.DataFrame, previous: pd.DataFrame, core: ScoringCore) -> pd.DataFrame:
+    """``previous_grade``, ``previous_pd_12m``, ``grade_change`` (grades moved; positive is
+    worse) and ``newly_over_limit`` (over the limit now, not before or not in the previous run)."""
+    out = scored.copy()
+    prev = previous.reindex(out["customer_id"])
+    out["previous_grade"] = prev["grade"].to_numpy(dtype=object)
+    out["previous_pd_12m"] = prev["pd_12m"].to_numpy(dtype=float)
+    grades = core.model.bundle.master_scale.grades if core.model is not None else []
+    rank = {str(g): i for i, g in enumerate(grades)}
+    now = out["grade"].astype(str).map(rank)
+    before = pd.Series(out["previous_grade"]).astype(str).map(rank)
+    out["grade_change"] = (now - before).astype("Int64")
+    over_now = out["exposure"] > out["credit_limit"]
+    over_before = (prev["exposure"] > prev["credit_limit"]).to_numpy()
+    out["newly_over_limit"] = (over_now & ~over_before).to_numpy()
+    return out
+
+
+def rescore_book(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, *, chunk_size: int = 20_000,
+                 progress: Progress | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every active customer with data on ``as_of``, in memory (for small books and
+    tests; ``rescore_to_file`` is the resumable one). Returns the scored book (decisions plus
+    the features they were made on) and the feature rows, for the online store."""
+    say = progress or (lambda _m: None)
+    feats, _ = book_on(tables, core, as_of)
     parts = []
     for start in range(0, len(feats), chunk_size):
-        chunk = feats.iloc[start:start + chunk_size]
-        decisions = core.decide(chunk, np.zeros(len(chunk)), np.full(len(chunk), np.nan),
-                                request_ids=[f"rescore-{pd.Timestamp(as_of).date()}-{c}" for c in chunk["customer_id"]])
-        parts.append(flatten(decisions, k))
+        parts.append(score_chunk(feats.iloc[start:start + chunk_size], core, as_of))
         say(f"rescored {min(start + chunk_size, len(feats)):,}/{len(feats):,} customers")
-    scored = pd.concat(parts, ignore_index=True) if parts else flatten([], k)
-    meta = feats.drop(columns=["customer_id"]).reset_index(drop=True)
-    scored = pd.concat([scored, meta], axis=1)
-    return scored, feats
+    return pd.concat(parts, ignore_index=True), feats
+
+
+# ---------------------------------------------------------------------------- to a file
+
+
+@dataclass
+class RescoreResult:
+    out: Path
+    rejected_path: Path
+    summary_path: Path
+    summary: dict[str, Any]
+    features: pd.DataFrame = field(repr=False)
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def side_paths(out: Path) -> tuple[Path, Path, Path]:
+    """Where the rejected rows, the summary and the unfinished work of ``out`` go."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return (out.with_name(f"{stem}.rejected.parquet"), out.with_name(f"{stem}.summary.json"),
+            out.with_name(f".{out.name}.parts"))
+
+
+def _bar(done: int, total: int, rate: float, width: int = 24) -> str:
+    share = done / total if total else 1.0
+    filled = int(round(share * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {done:,}/{total:,} customers, {rate:,.0f} rows/s"
+
+
+def read_previous(path: str | Path) -> pd.DataFrame:
+    """A previous rescore's comparison columns, indexed by customer id (last row per id)."""
+    from riskcast.data.io import read_any
+
+    prev = read_any(path)
+    for col in PREVIOUS_COLUMNS:
+        if col not in prev.columns:
+            raise DataValidationError("previous", col, "column is missing (expected a file written by riskcast rescore)")
+    prev = prev[PREVIOUS_COLUMNS].copy()
+    prev["customer_id"] = prev["customer_id"].astype(str)
+    return prev.drop_duplicates("customer_id", keep="last").set_index("customer_id")
+
+
+def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, out: str | Path, *,
+                    previous: pd.DataFrame | None = None, run_key: dict[str, Any] | None = None,
+                    progress: Progress | None = None) -> RescoreResult:
+    """Rescore the book into ``out`` (Parquet), resumably; rejected rows and the summary beside it.
+
+    ``run_key`` names what the result depends on beyond the model and the configuration (the
+    data files, the previous run): a saved partial run is resumed only when it matches, and
+    otherwise discarded.
+    """
+    say = progress or (lambda _m: None)
+    if core.model is None:
+        raise InputError(f"no champion model to rescore with: {core.model_error}", field="model")
+    out = Path(out)
+    as_of = pd.Timestamp(as_of)
+    rejected_path, summary_path, work = side_paths(out)
+    chunk_size = core.cfg.rescore.chunk_size
+    manifest = {"as_of": str(as_of.date()), "model": [core.model.name, core.model.version],
+                "registry": core.registry.version, "config": _digest(core.cfg.model_dump(mode="json")),
+                "chunk_size": chunk_size, "run": run_key or {}}
+    manifest_path = work / "manifest.json"
+    if work.exists():
+        try:
+            saved = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            saved = None
+        if saved != manifest:
+            say(f"an unfinished run with other arguments is in {work}: starting over")
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not manifest_path.exists():
+        write_text(json.dumps(manifest, indent=2), manifest_path)
+
+    feats_path, rej_path = work / "features.parquet", work / "rejected.parquet"
+    if feats_path.exists() and rej_path.exists():
+        feats, rejected = pd.read_parquet(feats_path), pd.read_parquet(rej_path)
+        say(f"resuming: the book's {len(feats):,} feature rows were already built")
+    else:
+        say(f"building the features of the book as of {as_of.date()}")
+        feats, rejected = book_on(tables, core, as_of)
+        write_parquet(rejected, rej_path)
+        write_parquet(feats, feats_path)  # last: its presence says both are complete
+
+    chunks = range(0, len(feats), chunk_size)
+    part_paths = [work / f"part-{i:06d}.parquet" for i in range(len(chunks))]
+    done_before = sum(p.exists() for p in part_paths)
+    if done_before:
+        say(f"resuming: {done_before} of {len(part_paths)} chunks already scored")
+    started = time.monotonic()
+    scored_now = 0
+    for i, start in enumerate(chunks):
+        if part_paths[i].exists():
+            continue
+        chunk = feats.iloc[start:start + chunk_size]
+        write_parquet(score_chunk(chunk, core, as_of, previous), part_paths[i])
+        scored_now += len(chunk)
+        # rows/s of this run's own work: a resumed run does not claim the chunks it found
+        say(_bar(min(start + chunk_size, len(feats)), len(feats), scored_now / max(time.monotonic() - started, 1e-9)))
+
+    say(f"writing {out}")
+    with ParquetParts(out) as writer:
+        for path in part_paths:
+            writer.append(pd.read_parquet(path))
+    write_parquet(rejected, rejected_path)
+    scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
+    n_customers = len(tables.customers) + (len(tables.rejected_customers) if tables.rejected_customers is not None else 0)
+    summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
+                           [str(g) for g in core.model.bundle.master_scale.grades], previous)
+    summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
+                    "output": str(out), "rejected_file": str(rejected_path),
+                    "chunks": len(part_paths), "chunks_resumed": done_before})
+    write_text(json.dumps(_plain(summary), indent=2, allow_nan=False), summary_path)
+    shutil.rmtree(work, ignore_errors=True)
+    return RescoreResult(out, rejected_path, summary_path, summary, feats)
+
+
+def _summary_columns(with_previous: bool) -> list[str]:
+    cols = ["customer_id", "pd_12m", "grade", "exposure", "credit_limit", "industry", "fallback", "decision"]
+    return cols + (["previous_grade", "grade_change", "newly_over_limit"] if with_previous else [])
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int, lgd: float,
+                 grades: list[str], previous: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What the risk team reads after a rescore (pure).
+
+    Expected loss is PD x LGD x EAD with EAD the open receivables; concentration is the
+    largest industry's share of the exposure.
+    """
+    n = len(scored)
+    pd_ = scored["pd_12m"].astype(float)
+    ead = scored["exposure"].astype(float).clip(lower=0)
+    el = (pd_.fillna(0) * lgd * ead)
+    counts = scored["grade"].astype(str).value_counts()
+    order = [g for g in grades if g in counts.index] + sorted(set(counts.index) - set(grades))
+    by_industry = ead.groupby(scored["industry"].astype(str)).sum().sort_values(ascending=False)
+    top = scored.assign(ead=ead, el=el).nlargest(10, "ead")
+    out: dict[str, Any] = {
+        "customers_in": int(customers_in), "scored": int(n), "rejected": int(len(rejected)),
+        "rejected_by_reason": _reason_counts(rejected),
+        "fallback": int(scored["fallback"].sum()),
+        "decisions": {str(k): int(v) for k, v in scored["decision"].value_counts().items()},
+        "grade_distribution": {g: {"customers": int(counts[g]), "share": float(counts[g] / n)} for g in order},
+        "exposure": float(ead.sum()), "lgd": lgd, "expected_loss": float(el.sum()),
+        "expected_loss_share_of_exposure": float(el.sum() / ead.sum()) if ead.sum() > 0 else 0.0,
+        "mean_pd": float(pd_.mean()),
+        "over_limit": int((scored["exposure"] > scored["credit_limit"]).sum()),
+        "top_exposures": [{"customer_id": str(r.customer_id), "exposure": float(r.ead), "pd_12m": float(r.pd_12m),
+                           "grade": str(r.grade), "expected_loss": float(r.el)} for r in top.itertuples()],
+        "largest_industry": ({"industry": str(by_industry.index[0]), "exposure": float(by_industry.iloc[0]),
+                              "share": float(by_industry.iloc[0] / ead.sum()) if ead.sum() > 0 else 0.0}
+                             if len(by_industry) else None),
+    }
+    if previous is not None:
+        prev = previous.reset_index()[["customer_id", "grade"]]
+        out["migration"] = grade_migration(prev, scored[["customer_id", "grade"]], "grade")
+        out["newly_over_limit"] = int(scored["newly_over_limit"].sum())
+        out["new_customers"] = int(scored["previous_grade"].isna().sum())
+    return out
+
+
+def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
+    """Rejections by kind: the reason up to its first parenthesis or digit-bearing detail."""
+    kind = rejected["reason"].str.replace(r"\s*\(.*$", "", regex=True).str.replace(r" since .*$", "", regex=True)
+    kind = kind.str.replace(r"^(customers\.\w+: [^ ]+ [^ ]+).*$", r"\1", regex=True)
+    return {str(k): int(v) for k, v in kind.value_counts().items()}
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return _plain(float(obj))
+    return obj
+
+
+def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -> None:
+    """The short table printed after a rescore."""
+    s = summary
+    say(f"customers in {s['customers_in']:,} = scored {s['scored']:,} + rejected {s['rejected']:,}"
+        + (f"  ({', '.join(f'{k}: {v:,}' for k, v in s['rejected_by_reason'].items())})" if s["rejected"] else ""))
+    say("grades: " + "  ".join(f"{g}:{v['customers']:,}" for g, v in s["grade_distribution"].items()))
+    say("decisions: " + "  ".join(f"{k}:{v:,}" for k, v in s["decisions"].items())
+        + f"; scorecard fallback for {s['fallback']:,}")
+    say(f"exposure {s['exposure']:,.0f}; expected loss (PD x LGD {s['lgd']:.0%} x exposure) "
+        f"{s['expected_loss']:,.0f} ({s['expected_loss_share_of_exposure']:.2%} of exposure); "
+        f"over limit {s['over_limit']:,}")
+    if s.get("largest_industry"):
+        li = s["largest_industry"]
+        say(f"largest industry: {li['industry']} with {li['share']:.1%} of the exposure")
+    say("top exposures: " + "  ".join(f"{t['customer_id']} {t['exposure']:,.0f} (grade {t['grade']})"
+                                      for t in s["top_exposures"][:5]))
+    mig = s.get("migration")
+    if mig and mig.get("customers"):
+        grades = mig["grades"]
+        say(f"migration against the previous run ({mig['customers']:,} customers in both; rows: then, columns: now): "
+            f"{mig['upgrades']:,} upgrades, {mig['downgrades']:,} downgrades; newly over limit {s['newly_over_limit']:,}; "
+            f"new customers {s['new_customers']:,}")
+        say("      " + "".join(f"{g:>7s}" for g in grades))
+        for g in grades:
+            say(f"{g:>6s}" + "".join(f"{mig['counts'][g][h]:7d}" for h in grades))

@@ -81,6 +81,15 @@ def demo_workdir(tmp_path_factory, small_book):
     return home
 
 
+@pytest.fixture
+def workdir_copy(demo_workdir, tmp_path):
+    """A private copy of the demo's work directory, for commands that write into it (the
+    order-entry store, the fallback switch) while other tests read the original."""
+    import shutil
+
+    return Path(shutil.copytree(demo_workdir, tmp_path / "work"))
+
+
 @pytest.fixture(scope="session")
 def core(demo_workdir):
     from riskcast.serving.runtime import build_core

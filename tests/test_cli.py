@@ -76,11 +76,11 @@ def test_demo_registers_a_champion_with_the_stable_metric_names(demo_workdir):
     assert metrics["scorecard_test_auc"] > 0.6
 
 
-def test_rescore_and_features_commands(demo_workdir, tmp_path, capsys):
+def test_rescore_and_features_commands(demo_workdir, workdir_copy, tmp_path, capsys):
     book = demo_workdir / "book"
     out = tmp_path / "scored.parquet"
     assert main(["--quiet", "rescore", "--data", str(book), "--as-of", "2025-06-01", "--out", str(out),
-                 "--workdir", str(demo_workdir)]) == 0
+                 "--workdir", str(workdir_copy)]) == 0
     scored = pd.read_parquet(out)
     assert scored["customer_id"].is_unique and scored["pd_12m"].between(0, 1).all()
     assert {"grade", "credit_limit", "recommended_terms_days", "reason_1", "decision"} <= set(scored.columns)

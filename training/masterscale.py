@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 from riskcast.config import GradeBand, MasterScaleConfig
 
@@ -68,3 +71,37 @@ def fit_scale(config: MasterScaleConfig, pds: np.ndarray, max_share: float = 1 /
     if all(g.grade.isdigit() for g in config.grades):
         rows = [(str(i), p, b) for i, (_, p, b) in enumerate(rows, 1)]
     return MasterScaleConfig(grades=tuple(GradeBand(grade=g, pd_max=p, band=b) for g, p, b in rows))
+
+
+def grade_key(label: str) -> tuple[int, float, str]:
+    """Numeric grades in numeric order ("2" before "10"), others alphabetically, after them."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def grade_migration(reference: pd.DataFrame, current: pd.DataFrame, grade_column: str | None,
+                    id_column: str = "customer_id") -> dict[str, Any]:
+    """Customers in both tables: counts from their reference grade (rows) to their current
+    grade (columns), with upgrades and downgrades (a higher grade is a riskier one); the
+    reference's latest row per customer when it holds several dates. {} without ids or grades."""
+    cols = [grade_column, id_column]
+    if not grade_column or any(c not in df.columns for c in cols for df in (reference, current)):
+        return {}
+    ref = reference
+    if "as_of" in ref.columns:
+        ref = ref.sort_values("as_of", kind="stable")
+    ref = ref.drop_duplicates(id_column, keep="last")
+    cur = current.drop_duplicates(id_column, keep="last")
+    both = ref[cols].astype(str).merge(cur[cols].astype(str), on=id_column, suffixes=("_from", "_to"))
+    both = both[(both[f"{grade_column}_from"] != "nan") & (both[f"{grade_column}_to"] != "nan")]
+    order = sorted(set(both[f"{grade_column}_from"]) | set(both[f"{grade_column}_to"]), key=grade_key)
+    rank = {g: i for i, g in enumerate(order)}
+    step = both[f"{grade_column}_to"].map(rank) - both[f"{grade_column}_from"].map(rank)
+    table = pd.crosstab(both[f"{grade_column}_from"], both[f"{grade_column}_to"]).reindex(
+        index=order, columns=order, fill_value=0)
+    return {"customers": int(len(both)), "grades": order,
+            "counts": {g: {h: int(table.at[g, h]) for h in order} for g in order},
+            "upgrades": int((step < 0).sum()), "downgrades": int((step > 0).sum()),
+            "downgrades_2_or_more": int((step >= 2).sum())}

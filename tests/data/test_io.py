@@ -51,3 +51,18 @@ def test_the_book_as_seen_on_a_date_holds_no_later_fact(small_book):
     paid_later = full[(full["issue_date"] <= as_of) & (full["paid_date"] > as_of)]
     assert len(paid_later) and inv.set_index("invoice_id").loc[paid_later["invoice_id"], "paid_date"].isna().all()
     assert len(inv) == (full["issue_date"] <= as_of).sum()
+
+
+def test_a_written_file_is_an_ordinary_file_not_a_private_temporary_one(tmp_path):
+    import os
+    import stat
+
+    from riskcast.data.io import write_parquet
+
+    old = os.umask(0o022)
+    try:
+        path = write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "t.parquet")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
