@@ -25,7 +25,7 @@ from riskcast.training.tracking import LoadedModel
 
 from .audit import AuditLog
 from .policy import PolicyInputs, apply_policy
-from .reasons import top_reasons
+from .reasons import reason_columns, top_reasons
 from .switch import FallbackSwitch
 
 #: what a customer without history or statements is assumed to have
@@ -211,9 +211,10 @@ class ScoringCore:
         return self._decide(_Rows.from_frame(rows.reset_index(drop=True), self.registry), order_amount,
                             requested_terms, request_ids, forced_fallback, budget_s=None)
 
-    def _decide(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
-                request_ids: Sequence[str] | None, forced_fallback: str | None,
-                budget_s: float | None) -> list[dict[str, Any]]:
+    def _columns(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
+                 forced_fallback: str | None, budget_s: float | None) -> dict[str, Any]:
+        """Every decision as arrays: the one computation behind the online answer (a dict per
+        order) and the batch table (a column per field)."""
         n = len(rows.ids)
         s = self._score(rows, forced_fallback, budget_s)
         ok = ~s.failed
@@ -236,18 +237,57 @@ class ScoringCore:
             order_amount=np.asarray(order_amount, dtype=float),
             requested_terms_days=np.asarray(requested_terms, dtype=float),
             refer_reason=refer), self.cfg.policy)
+        # unrounded; each form rounds as it presents (PD 6 decimals, score 1, money 2)
+        return {"s": s, "failed": s.failed, "pd": s.pd_, "points": points, "grade": grade, "band": band,
+                "policy": policy, "kind": s.kind, "fallback_reason": s.fallback_reason}
+
+    def decide_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """A whole book's decisions on current exposure (no new order), one row per customer
+        with the top reasons as columns: the batch form of ``decide``, column by column."""
+        r = _Rows.from_frame(rows.reset_index(drop=True), self.registry)
+        n = len(r.ids)
+        c = self._columns(r, np.zeros(n), np.full(n, np.nan), None, budget_s=None)
+        failed, policy = c["failed"], c["policy"]
+        k = self.cfg.serving.top_reasons
+        reasons = reason_columns(c["s"].impact, r.X, self.registry, k)
+        for key in reasons:
+            reasons[key][failed] = None
+        decision = np.asarray(policy.decision, dtype=object).copy()
+        decision[failed] = "refer"
+        out = pd.DataFrame({
+            "customer_id": np.asarray(r.ids, dtype=object),
+            "pd_12m": np.where(failed, np.nan, np.round(c["pd"], 6)),
+            "score": np.where(failed, np.nan, np.round(c["points"], 1)),
+            "grade": c["grade"], "band": np.where(failed, None, c["band"]), "decision": decision,
+            "credit_limit": np.asarray(policy.credit_limit, dtype=float),
+            "recommended_terms_days": np.asarray(policy.terms_days).astype(int),
+            "fallback": c["kind"] != "lightgbm", "fallback_reason": c["fallback_reason"],
+            "exposure": np.round(np.asarray(policy.exposure, dtype=float), 2),
+            "model_version": self.model.version if self.model else None, "model_kind": c["kind"],
+        })
+        for p in range(k):
+            out[f"reason_{p + 1}"] = reasons[f"reason_{p + 1}"]
+            out[f"reason_{p + 1}_feature"] = reasons[f"reason_{p + 1}_feature"]
+        return out
+
+    def _decide(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
+                request_ids: Sequence[str] | None, forced_fallback: str | None,
+                budget_s: float | None) -> list[dict[str, Any]]:
+        n = len(rows.ids)
+        c = self._columns(rows, order_amount, requested_terms, forced_fallback, budget_s)
+        s, policy = c["s"], c["policy"]
         reasons = top_reasons(s.impact, rows.X, self.registry, self.cfg.serving.top_reasons)
         model_name = self.model.name if self.model else None
         model_version = self.model.version if self.model else None
         out = []
         for i in range(n):
-            failed = bool(s.failed[i])
+            failed = bool(c["failed"][i])
             out.append({
                 "customer_id": rows.ids[i],
-                "pd_12m": None if failed else round(float(s.pd_[i]), 6),
-                "score": None if failed else round(float(points[i]), 1),
-                "grade": grade[i],
-                "band": None if failed else band[i],
+                "pd_12m": None if failed else round(float(c["pd"][i]), 6),
+                "score": None if failed else round(float(c["points"][i]), 1),
+                "grade": c["grade"][i],
+                "band": None if failed else c["band"][i],
                 "decision": "refer" if failed else str(policy.decision[i]),
                 "decision_reason": policy.explanation[i],
                 "conditions": policy.conditions[i],
@@ -255,9 +295,9 @@ class ScoringCore:
                 "exposure_after_order": round(float(policy.exposure[i]), 2),
                 "recommended_terms_days": int(policy.terms_days[i]),
                 "reasons": [] if failed else reasons[i],
-                "model": {"name": model_name, "version": model_version, "kind": s.kind[i]},
-                "fallback": bool(s.kind[i] != "lightgbm"),
-                "fallback_reason": s.fallback_reason[i],
+                "model": {"name": model_name, "version": model_version, "kind": c["kind"][i]},
+                "fallback": bool(c["kind"][i] != "lightgbm"),
+                "fallback_reason": c["fallback_reason"][i],
                 "request_id": request_ids[i] if request_ids is not None else uuid.uuid4().hex,
             })
         return out

@@ -50,23 +50,6 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def flatten(decisions: list[dict], k: int) -> pd.DataFrame:
-    """One row per customer with the top ``k`` reasons as columns."""
-    rows = []
-    for d in decisions:
-        row = {key: d[key] for key in ("customer_id", "pd_12m", "score", "grade", "band", "decision",
-                                       "credit_limit", "recommended_terms_days", "fallback", "fallback_reason")}
-        row["exposure"] = d["exposure_after_order"]
-        row["model_version"] = d["model"]["version"]
-        row["model_kind"] = d["model"]["kind"]
-        for j in range(k):
-            r = d["reasons"][j] if j < len(d["reasons"]) else None
-            row[f"reason_{j + 1}"] = r["text"] if r else None
-            row[f"reason_{j + 1}_feature"] = r["feature"] if r else None
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------------------- the book
 
 
@@ -99,13 +82,10 @@ def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[
     return feats, rejected.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
-def score_chunk(chunk: pd.DataFrame, core: ScoringCore, as_of: pd.Timestamp,
-                previous: pd.DataFrame | None = None) -> pd.DataFrame:
+def score_chunk(chunk: pd.DataFrame, core: ScoringCore, previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Decisions on current exposure (no new order) for feature rows, with the features they
     were made on and, given a previous rescore (indexed by customer id), the change against it."""
-    decisions = core.decide(chunk, np.zeros(len(chunk)), np.full(len(chunk), np.nan),
-                            request_ids=[f"rescore-{pd.Timestamp(as_of).date()}-{c}" for c in chunk["customer_id"]])
-    scored = flatten(decisions, core.cfg.serving.top_reasons)
+    scored = core.decide_frame(chunk)
     meta = chunk.drop(columns=["customer_id"]).reset_index(drop=True)
     scored = pd.concat([scored, meta], axis=1)
     if previous is not None:
@@ -140,7 +120,7 @@ def rescore_book(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, *, c
     feats, _ = book_on(tables, core, as_of)
     parts = []
     for start in range(0, len(feats), chunk_size):
-        parts.append(score_chunk(feats.iloc[start:start + chunk_size], core, as_of))
+        parts.append(score_chunk(feats.iloc[start:start + chunk_size], core))
         say(f"rescored {min(start + chunk_size, len(feats)):,}/{len(feats):,} customers")
     return pd.concat(parts, ignore_index=True), feats
 
@@ -234,16 +214,19 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
     done_before = sum(p.exists() for p in part_paths)
     if done_before:
         say(f"resuming: {done_before} of {len(part_paths)} chunks already scored")
-    started = time.monotonic()
+    started = last_said = time.monotonic()
     scored_now = 0
     for i, start in enumerate(chunks):
         if part_paths[i].exists():
             continue
         chunk = feats.iloc[start:start + chunk_size]
-        write_parquet(score_chunk(chunk, core, as_of, previous), part_paths[i])
+        write_parquet(score_chunk(chunk, core, previous), part_paths[i])
         scored_now += len(chunk)
-        # rows/s of this run's own work: a resumed run does not claim the chunks it found
-        say(_bar(min(start + chunk_size, len(feats)), len(feats), scored_now / max(time.monotonic() - started, 1e-9)))
+        now = time.monotonic()
+        if now - last_said >= 1.0 or i == len(part_paths) - 1:  # about once a second
+            last_said = now
+            # rows/s of this run's own work: a resumed run does not claim the chunks it found
+            say(_bar(min(start + chunk_size, len(feats)), len(feats), scored_now / max(now - started, 1e-9)))
 
     say(f"writing {out}")
     with ParquetParts(out) as writer:

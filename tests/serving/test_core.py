@@ -112,3 +112,33 @@ def test_a_customer_without_statements_is_scored_by_the_model(core, demo_workdir
     d = core.score_order(Order(no_statement["customer_id"].iloc[0], 1000.0))
     assert d["model"]["kind"] == "lightgbm" and d["fallback"] is False
     assert 0.3 < core.max_missing_share < 1.0
+
+
+def test_the_batch_table_is_the_online_answer_column_by_column(core, demo_workdir):
+    """One code path: `decide_frame` (rescoring) and `decide` (order entry, a dict per order)
+    give the same PD, grade, limit, terms, decision, fallback and reasons for every customer,
+    scorecard fallbacks included."""
+    import numpy as np
+    import pandas as pd
+
+    from riskcast.features.build import CONTEXT_COLUMNS, ID_COLUMNS
+
+    cols = ID_COLUMNS + core.registry.names + CONTEXT_COLUMNS
+    rows = pd.read_parquet(demo_workdir / "scored_book.parquet", columns=cols).head(600).copy()
+    rows.loc[rows.index[:40], core.registry.names[:30]] = np.nan  # too much missing: the scorecard answers
+    frame = core.decide_frame(rows)
+    dicts = core.decide(rows, np.zeros(len(rows)), np.full(len(rows), np.nan))
+    assert frame["fallback"].sum() >= 40 and (~frame["fallback"]).sum() > 500
+    k = core.cfg.serving.top_reasons
+    for i, d in enumerate(dicts):
+        f = frame.iloc[i]
+        assert f["customer_id"] == d["customer_id"] and f["grade"] == d["grade"] and f["band"] == d["band"]
+        assert f["pd_12m"] == d["pd_12m"] and f["score"] == d["score"]
+        assert f["decision"] == d["decision"] and f["credit_limit"] == d["credit_limit"]
+        assert f["recommended_terms_days"] == d["recommended_terms_days"] and f["exposure"] == d["exposure_after_order"]
+        assert f["fallback"] == d["fallback"] and f["fallback_reason"] == d["fallback_reason"]
+        assert f["model_kind"] == d["model"]["kind"]
+        texts = [r["text"] for r in d["reasons"]] + [None] * (k - len(d["reasons"]))
+        names = [r["feature"] for r in d["reasons"]] + [None] * (k - len(d["reasons"]))
+        assert [f[f"reason_{p + 1}"] for p in range(k)] == texts
+        assert [f[f"reason_{p + 1}_feature"] for p in range(k)] == names
