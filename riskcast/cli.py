@@ -155,13 +155,14 @@ def cmd_train_table(args: argparse.Namespace, say: Progress) -> int:
 
 
 def _file_key(path: str | Path | None) -> list | None:
-    """What identifies an input for resuming: every file's name, size and modification time."""
+    """What identifies an input for resuming: its files' names, sizes and modification times
+    (a folder's own files, not hidden ones: an output written beside the tables, or its
+    unfinished work, must not change the key)."""
     if not path:
         return None
     p = Path(path)
-    files = sorted(p.rglob("*")) if p.is_dir() else [p]
-    return [[str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
-            for f in files if f.is_file()]
+    files = sorted(f for f in p.iterdir() if not f.name.startswith(".")) if p.is_dir() else [p]
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
 
 
 def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None,
