@@ -1,5 +1,6 @@
 """On record: every decision in the audit log, committed before the answer; none lost on a kill."""
 
+import http.client
 import json
 import os
 import shutil
@@ -96,8 +97,8 @@ def test_killing_the_server_loses_no_answered_decision(demo_workdir, customers, 
                     d = _post(port, {"customer_id": customers[(k * 7 + i) % len(customers)], "order_amount": 500.0 + i,
                                      "request_id": rid})
                     answered.append(d["request_id"])
-                except OSError:
-                    pass  # the server died mid-request: not answered
+                except (OSError, http.client.HTTPException, ValueError):
+                    pass  # the server died mid-request (refused, reset, cut short): not answered
                 i += 1
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
