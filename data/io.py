@@ -7,7 +7,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -132,6 +132,22 @@ class ParquetParts:
         if self._writer is not None:
             self._writer.close()
         return bool(self._atomic.__exit__(*exc))
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as null (not valid JSON) and numpy scalars as Python
+    numbers, through dicts, lists and tuples: ready for ``json.dumps(..., allow_nan=False)``."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
 
 
 def write_text(text: str, path: str | Path) -> Path:

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
-from riskcast.data.io import ParquetParts, RawTables, write_parquet, write_text
+from riskcast.data.io import ParquetParts, RawTables, json_ready, write_parquet, write_text
 from riskcast.errors import DataValidationError, InputError
 from riskcast.features.build import empty_book_message, features_at
 from riskcast.training.masterscale import grade_migration
@@ -240,7 +239,7 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before})
-    write_text(json.dumps(_plain(summary), indent=2, allow_nan=False), summary_path)
+    write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats)
 
@@ -297,20 +296,6 @@ def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
     kind = rejected["reason"].str.replace(r"\s*\(.*$", "", regex=True).str.replace(r" since .*$", "", regex=True)
     kind = kind.str.replace(r"^(customers\.\w+: [^ ]+ [^ ]+).*$", r"\1", regex=True)
     return {str(k): int(v) for k, v in kind.value_counts().items()}
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return _plain(float(obj))
-    return obj
 
 
 def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -> None:
