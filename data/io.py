@@ -30,7 +30,7 @@ class RawTables:
     industry_signals: pd.DataFrame
     defaults: pd.DataFrame
     truth: pd.DataFrame | None = None
-    #: customers left out when read with ``reject_bad_customers`` (customer_id, reason)
+    #: customers left out when read with ``reject_bad_customers`` (customer_id, kind, reason)
     rejected_customers: pd.DataFrame | None = None
 
     def items(self) -> Iterator[tuple[str, pd.DataFrame]]:
@@ -263,7 +263,7 @@ def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "Col
 
 
 def split_bad_customers(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Customers rows a rescore can keep, and the others with the reason (customer_id, reason)."""
+    """Customers rows a rescore can keep, and the others (customer_id, kind, reason)."""
     from .schema import NACE_SECTIONS
 
     for col in ("customer_id", "industry", "first_trade_date"):
@@ -272,14 +272,18 @@ def split_bad_customers(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     industry = df["industry"].astype("string").str.strip()
     trade = pd.to_datetime(df["first_trade_date"], errors="coerce")
     reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    kind = pd.Series(pd.NA, index=df.index, dtype="string")
     bad_trade = trade.isna()
+    kind[bad_trade] = "bad first trade date"
     reason[bad_trade] = "customers.first_trade_date: empty or not a date (" + \
         df.loc[bad_trade, "first_trade_date"].astype("string").fillna("empty") + ")"
     bad_industry = industry.isna() | ~industry.isin(NACE_SECTIONS)
+    kind[bad_industry] = "unknown industry"
     reason[bad_industry] = "customers.industry: unknown industry " + \
         industry[bad_industry].fillna("(empty)") + " (not a NACE section A-U)"
     bad = reason.notna() & df["customer_id"].notna()
-    rejected = pd.DataFrame({"customer_id": df.loc[bad, "customer_id"].astype(str), "reason": reason[bad].astype(str)})
+    rejected = pd.DataFrame({"customer_id": df.loc[bad, "customer_id"].astype(str), "kind": kind[bad].astype(str),
+                             "reason": reason[bad].astype(str)})
     return df.loc[~bad], rejected.reset_index(drop=True)
 
 

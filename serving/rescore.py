@@ -27,7 +27,7 @@ from riskcast.training.masterscale import grade_migration
 from .core import ScoringCore
 
 Progress = Callable[[str], None]
-REJECTED_COLUMNS = ["customer_id", "reason"]
+REJECTED_COLUMNS = ["customer_id", "kind", "reason"]
 #: columns of a previous rescore that the comparison reads
 PREVIOUS_COLUMNS = ["customer_id", "pd_12m", "grade", "exposure", "credit_limit"]
 
@@ -62,18 +62,23 @@ def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[
     c = tables.customers
     first_default = tables.defaults.groupby("customer_id")["default_date"].min()
     reasons = pd.Series(pd.NA, index=c.index, dtype="string")
+    kinds = pd.Series(pd.NA, index=c.index, dtype="string")
     not_yet = c["first_trade_date"] > as_of
+    kinds[not_yet] = "not trading yet"
     reasons[not_yet] = "not trading yet on the date (first trade " + \
         c.loc[not_yet, "first_trade_date"].dt.strftime("%Y-%m-%d") + ")"
     defaulted = c["customer_id"].map(first_default)
     gone = defaulted.notna() & (defaulted <= as_of) & reasons.isna()
+    kinds[gone] = "in default"
     reasons[gone] = "in default since " + defaulted[gone].dt.strftime("%Y-%m-%d")
     filed = tables.financial_statements.loc[tables.financial_statements["filed_date"] <= as_of, "customer_id"]
     invoiced = tables.invoices.loc[tables.invoices["issue_date"] <= as_of, "customer_id"]
     blank = ~c["customer_id"].isin(filed) & ~c["customer_id"].isin(invoiced) & reasons.isna()
+    kinds[blank] = "no data at all"
     reasons[blank] = "no data at all: no financial statement filed and no invoice issued by the date"
-    rejected = pd.DataFrame({"customer_id": c.loc[reasons.notna(), "customer_id"].astype(str),
-                             "reason": reasons[reasons.notna()].astype(str)})
+    out = reasons.notna()
+    rejected = pd.DataFrame({"customer_id": c.loc[out, "customer_id"].astype(str), "kind": kinds[out].astype(str),
+                             "reason": reasons[out].astype(str)})
     if tables.rejected_customers is not None:
         rejected = pd.concat([tables.rejected_customers[REJECTED_COLUMNS], rejected], ignore_index=True)
     feats = feats[~feats["customer_id"].isin(rejected["customer_id"])]
@@ -292,10 +297,8 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
 
 
 def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
-    """Rejections by kind: the reason up to its first parenthesis or digit-bearing detail."""
-    kind = rejected["reason"].str.replace(r"\s*\(.*$", "", regex=True).str.replace(r" since .*$", "", regex=True)
-    kind = kind.str.replace(r"^(customers\.\w+: [^ ]+ [^ ]+).*$", r"\1", regex=True)
-    return {str(k): int(v) for k, v in kind.value_counts().items()}
+    """Rejections by kind."""
+    return {str(k): int(v) for k, v in rejected["kind"].value_counts().items()}
 
 
 def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -> None:

@@ -94,8 +94,8 @@ def grade_migration(reference: pd.DataFrame, current: pd.DataFrame, grade_column
         ref = ref.sort_values("as_of", kind="stable")
     ref = ref.drop_duplicates(id_column, keep="last")
     cur = current.drop_duplicates(id_column, keep="last")
+    ref, cur = ref[ref[grade_column].notna()], cur[cur[grade_column].notna()]  # no grade: nothing to migrate
     both = ref[cols].astype(str).merge(cur[cols].astype(str), on=id_column, suffixes=("_from", "_to"))
-    both = both[(both[f"{grade_column}_from"] != "nan") & (both[f"{grade_column}_to"] != "nan")]
     order = sorted(set(both[f"{grade_column}_from"]) | set(both[f"{grade_column}_to"]), key=grade_key)
     rank = {g: i for i, g in enumerate(order)}
     step = both[f"{grade_column}_to"].map(rank) - both[f"{grade_column}_from"].map(rank)

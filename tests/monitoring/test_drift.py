@@ -205,3 +205,13 @@ def test_our_wasserstein_equals_scipy_s_with_ties_and_unequal_sizes(seed):
     assert wasserstein_1(ref, cur) == pytest.approx(wasserstein_distance(ref, cur), rel=1e-10)
     assert wasserstein_1(ref, ref) == 0.0
     assert wasserstein_1(np.array([0.0]), np.array([2.5])) == pytest.approx(2.5)
+
+
+def test_customers_without_a_grade_are_not_a_grade_of_the_migration():
+    from riskcast.training.masterscale import grade_migration
+
+    then = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "grade": pd.array(["1", "2", pd.NA, "2"], dtype="string")})
+    now = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "grade": ["2", None, "3", "2"]})
+    m = grade_migration(then, now, "grade")
+    assert m["grades"] == ["1", "2"] and m["customers"] == 2
+    assert m["counts"] == {"1": {"1": 0, "2": 1}, "2": {"1": 0, "2": 1}} and m["downgrades"] == 1
