@@ -238,8 +238,7 @@ class ScoringCore:
             requested_terms_days=np.asarray(requested_terms, dtype=float),
             refer_reason=refer), self.cfg.policy)
         # unrounded; each form rounds as it presents (PD 6 decimals, score 1, money 2)
-        return {"s": s, "failed": s.failed, "pd": s.pd_, "points": points, "grade": grade, "band": band,
-                "policy": policy, "kind": s.kind, "fallback_reason": s.fallback_reason}
+        return {"s": s, "points": points, "grade": grade, "band": band, "policy": policy}
 
     def decide_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
         """A whole book's decisions on current exposure (no new order), one row per customer
@@ -247,23 +246,24 @@ class ScoringCore:
         r = _Rows.from_frame(rows.reset_index(drop=True), self.registry)
         n = len(r.ids)
         c = self._columns(r, np.zeros(n), np.full(n, np.nan), None, budget_s=None)
-        failed, policy = c["failed"], c["policy"]
+        s, policy = c["s"], c["policy"]
+        failed = s.failed
         k = self.cfg.serving.top_reasons
-        reasons = reason_columns(c["s"].impact, r.X, self.registry, k)
+        reasons = reason_columns(s.impact, r.X, self.registry, k)
         for key in reasons:
             reasons[key][failed] = None
         decision = np.asarray(policy.decision, dtype=object).copy()
         decision[failed] = "refer"
         out = pd.DataFrame({
             "customer_id": np.asarray(r.ids, dtype=object),
-            "pd_12m": np.where(failed, np.nan, np.round(c["pd"], 6)),
+            "pd_12m": np.where(failed, np.nan, np.round(s.pd_, 6)),
             "score": np.where(failed, np.nan, np.round(c["points"], 1)),
             "grade": c["grade"], "band": np.where(failed, None, c["band"]), "decision": decision,
             "credit_limit": np.asarray(policy.credit_limit, dtype=float),
             "recommended_terms_days": np.asarray(policy.terms_days).astype(int),
-            "fallback": c["kind"] != "lightgbm", "fallback_reason": c["fallback_reason"],
+            "fallback": s.kind != "lightgbm", "fallback_reason": s.fallback_reason,
             "exposure": np.round(np.asarray(policy.exposure, dtype=float), 2),
-            "model_version": self.model.version if self.model else None, "model_kind": c["kind"],
+            "model_version": self.model.version if self.model else None, "model_kind": s.kind,
         })
         for p in range(k):
             out[f"reason_{p + 1}"] = reasons[f"reason_{p + 1}"]
@@ -281,10 +281,10 @@ class ScoringCore:
         model_version = self.model.version if self.model else None
         out = []
         for i in range(n):
-            failed = bool(c["failed"][i])
+            failed = bool(s.failed[i])
             out.append({
                 "customer_id": rows.ids[i],
-                "pd_12m": None if failed else round(float(c["pd"][i]), 6),
+                "pd_12m": None if failed else round(float(s.pd_[i]), 6),
                 "score": None if failed else round(float(c["points"][i]), 1),
                 "grade": c["grade"][i],
                 "band": None if failed else c["band"][i],
@@ -295,9 +295,9 @@ class ScoringCore:
                 "exposure_after_order": round(float(policy.exposure[i]), 2),
                 "recommended_terms_days": int(policy.terms_days[i]),
                 "reasons": [] if failed else reasons[i],
-                "model": {"name": model_name, "version": model_version, "kind": c["kind"][i]},
-                "fallback": bool(c["kind"][i] != "lightgbm"),
-                "fallback_reason": c["fallback_reason"][i],
+                "model": {"name": model_name, "version": model_version, "kind": s.kind[i]},
+                "fallback": bool(s.kind[i] != "lightgbm"),
+                "fallback_reason": s.fallback_reason[i],
                 "request_id": request_ids[i] if request_ids is not None else uuid.uuid4().hex,
             })
         return out
