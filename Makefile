@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --only-binary=grpcio -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --only-binary=grpcio -e ".[dev,spark]"
 	touch $(STAMP)
 
 demo: $(STAMP)

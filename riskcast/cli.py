@@ -166,7 +166,8 @@ def _file_key(path: str | Path | None) -> list | None:
 
 
 def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None,
-             previous: Path | None = None, run_key: dict | None = None):
+             previous: Path | None = None, run_key: dict | None = None, engine: str = "local",
+             spark_master: str | None = None):
     from riskcast.features.store import write_store
     from riskcast.serving.rescore import print_summary, read_previous, rescore_to_file
     from riskcast.serving.runtime import build_core
@@ -177,7 +178,8 @@ def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, sa
     say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
     prev = read_previous(previous) if previous else None
     result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
-                             run_key={**(run_key or {}), "previous": _file_key(previous)})
+                             run_key={**(run_key or {}), "previous": _file_key(previous)},
+                             engine=engine, spark_master=spark_master)
     write_store(result.features, paths.store, core.registry.version)
     print(f"scored book: {result.summary['scored']:,} customers -> {out}")
     print(f"rejected: {result.rejected_path}   summary: {result.summary_path}")
@@ -201,7 +203,8 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
     tables = read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True)
     _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None),
              previous=Path(args.previous) if args.previous else None,
-             run_key={"data": _file_key(args.data), "mapping": _file_key(args.mapping)})
+             run_key={"data": _file_key(args.data), "mapping": _file_key(args.mapping)},
+             engine=args.engine, spark_master=args.spark_master)
     return 0
 
 
@@ -430,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="Parquet file to write (atomically); a rerun with the same "
                                                  "arguments resumes an interrupted one")
     sp.add_argument("--previous", help="an earlier rescore to compare with (grade migration, newly over limit)")
+    sp.add_argument("--engine", choices=["local", "spark"], default="local",
+                    help="where the scoring runs: this process (default) or Spark (pip install 'riskcast[spark]')")
+    sp.add_argument("--spark-master", help="with --engine spark: the cluster's master URL (default: the one "
+                                           "spark-submit set, else local mode on this machine)")
     with_workdir(sp)
 
     sp = add("serve", cmd_serve, "start the HTTP service (POST /score, /score_batch; /livez, /readyz, /metrics)")

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from riskcast.data.io import ParquetParts, RawTables, json_ready, write_parquet, write_text
-from riskcast.errors import DataValidationError, InputError
+from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
 from riskcast.training.masterscale import grade_migration
 
@@ -89,9 +89,17 @@ def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[
 def score_chunk(chunk: pd.DataFrame, core: ScoringCore, previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Decisions on current exposure (no new order) for feature rows, with the features they
     were made on and, given a previous rescore (indexed by customer id), the change against it."""
-    scored = core.decide_frame(chunk)
+    return with_features(core.decide_frame(chunk), chunk, core, previous)
+
+
+def with_features(decided: pd.DataFrame, chunk: pd.DataFrame, core: ScoringCore,
+                  previous: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A chunk's decisions beside the feature rows they were made on (same customers, same
+    order), compared with the previous rescore when one is given."""
+    if len(decided) != len(chunk) or (decided["customer_id"].to_numpy() != chunk["customer_id"].to_numpy()).any():
+        raise ScoringError("rescore: the decisions and the feature rows are not the same customers in the same order")
     meta = chunk.drop(columns=["customer_id"]).reset_index(drop=True)
-    scored = pd.concat([scored, meta], axis=1)
+    scored = pd.concat([decided.reset_index(drop=True), meta], axis=1)
     if previous is not None:
         scored = compare(scored, previous, core)
     return _typed(scored)
@@ -171,15 +179,22 @@ def read_previous(path: str | Path) -> pd.DataFrame:
     return prev.drop_duplicates("customer_id", keep="last").set_index("customer_id")
 
 
+ENGINES = ("local", "spark")
+
+
 def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, out: str | Path, *,
                     previous: pd.DataFrame | None = None, run_key: dict[str, Any] | None = None,
-                    progress: Progress | None = None) -> RescoreResult:
+                    progress: Progress | None = None, engine: str = "local",
+                    spark_master: str | None = None) -> RescoreResult:
     """Rescore the book into ``out`` (Parquet), resumably; rejected rows and the summary beside it.
 
     ``run_key`` names what the result depends on beyond the model and the configuration (the
     data files, the previous run): a saved partial run is resumed only when it matches, and
-    otherwise discarded.
+    otherwise discarded. ``engine="spark"`` scores the feature rows on Spark (``spark_master``,
+    else local mode) instead of in this process; the files written are the same.
     """
+    if engine not in ENGINES:
+        raise InputError(f"engine: must be one of {', '.join(ENGINES)}, not {engine!r}", field="engine")
     say = progress or (lambda _m: None)
     if core.model is None:
         raise InputError(f"no champion model to rescore with: {core.model_error}", field="model")
@@ -189,7 +204,7 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
     chunk_size = core.cfg.rescore.chunk_size
     manifest = {"as_of": str(as_of.date()), "model": [core.model.name, core.model.version],
                 "registry": core.registry.version, "config": _digest(core.cfg.model_dump(mode="json")),
-                "chunk_size": chunk_size, "run": run_key or {}}
+                "chunk_size": chunk_size, "engine": engine, "run": run_key or {}}
     manifest_path = work / "manifest.json"
     if work.exists():
         try:
@@ -213,6 +228,33 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
         write_parquet(rejected, rej_path)
         write_parquet(feats, feats_path)  # last: its presence says both are complete
 
+    if engine == "spark":
+        part_paths, done_before = _spark_parts(feats, core, work, previous, spark_master, say)
+    else:
+        part_paths, done_before = _local_parts(feats, core, work, previous, say)
+
+    say(f"writing {out}")
+    with ParquetParts(out) as writer:
+        for path in part_paths:
+            writer.append(pd.read_parquet(path))
+    write_parquet(rejected, rejected_path)
+    scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
+    n_customers = len(tables.customers) + (len(tables.rejected_customers) if tables.rejected_customers is not None else 0)
+    summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
+                           [str(g) for g in core.model.bundle.master_scale.grades], previous)
+    summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
+                    "output": str(out), "rejected_file": str(rejected_path),
+                    "chunks": len(part_paths), "chunks_resumed": done_before})
+    write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
+    shutil.rmtree(work, ignore_errors=True)
+    return RescoreResult(out, rejected_path, summary_path, summary, feats)
+
+
+def _local_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: pd.DataFrame | None,
+                 say: Progress) -> tuple[list[Path], int]:
+    """Score the feature rows chunk by chunk in this process, each chunk saved as it is done;
+    returns the part files in order and how many were already there."""
+    chunk_size = core.cfg.rescore.chunk_size
     chunks = range(0, len(feats), chunk_size)
     part_paths = [work / f"part-{i:06d}.parquet" for i in range(len(chunks))]
     done_before = sum(p.exists() for p in part_paths)
@@ -231,22 +273,63 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
             last_said = now
             # rows/s of this run's own work: a resumed run does not claim the chunks it found
             say(_bar(min(start + chunk_size, len(feats)), len(feats), scored_now / max(now - started, 1e-9)))
+    return part_paths, done_before
 
-    say(f"writing {out}")
-    with ParquetParts(out) as writer:
-        for path in part_paths:
-            writer.append(pd.read_parquet(path))
-    write_parquet(rejected, rejected_path)
-    scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
-    n_customers = len(tables.customers) + (len(tables.rejected_customers) if tables.rejected_customers is not None else 0)
-    summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
-                           [str(g) for g in core.model.bundle.master_scale.grades], previous)
-    summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
-                    "output": str(out), "rejected_file": str(rejected_path),
-                    "chunks": len(part_paths), "chunks_resumed": done_before})
-    write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
-    shutil.rmtree(work, ignore_errors=True)
-    return RescoreResult(out, rejected_path, summary_path, summary, feats)
+
+def _spark_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: pd.DataFrame | None,
+                 spark_master: str | None, say: Progress) -> tuple[list[Path], int]:
+    """Score the feature rows on Spark (one job, written in customer order), then cut its output
+    into the same part files as the local engine, each beside its feature rows."""
+    from .spark import decision_columns, input_columns, save_decision_model, score_spark, spark_session
+
+    chunk_size = core.cfg.rescore.chunk_size
+    part_paths = [work / f"part-{i:06d}.parquet" for i in range(-(-len(feats) // chunk_size))]
+    done_before = sum(p.exists() for p in part_paths)
+    if done_before == len(part_paths):
+        return part_paths, done_before
+    scored_dir = work / "spark-scored"
+    if not (scored_dir / "_SUCCESS").exists():
+        inputs = work / "spark-input.parquet"
+        write_parquet(feats[input_columns(list(feats.columns), core)], inputs)
+        model_dir = save_decision_model(core, work / "decision-model")
+        with spark_session(spark_master) as spark:
+            say(f"scoring {len(feats):,} customers on Spark ({spark.sparkContext.master})")
+            started = time.monotonic()
+            decided = score_spark(spark.read.parquet(str(inputs)), model_dir, core)
+            (decided.select(*decision_columns(core.cfg.serving.top_reasons)).orderBy("customer_id")
+             .write.mode("overwrite").parquet(str(scored_dir)))
+            took = time.monotonic() - started
+        say(f"Spark scored {len(feats):,} customers in {took:.1f} s ({len(feats) / max(took, 1e-9):,.0f} rows/s)")
+    done_before = sum(p.exists() for p in part_paths)
+    decided_rows = _reader(sorted(scored_dir.glob("part-*.parquet")), chunk_size)
+    for i, start in enumerate(range(0, len(feats), chunk_size)):
+        decided = next(decided_rows, None)
+        chunk = feats.iloc[start:start + chunk_size]
+        if decided is None or len(decided) != len(chunk):
+            raise ScoringError(f"rescore: Spark returned fewer rows than the {len(feats):,} it was given")
+        if not part_paths[i].exists():
+            write_parquet(with_features(decided, chunk, core, previous), part_paths[i])
+    if next(decided_rows, None) is not None:
+        raise ScoringError(f"rescore: Spark returned more rows than the {len(feats):,} it was given")
+    return part_paths, done_before
+
+
+def _reader(files: list[Path], size: int):
+    """The rows of Parquet files read in order, regrouped ``size`` at a time."""
+    import pyarrow.parquet as pq
+
+    held: list[pd.DataFrame] = []
+    n = 0
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=size):
+            held.append(batch.to_pandas())
+            n += batch.num_rows
+            while n >= size:
+                block = pd.concat(held, ignore_index=True)
+                yield block.iloc[:size].reset_index(drop=True)
+                held, n = [block.iloc[size:]], len(block) - size
+    if n:
+        yield pd.concat(held, ignore_index=True)
 
 
 def _summary_columns(with_previous: bool) -> list[str]:

@@ -33,8 +33,10 @@ class ModelBundle:
     def __init__(self, registry: FeatureRegistry, booster: lgb.Booster | None, calibrator: Calibrator,
                  scorecard: CreditScorecard, master_scale: MasterScaleConfig,
                  scorecard_config: ScorecardConfig, metadata: dict[str, Any] | None = None,
-                 booster_error: str | None = None) -> None:
+                 booster_error: str | None = None, source: Path | None = None) -> None:
         self.registry = registry
+        #: the folder it was loaded from: shipped as is (not re-saved) where it must score alike
+        self.source = source
         #: None when the model file could not be read; the scorecard still answers
         self.booster = booster
         self.booster_error = booster_error
@@ -143,4 +145,5 @@ class ModelBundle:
             master_scale=MasterScaleConfig.model_validate_json((path / "master_scale.json").read_text()),
             scorecard_config=ScorecardConfig.model_validate_json((path / "scorecard_config.json").read_text()),
             metadata=meta,
+            source=path,
         )
