@@ -269,15 +269,20 @@ def _median(runs: list[dict]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def book_arguments(p: argparse.ArgumentParser) -> None:
+    """The book (``_prepare``) and the runs, shared with the rescoring benchmark."""
     p.add_argument("--customers", type=int, default=1_000_000)
     p.add_argument("--invoices", type=int, default=20_000_000)
     p.add_argument("--years", type=int, default=3)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--full", action="store_true", help="also time the uncut book")
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "riskcast-bench"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    book_arguments(p)
+    p.add_argument("--full", action="store_true", help="also time the uncut book")
     p.add_argument("--step", help=argparse.SUPPRESS)
     p.add_argument("--book", help=argparse.SUPPRESS)
     p.add_argument("--as-of", help=argparse.SUPPRESS)

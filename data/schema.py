@@ -182,7 +182,8 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         if bad.any():
             sample = s[bad].iloc[0]
             raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r} at {_rows(bad)}")
-        num = num.astype("float64", copy=False)
+        if num.dtype != "float64":
+            num = num.astype("float64")
         if np.isinf(num).any():
             raise DataValidationError(table, col.name, f"infinite values at {_rows(np.isinf(num))}")
         return num
@@ -212,7 +213,8 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
         raise DataValidationError(contract.name, missing[0], f"required column is missing (missing: {missing})")
     out = df.copy(deep=False)  # columns are replaced, never changed in place
     for col in contract.columns:
-        s = _coerce(contract.name, col, out[col.name])
+        given = out[col.name]
+        s = _coerce(contract.name, col, given)
         nulls = s.isna()
         if not col.nullable and nulls.any():
             raise DataValidationError(contract.name, col.name, f"{int(nulls.sum())} empty value(s) in a required column at {_rows(nulls)}")
@@ -229,7 +231,8 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
                 raise DataValidationError(
                     contract.name, col.name,
                     f"value {s[bad].iloc[0]!r} is not one of {', '.join(col.allowed)} at {_rows(bad)}")
-        out[col.name] = s
+        if s is not given:  # replacing a column of a shared block copies its neighbours
+            out[col.name] = s
     if contract.key and not _ascending(out, contract.key):
         dup = out.duplicated(list(contract.key))
         if dup.any():

@@ -59,8 +59,12 @@ def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistr
     ledger = ledger if ledger is not None else InvoiceLedger.from_invoices(tables.invoices)
     pay = ledger.features(as_of)
     ind = industry_features(tables.industry_signals, as_of)
-    out = book.join(fin, how="left").join(pay, how="left")
-    out = out.join(ind, on="industry", how="left")
+    # one aligned frame built once (a join per source would copy the whole book each time)
+    out = pd.concat([book, fin.reindex(book.index), pay.reindex(book.index)], axis=1)
+    del fin, pay
+    by_industry = ind.reindex(out["industry"].to_numpy())
+    for c in ind.columns:
+        out[c] = by_industry[c].to_numpy()
     out["relationship_months"] = (as_of - out["first_trade_date"]).dt.days / 30.4375
     # never late while trading with us: as long ago as the relationship itself
     out["months_since_late"] = out["months_since_late"].fillna(out["relationship_months"])
@@ -69,7 +73,8 @@ def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistr
     out["open_receivables"] = out["open_receivables"].fillna(0.0)
     out["amount_12m"] = out["amount_12m"].fillna(0.0)
     out["max_days_overdue_open"] = out["max_days_overdue_open"].fillna(0.0)
-    out = industry_position(out, INDUSTRY_RELATIVE)
+    for name, col in industry_position(out, INDUSTRY_RELATIVE).items():
+        out[name] = col
     out = out.reset_index()
     out["as_of"] = as_of
     return finalize(out, registry)
@@ -80,12 +85,10 @@ INDUSTRY_RELATIVE = ("current_ratio", "liabilities_to_assets", "roa")
 
 
 def industry_position(df: pd.DataFrame, ratios: Sequence[str]) -> pd.DataFrame:
-    """``<ratio>_vs_industry``: the firm's ratio minus its industry's median in the book."""
-    out = df.copy()
-    for r in ratios:
-        median = out.groupby("industry")[r].transform("median")
-        out[f"{r}_vs_industry"] = out[r] - median
-    return out
+    """``<ratio>_vs_industry``: the firm's ratio minus its industry's median in the book
+    (the new columns only, on ``df``'s index)."""
+    groups = df.groupby("industry")
+    return pd.DataFrame({f"{r}_vs_industry": df[r] - groups[r].transform("median") for r in ratios}, index=df.index)
 
 
 def finalize(df: pd.DataFrame, registry: FeatureRegistry) -> pd.DataFrame:

@@ -83,12 +83,18 @@ class InvoiceLedger:
             issue=_days(invoices["issue_date"], _OPEN),
             due=_days(invoices["due_date"], _OPEN),
             paid=_days(invoices["paid_date"], _OPEN),
-            amount=invoices["amount"].to_numpy(dtype=np.float64),
-            disputed=invoices["disputed"].to_numpy(dtype=bool),
+            # copies, not views: a view would keep the table's whole column block alive
+            amount=np.array(invoices["amount"], dtype=np.float64, copy=True),
+            disputed=np.array(invoices["disputed"], dtype=bool, copy=True),
         )
 
     def __len__(self) -> int:
         return int(self.code.size)
+
+    def invoiced_by(self, as_of: pd.Timestamp) -> np.ndarray:
+        """The customers with an invoice issued on or before ``as_of``."""
+        seen = np.bincount(self.code[self.issue <= _day(as_of)], minlength=self.customers.size) > 0
+        return self.customers[seen]
 
     def features(self, as_of: pd.Timestamp) -> pd.DataFrame:
         """Payment features per customer (index ``customer_id``) for customers with an invoice

@@ -180,7 +180,9 @@ def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, sa
     result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
                              run_key={**(run_key or {}), "previous": _file_key(previous)},
                              engine=engine, spark_master=spark_master)
+    say(f"writing the order-entry feature store {paths.store}")
     write_store(result.features, paths.store, core.registry.version)
+    say("done")
     print(f"scored book: {result.summary['scored']:,} customers -> {out}")
     print(f"rejected: {result.rejected_path}   summary: {result.summary_path}")
     print_summary(result.summary)
@@ -196,11 +198,16 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
         raise InputError("as_of: rescore takes one date", field="as_of")
     if args.previous and not Path(args.previous).exists():
         raise InputError(f"previous: file {args.previous} does not exist", field="previous")
+    if not Path(args.data).is_dir():
+        raise InputError(f"data folder {args.data} does not exist", field="data")
     from riskcast.data.io import read_tables
     from riskcast.data.mapping import load_mapping
 
     mapping = load_mapping(args.mapping) if args.mapping else None
-    tables = read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True)
+
+    def tables():  # read when needed (not at all when resuming after the features were built)
+        return read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True)
+
     _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None),
              previous=Path(args.previous) if args.previous else None,
              run_key={"data": _file_key(args.data), "mapping": _file_key(args.mapping)},

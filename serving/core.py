@@ -208,13 +208,13 @@ class ScoringCore:
     def decide(self, rows: pd.DataFrame, order_amount: np.ndarray, requested_terms: np.ndarray,
                request_ids: Sequence[str] | None = None, forced_fallback: str | None = None) -> list[dict[str, Any]]:
         """Score and decide every row of a frame of registry features and policy facts (batch)."""
-        return self._decide(_Rows.from_frame(rows.reset_index(drop=True), self.registry), order_amount,
+        return self._decide(_Rows.from_frame(rows, self.registry), order_amount,
                             requested_terms, request_ids, forced_fallback, budget_s=None)
 
     def _columns(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
-                 forced_fallback: str | None, budget_s: float | None) -> dict[str, Any]:
+                 forced_fallback: str | None, budget_s: float | None, explain: bool = True) -> dict[str, Any]:
         """Every decision as arrays: the one computation behind the online answer (a dict per
-        order) and the batch table (a column per field)."""
+        order) and the batch table (a column per field; without the policy's per-order texts)."""
         n = len(rows.ids)
         s = self._score(rows, forced_fallback, budget_s)
         ok = ~s.failed
@@ -236,16 +236,16 @@ class ScoringCore:
             else np.zeros(n),
             order_amount=np.asarray(order_amount, dtype=float),
             requested_terms_days=np.asarray(requested_terms, dtype=float),
-            refer_reason=refer), self.cfg.policy)
+            refer_reason=refer), self.cfg.policy, explain=explain)
         # unrounded; each form rounds as it presents (PD 6 decimals, score 1, money 2)
         return {"s": s, "points": points, "grade": grade, "band": band, "policy": policy}
 
     def decide_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
         """A whole book's decisions on current exposure (no new order), one row per customer
         with the top reasons as columns: the batch form of ``decide``, column by column."""
-        r = _Rows.from_frame(rows.reset_index(drop=True), self.registry)
+        r = _Rows.from_frame(rows, self.registry)  # positional: the index does not matter
         n = len(r.ids)
-        c = self._columns(r, np.zeros(n), np.full(n, np.nan), None, budget_s=None)
+        c = self._columns(r, np.zeros(n), np.full(n, np.nan), None, budget_s=None, explain=False)
         s, policy = c["s"], c["policy"]
         failed = s.failed
         k = self.cfg.serving.top_reasons

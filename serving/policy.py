@@ -55,11 +55,16 @@ def credit_limit(x: PolicyInputs, cfg: PolicyConfig) -> np.ndarray:
     return np.round(np.where(np.isnan(limit), 0.0, np.maximum(limit, 0.0)), 2)
 
 
-def apply_policy(x: PolicyInputs, cfg: PolicyConfig) -> PolicyOutputs:
+def apply_policy(x: PolicyInputs, cfg: PolicyConfig, explain: bool = True) -> PolicyOutputs:
+    """Limits, terms and decisions; with ``explain`` also each decision's reason and conditions
+    (order entry). Without (a whole book), the decisions alone, column by column: the same
+    rules in the same order (a test compares the two on random books)."""
     limit = credit_limit(x, cfg)
     max_terms = np.array([cfg.terms_days[b] for b in x.band], dtype=float)
     terms = np.where(np.isnan(x.requested_terms_days), max_terms, np.minimum(x.requested_terms_days, max_terms))
     exposure = x.open_receivables + x.order_amount
+    if not explain:
+        return PolicyOutputs(limit, terms.astype(int), _decisions(x, cfg, limit, terms, exposure), [], exposure, [])
     n = len(limit)
     decision = np.empty(n, dtype=object)
     conditions: list[list[str]] = [[] for _ in range(n)]
@@ -92,3 +97,18 @@ def apply_policy(x: PolicyInputs, cfg: PolicyConfig) -> PolicyOutputs:
             decision[i] = CONDITIONS
             conditions[i] = conditions[i] + ["prepayment in full (no credit terms for this grade)"]
     return PolicyOutputs(limit, terms.astype(int), decision, conditions, exposure, why)
+
+
+def _decisions(x: PolicyInputs, cfg: PolicyConfig, limit: np.ndarray, terms: np.ndarray,
+               exposure: np.ndarray) -> np.ndarray:
+    """``apply_policy``'s decisions as arrays: the first rule that holds, in the rules' order."""
+    band = np.asarray(x.band, dtype=object)
+    referred = np.array([bool(r) for r in x.refer_reason], dtype=bool)
+    within = exposure <= limit
+    decision = np.select(
+        [np.isin(band, list(cfg.decline_bands)), x.max_days_overdue_open > cfg.decline_overdue_days, referred,
+         within & np.isin(band, list(cfg.conditions_bands)), within, exposure <= limit * (1.0 + cfg.refer_margin),
+         x.order_amount <= 0],
+        [DECLINE, DECLINE, REFER, CONDITIONS, APPROVE, REFER, REFER], default=CONDITIONS).astype(object)
+    decision[(terms <= 0) & np.isin(decision, [APPROVE, CONDITIONS])] = CONDITIONS
+    return decision

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from riskcast.features.registry import FeatureRegistry
+from riskcast.features.registry import Feature, FeatureRegistry
 
 
 def reason_order(impact: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,9 +65,27 @@ def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegi
             col, ok = idx[:, p], shown[:, p]
             for j in np.unique(col[ok]):
                 rows = np.flatnonzero(ok & (col == j))
-                v = values[rows, j]
-                f = feats[j]
-                text[rows] = [f.reason_text(None if np.isnan(x) else float(x)) for x in v]
-                name[rows] = f.name
+                text[rows] = _sentences(feats[j], values[rows, j])
+                name[rows] = feats[j].name
         out[f"reason_{p + 1}"], out[f"reason_{p + 1}_feature"] = text, name
+    return out
+
+
+def _sentences(feature: Feature, values: np.ndarray) -> list[str]:
+    """``feature.reason_text`` of each value: each distinct value formatted once, the lookups
+    hoisted out of the loop (a book formats millions of sentences)."""
+    missing = np.isnan(values)
+    if missing.all():
+        return [feature.reason_text(None)] * len(values)
+    sentence, fmt = feature.reason.format, feature.fmt
+    distinct, at = np.unique(values, return_inverse=True)  # a book repeats its day counts and shares
+    if len(distinct) * 2 < len(values):
+        texts = np.array([sentence(value=format(x, fmt)) for x in distinct.tolist()], dtype=object)
+        out = texts[at.ravel()].tolist()
+    else:
+        out = [sentence(value=format(x, fmt)) for x in values.tolist()]
+    if missing.any():
+        gone = feature.reason_text(None)
+        for i in np.flatnonzero(missing):
+            out[i] = gone
     return out

@@ -9,9 +9,11 @@ saved chunk, and the final file (written aside, then renamed) equals an uninterr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +21,10 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from riskcast.data.io import ParquetParts, RawTables, json_ready, write_parquet, write_text
+from riskcast.data.io import ParquetParts, RawTables, json_ready, release_memory, write_parquet, write_text
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
+from riskcast.features.payment import InvoiceLedger
 from riskcast.training.masterscale import grade_migration
 
 from .core import ScoringCore
@@ -40,11 +43,11 @@ _TEXT = ("customer_id", "grade", "band", "decision", "fallback_reason", "model_v
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Fixed column types, whatever a chunk holds: a chunk where every reason or fallback
     reason is empty must still write text columns, so that the chunks make one table."""
-    out = df.copy()
+    out = df.copy(deep=False)  # columns are replaced, never written into
     for c in out.columns:
-        if c in _FLOAT:
+        if c in _FLOAT and out[c].dtype != "float64":
             out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
-        elif c in _TEXT or c.startswith("reason_"):
+        elif (c in _TEXT or c.startswith("reason_")) and out[c].dtype != "string":
             out[c] = out[c].astype("string")
     return out
 
@@ -52,11 +55,14 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- the book
 
 
-def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, ledger: InvoiceLedger | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The feature rows to score on ``as_of`` (by customer id) and every other customer of the
-    customers table with the reason it is not scored."""
+    customers table with the reason it is not scored. ``ledger``: the invoices already
+    reduced (then ``tables.invoices`` is not read)."""
     as_of = pd.Timestamp(as_of)
-    feats = features_at(tables, as_of, core.registry)
+    ledger = ledger if ledger is not None else InvoiceLedger.from_invoices(tables.invoices)
+    feats = features_at(tables, as_of, core.registry, ledger)
     if feats.empty:
         raise InputError(empty_book_message(tables, [as_of]), field="as_of")
     c = tables.customers
@@ -71,9 +77,9 @@ def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[
     gone = defaulted.notna() & (defaulted <= as_of) & reasons.isna()
     kinds[gone] = "in default"
     reasons[gone] = "in default since " + defaulted[gone].dt.strftime("%Y-%m-%d")
-    filed = tables.financial_statements.loc[tables.financial_statements["filed_date"] <= as_of, "customer_id"]
-    invoiced = tables.invoices.loc[tables.invoices["issue_date"] <= as_of, "customer_id"]
-    blank = ~c["customer_id"].isin(filed) & ~c["customer_id"].isin(invoiced) & reasons.isna()
+    statements = tables.financial_statements
+    filed = pd.unique(statements.loc[statements["filed_date"] <= as_of, "customer_id"].astype(object))
+    blank = ~c["customer_id"].isin(filed) & ~c["customer_id"].isin(ledger.invoiced_by(as_of)) & reasons.isna()
     kinds[blank] = "no data at all"
     reasons[blank] = "no data at all: no financial statement filed and no invoice issued by the date"
     out = reasons.notna()
@@ -81,8 +87,12 @@ def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp) -> tuple[
                              "reason": reasons[out].astype(str)})
     if tables.rejected_customers is not None:
         rejected = pd.concat([tables.rejected_customers[REJECTED_COLUMNS], rejected], ignore_index=True)
-    feats = feats[~feats["customer_id"].isin(rejected["customer_id"])]
-    feats = feats.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    drop = feats["customer_id"].isin(rejected["customer_id"]).to_numpy()
+    if drop.any():
+        feats = feats[~drop]
+    if not feats["customer_id"].is_monotonic_increasing:
+        feats = feats.sort_values("customer_id", kind="stable")
+    feats.index = pd.RangeIndex(len(feats))  # not reset_index: that copies the book
     return feats, rejected.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
@@ -98,8 +108,10 @@ def with_features(decided: pd.DataFrame, chunk: pd.DataFrame, core: ScoringCore,
     order), compared with the previous rescore when one is given."""
     if len(decided) != len(chunk) or (decided["customer_id"].to_numpy() != chunk["customer_id"].to_numpy()).any():
         raise ScoringError("rescore: the decisions and the feature rows are not the same customers in the same order")
-    meta = chunk.drop(columns=["customer_id"]).reset_index(drop=True)
-    scored = pd.concat([decided.reset_index(drop=True), meta], axis=1)
+    # side by side without copying either (reset_index would copy the whole chunk)
+    decided, meta = decided.copy(deep=False), chunk.copy(deep=False)
+    decided.index = meta.index = pd.RangeIndex(len(chunk))
+    scored = pd.concat([decided, meta.drop(columns=["customer_id"])], axis=1, copy=False)
     if previous is not None:
         scored = compare(scored, previous, core)
     return _typed(scored)
@@ -108,7 +120,7 @@ def with_features(decided: pd.DataFrame, chunk: pd.DataFrame, core: ScoringCore,
 def compare(scored: pd.DataFrame, previous: pd.DataFrame, core: ScoringCore) -> pd.DataFrame:
     """``previous_grade``, ``previous_pd_12m``, ``grade_change`` (grades moved; positive is
     worse) and ``newly_over_limit`` (over the limit now, not before or not in the previous run)."""
-    out = scored.copy()
+    out = scored.copy(deep=False)  # new columns only
     prev = previous.reindex(out["customer_id"])
     out["previous_grade"] = prev["grade"].to_numpy(dtype=object)
     out["previous_pd_12m"] = prev["pd_12m"].to_numpy(dtype=float)
@@ -182,11 +194,16 @@ def read_previous(path: str | Path) -> pd.DataFrame:
 ENGINES = ("local", "spark")
 
 
-def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, out: str | Path, *,
+def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
+                    out: str | Path, *,
                     previous: pd.DataFrame | None = None, run_key: dict[str, Any] | None = None,
                     progress: Progress | None = None, engine: str = "local",
                     spark_master: str | None = None) -> RescoreResult:
     """Rescore the book into ``out`` (Parquet), resumably; rejected rows and the summary beside it.
+
+    ``tables`` may be a function that reads them: then a resumed run whose features were
+    built does not read the raw tables at all, and the invoices are let go as soon as they
+    are reduced to the ledger (half the memory of a large book).
 
     ``run_key`` names what the result depends on beyond the model and the configuration (the
     data files, the previous run): a saved partial run is resumed only when it matches, and
@@ -198,6 +215,9 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
     say = progress or (lambda _m: None)
     if core.model is None:
         raise InputError(f"no champion model to rescore with: {core.model_error}", field="model")
+    if engine == "local" and core.model.bundle.booster is not None:
+        # a new model's trees compile (a C compiler in its own process) while the tables are read
+        threading.Thread(target=core.model.bundle.attribution.compiled, daemon=True).start()
     out = Path(out)
     as_of = pd.Timestamp(as_of)
     rejected_path, summary_path, work = side_paths(out)
@@ -218,15 +238,21 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
     if not manifest_path.exists():
         write_text(json.dumps(manifest, indent=2), manifest_path)
 
-    feats_path, rej_path = work / "features.parquet", work / "rejected.parquet"
-    if feats_path.exists() and rej_path.exists():
+    feats_path, rej_path, book_path = work / "features.parquet", work / "rejected.parquet", work / "book.json"
+    if feats_path.exists() and rej_path.exists() and book_path.exists():
         feats, rejected = pd.read_parquet(feats_path), pd.read_parquet(rej_path)
+        n_customers = int(json.loads(book_path.read_text())["customers_in"])
         say(f"resuming: the book's {len(feats):,} feature rows were already built")
     else:
-        say(f"building the features of the book as of {as_of.date()}")
-        feats, rejected = book_on(tables, core, as_of)
+        try:
+            feats, rejected, n_customers = _build_book(tables, core, as_of, say)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
+            raise
+        write_text(json.dumps({"customers_in": n_customers}), book_path)
         write_parquet(rejected, rej_path)
-        write_parquet(feats, feats_path)  # last: its presence says both are complete
+        write_parquet(feats, feats_path)  # last: its presence says all three are complete
+    del tables
 
     if engine == "spark":
         part_paths, done_before = _spark_parts(feats, core, work, previous, spark_master, say)
@@ -234,12 +260,14 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
         part_paths, done_before = _local_parts(feats, core, work, previous, say)
 
     say(f"writing {out}")
+    import pyarrow.parquet as pq
+
     with ParquetParts(out) as writer:
         for path in part_paths:
-            writer.append(pd.read_parquet(path))
+            writer.append(pq.read_table(path))
     write_parquet(rejected, rejected_path)
+    say("summarising the book")
     scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
-    n_customers = len(tables.customers) + (len(tables.rejected_customers) if tables.rejected_customers is not None else 0)
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
@@ -248,6 +276,30 @@ def rescore_to_file(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, o
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats)
+
+
+def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
+                say: Progress) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Feature rows, rejected rows and the number of customers read (bad records included)."""
+    read = tables if callable(tables) else (lambda: tables)
+    say("reading and validating the raw tables")
+    book = read()
+    n_customers = len(book.customers) + (len(book.rejected_customers) if book.rejected_customers is not None else 0)
+    say(f"building the features of the book as of {as_of.date()}")
+    ledger = InvoiceLedger.from_invoices(book.invoices)
+    # the ledger holds what the features need of the invoices: let the table go
+    book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
+    release_memory()
+    feats, rejected = book_on(book, core, as_of, ledger)
+    del book, ledger
+    release_memory()
+    return feats, rejected, n_customers
+
+
+def _empty_like(df: pd.DataFrame) -> pd.DataFrame:
+    """No rows, the same columns and types, and no tie to ``df``'s memory (an empty slice of an
+    Arrow column still holds the whole column)."""
+    return pd.DataFrame({c: pd.Series([], dtype=df[c].dtype) for c in df.columns})
 
 
 def _local_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: pd.DataFrame | None,

@@ -15,11 +15,16 @@ from __future__ import annotations
 import ctypes
 import threading
 import weakref
+from pathlib import Path
 
 import numpy as np
 import lightgbm as lgb
 
+from .compiled import CompiledTrees, NotCompilable, compile_trees
+
 _ROWS_PER_PASS = 50_000  # bounds the one-hot leaf matrix of a pass (rows x trees entries)
+#: from this many rows a batch goes through the compiled trees (compiled on first such batch)
+COMPILE_FROM_ROWS = 2_000
 
 
 class LeafAttribution:
@@ -29,8 +34,16 @@ class LeafAttribution:
     ``delta_[t, l, d]`` list the split features on its path and what each changed (padding
     adds 0 to feature 0)."""
 
-    def __init__(self, booster: lgb.Booster) -> None:
+    def __init__(self, booster: lgb.Booster, cache_dir: Path | None = None) -> None:
         self.booster = booster
+        #: where the compiled trees are kept (by the hash of their source); None: not compiled
+        #: (a model just trained and not yet saved scores through ``Booster.predict``)
+        self.cache_dir = cache_dir
+        self._compiled: CompiledTrees | None = None
+        self._compile_tried = False
+        self._compile_lock = threading.Lock()
+        #: why the trees are not compiled, when they are not (batches then use ``pred_leaf``)
+        self.compiled_error: str | None = None
         dump = booster.dump_model()
         self.n_features_ = int(dump["max_feature_idx"]) + 1
         trees = [t["tree_structure"] for t in dump["tree_info"]]
@@ -80,6 +93,33 @@ class LeafAttribution:
         #: the margin of a row that moves nothing: the trees' expected values (init score included)
         self.expected_value_ = roots
 
+    def compiled(self) -> CompiledTrees | None:
+        """The compiled trees, built on first use; None where they cannot be (``compiled_error``)."""
+        if not self._compile_tried:
+            with self._compile_lock:
+                if not self._compile_tried:
+                    try:
+                        if self.cache_dir is None:
+                            raise NotCompilable("no folder to keep the compiled trees in")
+                        self._compiled = compile_trees(self.booster.dump_model(), self.value_, self.table_,
+                                                       self.cache_dir)
+                    except Exception as exc:  # noqa: BLE001 - any failure: LightGBM predicts instead
+                        self.compiled_error = f"{type(exc).__name__}: {exc}"
+                    self._compile_tried = True
+        return self._compiled
+
+    def _fast(self, n: int) -> CompiledTrees | None:
+        return self.compiled() if n >= COMPILE_FROM_ROWS and self._trees.size else None
+
+    def margin(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Raw margin of the rows of ``X``: ``Booster.predict(raw_score=True)``, from the
+        compiled trees for a large batch (equal to the last bit, tested)."""
+        fast = self._fast(len(X))
+        if fast is not None:
+            return fast.margin(X, num_threads)
+        kw = {"num_threads": num_threads} if num_threads else {}
+        return self.booster.predict(X, raw_score=True, **kw)
+
     def explain(self, X: np.ndarray, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw margin ``(n,)`` and contributions ``(n, features)`` of the rows of ``X``."""
         kw = {"num_threads": num_threads} if num_threads else {}
@@ -92,6 +132,9 @@ class LeafAttribution:
             at = self._offset + leaf
             contrib1 = np.bincount(self._flat_feature[at].ravel(), self._flat_delta[at].ravel(), minlength=f)
             return np.array([self._flat_value[at].sum()]), contrib1[None, :]
+        fast = self._fast(n)
+        if fast is not None:
+            return fast.explain(X, threads=num_threads)
         from scipy.sparse import csr_matrix
 
         margin = np.zeros(n)

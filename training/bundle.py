@@ -55,18 +55,18 @@ class ModelBundle:
 
     # -- LightGBM path ----------------------------------------------------------------------
     def model_logit(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-        kw = {"num_threads": num_threads} if num_threads else {}
-        margin = self.booster.predict(X, raw_score=True, **kw)
-        return self.calibrator.logit(margin)
+        return self.calibrator.logit(self.attribution.margin(X, num_threads))
 
     def model_pd(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         return expit(self.model_logit(X, num_threads))
 
     @property
     def attribution(self) -> LeafAttribution:
-        """The model's leaf tables, built on first use (a few ms per hundred trees)."""
+        """The model's leaf tables, built on first use (a few ms per hundred trees); its compiled
+        trees are kept beside the bundle's folder."""
         if self._attribution is None:
-            self._attribution = LeafAttribution(self.booster)
+            cache = self.source.parent / "compiled" if self.source is not None else None
+            self._attribution = LeafAttribution(self.booster, cache_dir=cache)
         return self._attribution
 
     def explain(self, X: np.ndarray, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:

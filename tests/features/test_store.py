@@ -57,3 +57,31 @@ def test_a_missing_or_vanished_store_is_named(tmp_path):
     path.unlink()
     with pytest.raises(InputError, match="has gone"):
         store.get("C1")
+
+
+def test_a_store_written_a_column_per_value_is_still_read(tmp_path):
+    # the layout before the numbers were packed: a work directory keeps answering until the
+    # next rescore writes the store again
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE latest_features (customer_id TEXT, as_of TEXT, dbt_mean_3m REAL, registry_version TEXT)")
+        con.execute("INSERT INTO latest_features VALUES ('C1', '2024-01-01', NULL, 'v0')")
+    con.close()
+    store = FeatureStore(path)
+    row = store.get("C1")
+    assert row["as_of"] == "2024-01-01" and np.isnan(row["dbt_mean_3m"]) and store.registry_version_ == "v0"
+    write_store(_features("2024-04-01", 5.0), path, "v1")
+    assert store.get("C1")["dbt_mean_3m"] == 5.0 and store.registry_version_ == "v1"
+
+
+def test_a_file_that_is_no_store_is_named(tmp_path):
+    path = tmp_path / "other.sqlite"
+    import sqlite3
+
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE something (x)")
+    con.close()
+    with pytest.raises(InputError, match="cannot be read"):
+        FeatureStore(path)

@@ -71,3 +71,26 @@ def test_terms_follow_the_band_and_never_exceed_the_request():
 def test_book_review_without_an_order_refers_over_limit_customers():
     out = apply_policy(_x(order_amount=0.0, open_receivables=150_000.0), CFG)
     assert out.decision[0] == "refer" and out.conditions[0] == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_book_decided_column_by_column_equals_order_by_order(seed):
+    rng = np.random.default_rng(seed)
+    n = 5000
+    x = PolicyInputs(
+        band=rng.choice(np.array(list("ABCDE"), dtype=object), n),
+        revenue=np.where(rng.random(n) < 0.2, np.nan, rng.lognormal(13, 1.5, n)),
+        operating_cash_flow=np.where(rng.random(n) < 0.5, np.nan, rng.normal(1e5, 3e5, n)),
+        amount_12m=np.where(rng.random(n) < 0.1, 0.0, rng.lognormal(11, 1.5, n)),
+        open_receivables=np.where(rng.random(n) < 0.1, 0.0, rng.lognormal(10, 1.5, n)),
+        max_days_overdue_open=np.where(rng.random(n) < 0.7, 0.0, rng.integers(1, 90, n)).astype(float),
+        relationship_months=rng.uniform(0, 60, n),
+        order_amount=np.where(rng.random(n) < 0.3, 0.0, rng.lognormal(9, 1.5, n)),
+        requested_terms_days=np.where(rng.random(n) < 0.5, np.nan, rng.choice([0.0, 30.0, 60.0, 90.0], n)),
+        refer_reason=np.where(rng.random(n) < 0.1, "fallback in use: model error", None).astype(object),
+    )
+    explained, book = apply_policy(x, CFG), apply_policy(x, CFG, explain=False)
+    assert list(book.decision) == list(explained.decision)
+    assert set(book.decision) == {"approve", "approve_with_conditions", "refer", "decline"}
+    np.testing.assert_array_equal(book.credit_limit, explained.credit_limit)
+    np.testing.assert_array_equal(book.terms_days, explained.terms_days)

@@ -1,0 +1,103 @@
+"""Compiled trees: the leaves LightGBM reaches, its margin to the last bit and the same path
+attribution, for each way a split treats missing values; a model that cannot be compiled, or a
+machine without a compiler, falls back to ``pred_leaf`` with the reason kept."""
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from riskcast.training import compiled
+from riskcast.training.attribution import COMPILE_FROM_ROWS, LeafAttribution
+
+
+def _data(seed=3, n=5000):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 6))
+    X[:, 3] = rng.integers(-3, 4, size=n)          # whole numbers: rows sit on the thresholds
+    X[:, 4] = np.where(rng.random(n) < 0.4, 0.0, rng.exponential(size=n))  # many exact zeros
+    X[rng.random(X.shape) < 0.12] = np.nan
+    z = np.nan_to_num(X)
+    logit = -2 + 1.2 * z[:, 0] - z[:, 1] + 0.4 * z[:, 3] + 0.8 * (z[:, 4] > 0.5) + 1.0 * np.isnan(X[:, 2])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def _probe_rows(X, booster):
+    """Rows on every threshold, just either side of it, at tiny values, and missing."""
+    rows = [X[:COMPILE_FROM_ROWS]]
+    for tree in booster.dump_model()["tree_info"][:20]:
+        stack = [tree["tree_structure"]]
+        while stack:
+            node = stack.pop()
+            if "leaf_index" in node:
+                continue
+            stack += [node["left_child"], node["right_child"]]
+            f, t = node["split_feature"], node["threshold"]
+            for v in (t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf), 1e-36, -1e-36, 0.0, np.nan):
+                r = X[:3].copy()
+                r[:, f] = v
+                rows.append(r)
+    return np.vstack(rows)
+
+
+@pytest.mark.parametrize("missing", ["nan", "zero", "none"])
+def test_compiled_trees_reach_lightgbms_leaves_margin_and_attribution(missing, tmp_path):
+    X, y = _data()
+    params = {"objective": "binary", "num_leaves": 15, "learning_rate": 0.1, "verbose": -1, "seed": 2,
+              "min_data_in_leaf": 20}
+    if missing == "zero":
+        params["zero_as_missing"] = True
+    if missing == "none":
+        params["use_missing"] = False
+    booster = lgb.train(params, lgb.Dataset(X, y), 60)
+    kinds = {n.get("missing_type") for t in booster.dump_model()["tree_info"]
+             for n in _internal(t["tree_structure"])}
+    assert {"nan": "NaN", "zero": "Zero", "none": "None"}[missing] in kinds
+    probe = _probe_rows(X, booster)
+    reference = LeafAttribution(booster)  # no folder: never compiled
+    att = LeafAttribution(booster, cache_dir=tmp_path)
+    fast = att.compiled()
+    assert fast is not None, att.compiled_error
+    margin, contrib, leaves = fast.explain(probe, with_leaves=True)
+    np.testing.assert_array_equal(leaves, booster.predict(probe, pred_leaf=True))
+    np.testing.assert_array_equal(margin, booster.predict(probe, raw_score=True))
+    np.testing.assert_array_equal(fast.margin(probe), margin)
+    ref_margin, ref_contrib = reference.explain(probe)
+    np.testing.assert_array_equal(ref_margin, margin)
+    np.testing.assert_allclose(contrib, ref_contrib, rtol=0, atol=1e-12)
+    # what a batch gets: the compiled answer, from two threads as from one
+    m2, c2 = att.explain(probe, num_threads=2)
+    np.testing.assert_array_equal(m2, margin)
+    np.testing.assert_array_equal(c2, contrib)
+    assert list(tmp_path.glob("trees-*.so")), "the library is kept for the next process"
+
+
+def _internal(node):
+    if "leaf_index" in node:
+        return []
+    return [node, *_internal(node["left_child"]), *_internal(node["right_child"])]
+
+
+def test_without_a_compiler_a_batch_still_scores_through_pred_leaf(tmp_path, monkeypatch):
+    X, y = _data(seed=5, n=3000)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, lgb.Dataset(X, y), 20)
+    monkeypatch.setattr(compiled, "_compiler", lambda: None)
+    att = LeafAttribution(booster, cache_dir=tmp_path)
+    margin, _ = att.explain(X)
+    assert att.compiled() is None and "no C compiler" in att.compiled_error
+    np.testing.assert_allclose(margin, booster.predict(X, raw_score=True), rtol=0, atol=1e-12)
+
+
+def test_a_categorical_split_is_not_compiled_and_says_so(tmp_path):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(3000, 4))
+    X[:, 3] = rng.integers(0, 7, size=3000)
+    y = (rng.random(3000) < np.where(np.isin(X[:, 3], [1, 4, 5]), 0.6, 0.05)).astype(int)
+    data = lgb.Dataset(X, y, categorical_feature=[3])
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7, "min_data_per_group": 5,
+                         "cat_smooth": 1}, data, 20)
+    assert any(n.get("decision_type") == "==" for t in booster.dump_model()["tree_info"]
+               for n in _internal(t["tree_structure"]))
+    att = LeafAttribution(booster, cache_dir=tmp_path)
+    assert att.compiled() is None and "split of type '=='" in att.compiled_error
+    np.testing.assert_allclose(att.margin(X), booster.predict(X, raw_score=True), rtol=0, atol=1e-12)
