@@ -179,7 +179,9 @@ class ScoringCore:
         if gbm.any():
             try:
                 started = time.perf_counter()
-                logit, impact = bundle.explain(X[gbm], num_threads=1 if gbm.sum() < 1000 else None)
+                # under a time budget (order entry) a compile of the trees is never waited for
+                logit, impact = bundle.explain(X[gbm], num_threads=1 if gbm.sum() < 1000 else None,
+                                               may_compile=budget_s is None)
                 took = time.perf_counter() - started
                 if budget_s is not None and took > budget_s * gbm.sum():
                     use_card |= gbm

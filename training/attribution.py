@@ -108,8 +108,12 @@ class LeafAttribution:
                     self._compile_tried = True
         return self._compiled
 
-    def _fast(self, n: int) -> CompiledTrees | None:
-        return self.compiled() if n >= COMPILE_FROM_ROWS and self._trees.size else None
+    def _fast(self, n: int, may_compile: bool = True) -> CompiledTrees | None:
+        """The compiled trees for a batch of ``n`` rows; ``may_compile=False`` (a call under a
+        time budget) takes them only if they are ready, and never waits for a compile."""
+        if n < COMPILE_FROM_ROWS or not self._trees.size:
+            return None
+        return self.compiled() if may_compile else self._compiled
 
     def margin(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Raw margin of the rows of ``X``: ``Booster.predict(raw_score=True)``, from the
@@ -120,7 +124,8 @@ class LeafAttribution:
         kw = {"num_threads": num_threads} if num_threads else {}
         return self.booster.predict(X, raw_score=True, **kw)
 
-    def explain(self, X: np.ndarray, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def explain(self, X: np.ndarray, num_threads: int | None = None, may_compile: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
         """Raw margin ``(n,)`` and contributions ``(n, features)`` of the rows of ``X``."""
         kw = {"num_threads": num_threads} if num_threads else {}
         n, f = X.shape[0], self.n_features_
@@ -132,7 +137,7 @@ class LeafAttribution:
             at = self._offset + leaf
             contrib1 = np.bincount(self._flat_feature[at].ravel(), self._flat_delta[at].ravel(), minlength=f)
             return np.array([self._flat_value[at].sum()]), contrib1[None, :]
-        fast = self._fast(n)
+        fast = self._fast(n, may_compile)
         if fast is not None:
             return fast.explain(X, threads=num_threads)
         from scipy.sparse import csr_matrix

@@ -69,10 +69,12 @@ class ModelBundle:
             self._attribution = LeafAttribution(self.booster, cache_dir=cache)
         return self._attribution
 
-    def explain(self, X: np.ndarray, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Calibrated log-odds and each feature's contribution to them (path attribution, one
-        ``pred_leaf`` pass): what order entry and rescoring use."""
-        margin, contrib = self.attribution.explain(X, num_threads)
+    def explain(self, X: np.ndarray, num_threads: int | None = None, may_compile: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated log-odds and each feature's contribution to them (path attribution: one
+        pass of the compiled trees, or of ``pred_leaf``): what order entry and rescoring use.
+        ``may_compile=False``: never wait for the trees to compile (order entry)."""
+        margin, contrib = self.attribution.explain(X, num_threads, may_compile)
         return self.calibrator.logit(margin), contrib * self.calibrator.slope_
 
     def contributions(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:

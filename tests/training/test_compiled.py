@@ -101,3 +101,15 @@ def test_a_categorical_split_is_not_compiled_and_says_so(tmp_path):
     att = LeafAttribution(booster, cache_dir=tmp_path)
     assert att.compiled() is None and "split of type '=='" in att.compiled_error
     np.testing.assert_allclose(att.margin(X), booster.predict(X, raw_score=True), rtol=0, atol=1e-12)
+
+
+def test_a_call_that_may_not_compile_takes_the_trees_only_when_ready(tmp_path):
+    X, y = _data(seed=7, n=3000)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, lgb.Dataset(X, y), 20)
+    att = LeafAttribution(booster, cache_dir=tmp_path)
+    margin, contrib = att.explain(X, may_compile=False)  # order entry: no compile inside its budget
+    assert not list(tmp_path.glob("trees-*.so")) and att.compiled_error is None
+    assert att.compiled() is not None  # rescoring compiles; later calls of either kind use it
+    m2, c2 = att.explain(X, may_compile=False)
+    np.testing.assert_array_equal(m2, margin)
+    np.testing.assert_allclose(c2, contrib, rtol=0, atol=1e-12)
