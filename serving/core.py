@@ -242,12 +242,13 @@ class ScoringCore:
         # unrounded; each form rounds as it presents (PD 6 decimals, score 1, money 2)
         return {"s": s, "points": points, "grade": grade, "band": band, "policy": policy}
 
-    def decide_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def decide_frame(self, rows: pd.DataFrame, forced_fallback: str | None = None) -> pd.DataFrame:
         """A whole book's decisions on current exposure (no new order), one row per customer
-        with the top reasons as columns: the batch form of ``decide``, column by column."""
+        with the top reasons as columns: the batch form of ``decide``, column by column.
+        ``forced_fallback``: why the scorecard must decide (monitoring's fallback mode)."""
         r = _Rows.from_frame(rows, self.registry)  # positional: the index does not matter
         n = len(r.ids)
-        c = self._columns(r, np.zeros(n), np.full(n, np.nan), None, budget_s=None, explain=False)
+        c = self._columns(r, np.zeros(n), np.full(n, np.nan), forced_fallback, budget_s=None, explain=False)
         s, policy = c["s"], c["policy"]
         failed = s.failed
         k = self.cfg.serving.top_reasons

@@ -96,10 +96,11 @@ def book_on(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, ledger: I
     return feats, rejected.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
-def score_chunk(chunk: pd.DataFrame, core: ScoringCore, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+def score_chunk(chunk: pd.DataFrame, core: ScoringCore, previous: pd.DataFrame | None = None,
+                forced_fallback: str | None = None) -> pd.DataFrame:
     """Decisions on current exposure (no new order) for feature rows, with the features they
     were made on and, given a previous rescore (indexed by customer id), the change against it."""
-    return with_features(core.decide_frame(chunk), chunk, core, previous)
+    return with_features(core.decide_frame(chunk, forced_fallback), chunk, core, previous)
 
 
 def with_features(decided: pd.DataFrame, chunk: pd.DataFrame, core: ScoringCore,
@@ -215,7 +216,11 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     say = progress or (lambda _m: None)
     if core.model is None:
         raise InputError(f"no champion model to rescore with: {core.model_error}", field="model")
-    if engine == "local" and core.model.bundle.booster is not None:
+    # monitoring's fallback mode holds for the whole run, as read when it starts
+    forced = core.switch.active_reason() if core.switch is not None else None  # as order entry reads it
+    if forced:
+        say(f"{forced}: the scorecard decides every customer")
+    if engine == "local" and core.model.bundle.booster is not None and not forced:
         # a new model's trees compile (a C compiler in its own process) while the tables are read
         threading.Thread(target=core.model.bundle.attribution.compiled, daemon=True).start()
     out = Path(out)
@@ -224,7 +229,7 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     chunk_size = core.cfg.rescore.chunk_size
     manifest = {"as_of": str(as_of.date()), "model": [core.model.name, core.model.version],
                 "registry": core.registry.version, "config": _digest(core.cfg.model_dump(mode="json")),
-                "chunk_size": chunk_size, "engine": engine, "run": run_key or {}}
+                "chunk_size": chunk_size, "engine": engine, "fallback": forced, "run": run_key or {}}
     manifest_path = work / "manifest.json"
     if work.exists():
         try:
@@ -255,9 +260,9 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     del tables
 
     if engine == "spark":
-        part_paths, done_before = _spark_parts(feats, core, work, previous, spark_master, say)
+        part_paths, done_before = _spark_parts(feats, core, work, previous, spark_master, forced, say)
     else:
-        part_paths, done_before = _local_parts(feats, core, work, previous, say)
+        part_paths, done_before = _local_parts(feats, core, work, previous, forced, say)
 
     say(f"writing {out}")
     import pyarrow.parquet as pq
@@ -271,6 +276,7 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
+                    "fallback_mode": forced,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
@@ -303,7 +309,7 @@ def _empty_like(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _local_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: pd.DataFrame | None,
-                 say: Progress) -> tuple[list[Path], int]:
+                 forced: str | None, say: Progress) -> tuple[list[Path], int]:
     """Score the feature rows chunk by chunk in this process, each chunk saved as it is done;
     returns the part files in order and how many were already there."""
     chunk_size = core.cfg.rescore.chunk_size
@@ -318,7 +324,7 @@ def _local_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: p
         if part_paths[i].exists():
             continue
         chunk = feats.iloc[start:start + chunk_size]
-        write_parquet(score_chunk(chunk, core, previous), part_paths[i])
+        write_parquet(score_chunk(chunk, core, previous, forced), part_paths[i])
         scored_now += len(chunk)
         now = time.monotonic()
         if now - last_said >= 1.0 or i == len(part_paths) - 1:  # about once a second
@@ -329,7 +335,7 @@ def _local_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: p
 
 
 def _spark_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: pd.DataFrame | None,
-                 spark_master: str | None, say: Progress) -> tuple[list[Path], int]:
+                 spark_master: str | None, forced: str | None, say: Progress) -> tuple[list[Path], int]:
     """Score the feature rows on Spark (one job, written in customer order), then cut its output
     into the same part files as the local engine, each beside its feature rows."""
     from .spark import decision_columns, input_columns, save_decision_model, score_spark, spark_session
@@ -343,7 +349,7 @@ def _spark_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: p
     if not (scored_dir / "_SUCCESS").exists():
         inputs = work / "spark-input.parquet"
         write_parquet(feats[input_columns(list(feats.columns), core)], inputs)
-        model_dir = save_decision_model(core, work / "decision-model")
+        model_dir = save_decision_model(core, work / "decision-model", forced_fallback=forced)
         with spark_session(spark_master) as spark:
             say(f"scoring {len(feats):,} customers on Spark ({spark.sparkContext.master})")
             started = time.monotonic()

@@ -60,9 +60,10 @@ class DecisionModel(mlflow.pyfunc.PythonModel):
         bundle = ModelBundle.load(context.artifacts["bundle"])
         model = LoadedModel(bundle, conf["model_name"], conf["model_version"], conf["alias"])
         self.core = ScoringCore(RiskcastConfig.model_validate(conf["config"]), model, None)
+        self.forced_fallback = conf.get("forced_fallback")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        out = self.core.decide_frame(model_input)
+        out = self.core.decide_frame(model_input, self.forced_fallback)
         # spark_udf casts a text column with str(), None included: send "" and make it null again
         # on the Spark side (no decision text is ever empty)
         for c in _texts(out.columns):
@@ -76,9 +77,10 @@ def _texts(columns: Any) -> list[str]:
     return [c for c in columns if c != "customer_id" and (kinds.get(c) == "string" or c.startswith("reason_"))]
 
 
-def save_decision_model(core: ScoringCore, path: str | Path) -> Path:
+def save_decision_model(core: ScoringCore, path: str | Path, forced_fallback: str | None = None) -> Path:
     """The core's champion and configuration as a self-contained pyfunc model folder at ``path``
-    (replaced if present), for ``spark_udf`` to ship to the executors."""
+    (replaced if present), for ``spark_udf`` to ship to the executors. ``forced_fallback``:
+    why the scorecard must decide every row (monitoring's fallback mode)."""
     if core.model is None or core.model.bundle.source is None:
         raise InputError(f"no champion model to score with: {core.model_error or 'bundle not loaded from disk'}",
                          field="model")
@@ -89,7 +91,7 @@ def save_decision_model(core: ScoringCore, path: str | Path) -> Path:
         mlflow.pyfunc.save_model(
             str(path), python_model=DecisionModel(), artifacts={"bundle": str(m.bundle.source)},
             model_config={"model_name": m.name, "model_version": m.version, "alias": m.alias,
-                          "config": core.cfg.model_dump(mode="json")},
+                          "config": core.cfg.model_dump(mode="json"), "forced_fallback": forced_fallback},
         )
     return path
 

@@ -155,3 +155,19 @@ def test_a_previous_file_without_the_columns_is_a_clear_error(demo_workdir, work
     assert _run(demo_workdir / "book", tmp_path / "o.parquet", workdir_copy, "--previous", str(bad)) == 2
     err = capsys.readouterr().err
     assert "previous.pd_12m: column is missing" in err and "Traceback" not in err
+
+
+def test_in_fallback_mode_the_scorecard_rescores_the_book(demo_workdir, workdir_copy, tmp_path):
+    from riskcast.serving.switch import FallbackSwitch
+
+    FallbackSwitch(workdir_copy / "serving" / "fallback.json").set("score PSI 0.41", by="monitoring")
+    out = tmp_path / "carded.parquet"
+    assert _run(demo_workdir / "book", out, workdir_copy) == 0
+    scored = pd.read_parquet(out)
+    summary = json.loads((tmp_path / "carded.summary.json").read_text())
+    assert scored["fallback"].all() and (scored["model_kind"] == "scorecard").all()
+    assert scored["fallback_reason"].str.contains("score PSI 0.41").all()
+    assert scored["pd_12m"].between(0, 1).all() and scored["reason_1"].notna().mean() > 0.9
+    assert summary["fallback"] == summary["scored"] and "score PSI 0.41" in summary["fallback_mode"]
+    # the decision is referred to an analyst while the model is not trusted
+    assert set(scored["decision"]) <= {"refer", "decline"}
