@@ -7,7 +7,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -160,23 +160,31 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_any(path: str | Path, *, compact: bool = False) -> pd.DataFrame:
+def read_any(path: str | Path, *, compact: bool = False, columns: "Sequence[str] | None" = None) -> pd.DataFrame:
     """Read a CSV, Parquet or ARFF file; ``?`` and empty cells are missing values.
     ``compact`` reads Parquet text as Arrow strings (dictionary-encoded text as categories),
-    not one Python object per cell."""
+    not one Python object per cell. ``columns``: only those of them the file has (a scored
+    book's reason texts are most of its size)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"file {path} does not exist", field=str(path))
     suffix = path.suffix.lower()
+    wanted = set(columns) if columns is not None else None
     try:
         if suffix in (".parquet", ".pq"):
             if compact:
                 return _read_parquet_compact(path)
-            return pd.read_parquet(path)
+            if wanted is None:
+                return pd.read_parquet(path)
+            import pyarrow.parquet as pq
+
+            return pd.read_parquet(path, columns=[c for c in pq.read_schema(path).names if c in wanted])
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path, na_values=["?", ""], keep_default_na=True, low_memory=False)
+            return pd.read_csv(path, na_values=["?", ""], keep_default_na=True, low_memory=False,
+                               usecols=(lambda c: c in wanted) if wanted is not None else None)
         if suffix == ".arff":
-            return _read_arff(path)
+            df = _read_arff(path)
+            return df if wanted is None else df[[c for c in df.columns if c in wanted]]
     except (OSError, ValueError) as exc:
         raise InputError(f"file {path} cannot be read as {suffix[1:]}: {exc}", field=str(path)) from None
     raise InputError(f"file {path}: unsupported format {suffix!r} (use .csv, .parquet or .arff)", field=str(path))

@@ -224,6 +224,10 @@ def _who() -> str:
         return "riskcast monitor"
 
 
+#: what monitoring reads of a table besides the registry's features
+MONITORED_EXTRA = ("customer_id", "as_of", "pd_12m", "grade", "band", "default_12m")
+
+
 def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Progress):
     """The backtest asked for by ``--labels``: the scored book of ``--backtest`` (default: the
     current table) against the defaults table, discrimination judged against the reference."""
@@ -234,7 +238,7 @@ def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Prog
     from riskcast.monitoring.backtest import backtest, hanley_mcneil_se, matured_outcomes
     from riskcast.training.masterscale import grade_key
 
-    scored = read_any(args.backtest) if args.backtest else cur
+    scored = read_any(args.backtest, columns=MONITORED_EXTRA) if args.backtest else cur
     labels_as_of = parse_as_of(args.labels_as_of)[0] if args.labels_as_of else pd.Timestamp.today().normalize()
     rows, left_out = matured_outcomes(scored, read_any(args.labels), labels_as_of, cfg.training.horizon_months)
     if left_out["defaulted_before"]:
@@ -270,9 +274,10 @@ def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, pat
     from riskcast.monitoring.drift import summarize_drift, write_drift_report
     from riskcast.serving.switch import FallbackSwitch
 
-    ref, cur = read_any(reference), read_any(current)
-    say(f"drift: reference {len(ref):,} rows vs current {len(cur):,} rows")
     features = default_registry().names
+    wanted = [*features, *MONITORED_EXTRA]  # not the reason texts: most of a scored book's size
+    ref, cur = read_any(reference, columns=wanted), read_any(current, columns=wanted)
+    say(f"drift: reference {len(ref):,} rows vs current {len(cur):,} rows")
     summary = summarize_drift(ref, cur, features, cfg.monitoring)
     bt, left_out = _backtest(args, ref, cur, cfg, say) if args is not None and args.labels else (None, None)
     severe = severe_reasons(summary, bt, cfg.monitoring)
