@@ -66,3 +66,12 @@ def test_a_written_file_is_an_ordinary_file_not_a_private_temporary_one(tmp_path
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_read_any_reads_only_the_columns_asked_for_that_the_file_has(tmp_path, suffix):
+    df = pd.DataFrame({"customer_id": ["C1", "C2"], "pd_12m": [0.01, 0.2], "reason_1": ["a", "b"]})
+    path = tmp_path / f"t{suffix}"
+    df.to_parquet(path) if suffix == ".parquet" else df.to_csv(path, index=False)
+    got = read_any(path, columns=["customer_id", "pd_12m", "grade"])
+    assert list(got.columns) == ["customer_id", "pd_12m"] and got["pd_12m"].tolist() == [0.01, 0.2]
