@@ -57,6 +57,7 @@ def load_champion(cfg: RiskcastConfig, paths: WorkPaths) -> tuple[LoadedModel | 
         bundle = ModelBundle.load(target / "bundle", strict=False)
     except Exception as exc:
         return None, f"model {name} version {version} cannot be read: {_first_line(exc)}"
+    bundle.compile_dir = target / "compiled"  # beside the local copy: compiled once per version
     return LoadedModel(bundle, name, version, alias), None
 
 

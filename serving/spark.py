@@ -58,6 +58,7 @@ class DecisionModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         conf = context.model_config
         bundle = ModelBundle.load(context.artifacts["bundle"])
+        bundle.compile_dir = Path(context.artifacts["bundle"]).parent / "compiled"  # per executor
         model = LoadedModel(bundle, conf["model_name"], conf["model_version"], conf["alias"])
         self.core = ScoringCore(RiskcastConfig.model_validate(conf["config"]), model, None)
         self.forced_fallback = conf.get("forced_fallback")

@@ -37,6 +37,9 @@ class ModelBundle:
         self.registry = registry
         #: the folder it was loaded from: shipped as is (not re-saved) where it must score alike
         self.source = source
+        #: where serving keeps this model's compiled trees; None (training, evaluation): the
+        #: trees are not compiled and ``Booster.predict`` scores
+        self.compile_dir: Path | None = None
         #: None when the model file could not be read; the scorecard still answers
         self.booster = booster
         self.booster_error = booster_error
@@ -63,10 +66,9 @@ class ModelBundle:
     @property
     def attribution(self) -> LeafAttribution:
         """The model's leaf tables, built on first use (a few ms per hundred trees); its compiled
-        trees are kept beside the bundle's folder."""
+        trees in ``compile_dir``."""
         if self._attribution is None:
-            cache = self.source.parent / "compiled" if self.source is not None else None
-            self._attribution = LeafAttribution(self.booster, cache_dir=cache)
+            self._attribution = LeafAttribution(self.booster, cache_dir=self.compile_dir)
         return self._attribution
 
     def explain(self, X: np.ndarray, num_threads: int | None = None, may_compile: bool = True

@@ -10,7 +10,7 @@ with ``pred_leaf`` on rows with missing values, zeros and values on the threshol
 Compiling needs a C compiler (``cc``); the shared library is cached under the model's folder
 by the hash of its source, so a model compiles once. Where no compiler is found, or the model
 uses what this module does not translate (categorical splits, linear trees), ``compile_trees``
-returns None and the caller keeps ``pred_leaf``.
+raises ``NotCompilable`` and ``LeafAttribution`` keeps ``pred_leaf``, saying why.
 """
 
 from __future__ import annotations

@@ -142,3 +142,26 @@ def test_the_batch_table_is_the_online_answer_column_by_column(core, demo_workdi
         names = [r["feature"] for r in d["reasons"]] + [None] * (k - len(d["reasons"]))
         assert [f[f"reason_{p + 1}"] for p in range(k)] == texts
         assert [f[f"reason_{p + 1}_feature"] for p in range(k)] == names
+
+
+def test_the_served_champion_decides_a_large_batch_through_its_compiled_trees(workdir_copy):
+    from riskcast.serving.runtime import build_core
+    from riskcast.training.attribution import COMPILE_FROM_ROWS, LeafAttribution
+    from riskcast.training.bundle import ModelBundle
+
+    core = build_core(workdir_copy)
+    bundle = core.model.bundle
+    scored = pd.read_parquet(workdir_copy / "scored_book.parquet")
+    rows = pd.concat([scored] * (COMPILE_FROM_ROWS // len(scored) + 1), ignore_index=True)
+    decided = core.decide_frame(rows)
+    assert bundle.attribution.compiled_error is None
+    assert list((workdir_copy / "serving" / "models").rglob("compiled/trees-*.so"))
+    assert len(decided) == len(rows) and decided["reason_1"].notna().mean() > 0.9
+    # what the compiled trees give is what LightGBM's own leaves give
+    X = bundle.matrix(rows)
+    logit, impact = bundle.explain(X)
+    margin, contrib = LeafAttribution(bundle.booster).explain(X)
+    np.testing.assert_array_equal(logit, bundle.calibrator.logit(margin))
+    np.testing.assert_allclose(impact, contrib * bundle.calibrator.slope_, rtol=0, atol=1e-12)
+    # a bundle loaded outside serving (training, the gate) never compiles
+    assert ModelBundle.load(bundle.source).compile_dir is None
