@@ -291,14 +291,17 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
     say("reading and validating the raw tables")
     book = read()
     n_customers = len(book.customers) + (len(book.rejected_customers) if book.rejected_customers is not None else 0)
-    say(f"building the features of the book as of {as_of.date()}")
+    say(f"building the features of the book as of {as_of.date()}: {len(book.invoices):,} invoices, "
+        f"{len(book.financial_statements):,} statements, {n_customers:,} customers")
     ledger = InvoiceLedger.from_invoices(book.invoices)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
     release_memory()
+    say("payment, financial and industry features of the active customers")
     feats, rejected = book_on(book, core, as_of, ledger)
     del book, ledger
     release_memory()
+    say(f"{len(feats):,} customers to score, {len(rejected):,} set aside with the reason")
     return feats, rejected, n_customers
 
 
