@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -31,3 +32,12 @@ def peak_gb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024 / 1e9
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def run_step(script: str, name: str, *args: str) -> dict:
+    """``script --step name args...`` in a fresh Python process (a step's figures are its own:
+    nothing imported or allocated before it counts), its result the JSON of its last line."""
+    done = subprocess.run([sys.executable, script, "--step", name, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"step {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

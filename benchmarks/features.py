@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _work import peak_gb
+from _work import peak_gb, run_step
 
 from riskcast.env import offline_environment
 
@@ -204,15 +203,12 @@ def _store_lookups(features_file: Path, store_file: Path, lookups: int = 20_000)
 
 
 def _run(name: str, book: Path, as_of: str = "", out: Path | None = None, config: str | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--step", name, "--book", str(book), "--as-of", as_of]
+    args = ["--book", str(book), "--as-of", as_of]
     if out is not None:
-        cmd += ["--out", str(out)]
+        args += ["--out", str(out)]
     if config is not None:
-        cmd += ["--config", config]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"step {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        args += ["--config", config]
+    return run_step(__file__, name, *args)
 
 
 # -- preparing the book ------------------------------------------------------------------------

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _work import peak_gb
+from _work import peak_gb, run_step
 
 from riskcast.env import offline_environment
 
@@ -69,12 +68,7 @@ def step(name: str, reference: Path, current: Path, out: Path) -> dict:
 
 
 def _run(name: str, reference: Path, current: Path, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--step", name, "--reference", str(reference), "--current", str(current),
-           "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"step {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_step(__file__, name, "--reference", str(reference), "--current", str(current), "--out", str(out))
 
 
 def _prepare(args: argparse.Namespace, say) -> tuple[Path, Path]:

@@ -25,14 +25,13 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import features as feature_bench  # this folder's features benchmark: the same book and its arguments
-from _work import peak_gb, trained_workdir
+from _work import peak_gb, run_step, trained_workdir
 
 from riskcast.env import offline_environment
 
@@ -84,13 +83,6 @@ def _scoring(scored: Path, home: Path, runs: int) -> dict:
             "seconds": {k: statistics.median(v) for k, v in timings.items()}, "all": timings, "peak_gb": peak_gb()}
 
 
-def _child(args: list[str]) -> dict:
-    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"step {args[1]} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     feature_bench.book_arguments(p)
@@ -122,13 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         start = time.perf_counter()
-        r = _child(["--step", "rescore", "--book", str(cut), "--as-of", cut_as_of, "--home", str(home),
-                    "--out", str(out_dir / "scored.parquet")])
+        r = run_step(__file__, "rescore", "--book", str(cut), "--as-of", cut_as_of, "--home", str(home),
+                     "--out", str(out_dir / "scored.parquet"))
         r["seconds"] = time.perf_counter() - start
         runs.append(r)
         say(f"  rescore run {i + 1}/{args.runs}: {r['seconds']:.1f} s, peak {r['peak_gb']:.2f} GB")
-    scoring = _child(["--step", "scoring", "--home", str(home), "--out", str(out_dir / "scored.parquet"),
-                      "--runs", str(args.runs)])
+    scoring = run_step(__file__, "scoring", "--home", str(home), "--out", str(out_dir / "scored.parquet"),
+                       "--runs", str(args.runs))
 
     secs = statistics.median(r["seconds"] for r in runs)
     peak = statistics.median(r["peak_gb"] for r in runs)

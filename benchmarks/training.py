@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _work import peak_gb
+from _work import peak_gb, run_step
 
 from riskcast.env import offline_environment
 
@@ -78,11 +77,7 @@ def step(name: str, snapshots: Path, trees: int) -> dict:
 
 
 def _run(name: str, snapshots: Path, trees: int) -> dict:
-    cmd = [sys.executable, __file__, "--step", name, "--snapshots", str(snapshots), "--trees", str(trees)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"step {name} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_step(__file__, name, "--snapshots", str(snapshots), "--trees", str(trees))
 
 
 def _prepare(args, say) -> Path:

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from riskcast.data.io import ParquetParts, RawTables, json_ready, release_memory, write_parquet, write_text
+from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
+                              write_text)
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
 from riskcast.features.payment import InvoiceLedger
@@ -181,8 +182,6 @@ def _bar(done: int, total: int, rate: float, width: int = 24) -> str:
 
 def read_previous(path: str | Path) -> pd.DataFrame:
     """A previous rescore's comparison columns, indexed by customer id (last row per id)."""
-    from riskcast.data.io import read_any
-
     prev = read_any(path)
     for col in PREVIOUS_COLUMNS:
         if col not in prev.columns:
@@ -311,14 +310,19 @@ def _empty_like(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=df[c].dtype) for c in df.columns})
 
 
+def _part_paths(rows: int, chunk_size: int, work: Path) -> tuple[list[Path], int]:
+    """The part file of each chunk, in order, and how many of them an earlier run saved."""
+    paths = [work / f"part-{i:06d}.parquet" for i in range(-(-rows // chunk_size))]
+    return paths, sum(p.exists() for p in paths)
+
+
 def _local_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: pd.DataFrame | None,
                  forced: str | None, say: Progress) -> tuple[list[Path], int]:
     """Score the feature rows chunk by chunk in this process, each chunk saved as it is done;
     returns the part files in order and how many were already there."""
     chunk_size = core.cfg.rescore.chunk_size
     chunks = range(0, len(feats), chunk_size)
-    part_paths = [work / f"part-{i:06d}.parquet" for i in range(len(chunks))]
-    done_before = sum(p.exists() for p in part_paths)
+    part_paths, done_before = _part_paths(len(feats), chunk_size, work)
     if done_before:
         say(f"resuming: {done_before} of {len(part_paths)} chunks already scored")
     started = last_said = time.monotonic()
@@ -344,8 +348,7 @@ def _spark_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: p
     from .spark import decision_columns, input_columns, save_decision_model, score_spark, spark_session
 
     chunk_size = core.cfg.rescore.chunk_size
-    part_paths = [work / f"part-{i:06d}.parquet" for i in range(-(-len(feats) // chunk_size))]
-    done_before = sum(p.exists() for p in part_paths)
+    part_paths, done_before = _part_paths(len(feats), chunk_size, work)
     if done_before == len(part_paths):
         return part_paths, done_before
     scored_dir = work / "spark-scored"
@@ -361,7 +364,6 @@ def _spark_parts(feats: pd.DataFrame, core: ScoringCore, work: Path, previous: p
              .write.mode("overwrite").parquet(str(scored_dir)))
             took = time.monotonic() - started
         say(f"Spark scored {len(feats):,} customers in {took:.1f} s ({len(feats) / max(took, 1e-9):,.0f} rows/s)")
-    done_before = sum(p.exists() for p in part_paths)
     decided_rows = _reader(sorted(scored_dir.glob("part-*.parquet")), chunk_size)
     for i, start in enumerate(range(0, len(feats), chunk_size)):
         decided = next(decided_rows, None)
