@@ -100,6 +100,18 @@ def pandas_payment(invoices, as_of):
     out["unpaid_share_due_60d"] = unpaid_60 / due_60.where(due_60 > 0)
     beyond = out["max_days_overdue_open"] - out.pop("paid_dbt_12")
     out["overdue_beyond_usual_days"] = beyond.where(out["overdue_invoices_open"] > 0)
+    od = pd.DataFrame({"customer_id": inv["customer_id"], "days": dbt, "due": inv["due_date"],
+                       "disputed": inv["disputed"]})[overdue]
+    und = od[~od["disputed"]].groupby("customer_id", sort=False)["days"]
+    out["overdue_invoices_undisputed"] = und.size().reindex(out.index, fill_value=0).astype("float64")
+    out["overdue_days_undisputed_max"] = und.max().reindex(out.index, fill_value=0.0)
+    out["overdue_days_undisputed_sum"] = und.sum().reindex(out.index, fill_value=0.0)
+    second = od.sort_values("days").groupby("customer_id", sort=False)["days"].nth(-2)
+    out["second_oldest_overdue_days"] = pd.Series(second.to_numpy(), index=od.loc[second.index, "customer_id"]) \
+        .reindex(out.index, fill_value=0.0)
+    last_paid = od["customer_id"].map(g["paid_date"].max())
+    since = od[last_paid.isna() | (od["due"] > last_paid)].groupby("customer_id", sort=False).size()
+    out["overdue_since_payment"] = since.reindex(out.index, fill_value=0).astype("float64")
     return out
 
 

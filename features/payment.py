@@ -21,7 +21,8 @@ COLUMNS = ["invoices_12m", "dbt_mean_3m", "dbt_mean_12m", "dbt_max_3m", "dbt_max
            "dbt_weighted_12m", "share_late_30_12m", "share_late_60_12m", "share_late_90_12m", "dispute_rate_12m",
            "amount_12m", "open_receivables", "overdue_amount_open", "max_days_overdue_open", "overdue_share_open",
            "dbt_trend", "months_since_late", "days_since_payment", "unpaid_share_due_60d", "overdue_invoices_open",
-           "overdue_beyond_usual_days"]
+           "overdue_beyond_usual_days", "overdue_invoices_undisputed", "overdue_days_undisputed_max",
+           "overdue_days_undisputed_sum", "second_oldest_overdue_days", "overdue_since_payment"]
 
 _OPEN = np.iinfo(np.int32).max  # paid day of an invoice never paid
 _NONE = np.iinfo(np.int32).min
@@ -124,6 +125,10 @@ class _Sums:
         self.max_paid12 = np.zeros(n)  # longest delay of the invoices paid in the last 12 months
         self.last_late = np.full(n, _NONE, dtype=np.int64)
         self.last_paid = np.full(n, _NONE, dtype=np.int64)
+        # the open overdue invoices themselves (a few per cent of a ledger): some of their
+        # features need the customer's last payment, known only once every chunk is read
+        self.overdue_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+            (np.zeros(0, np.intp), np.zeros(0, np.int64), np.zeros(0, bool))]
 
     def _sum(self, key: str, code: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.s[key] += np.bincount(code, weights=weights, minlength=self.n)
@@ -169,6 +174,7 @@ class _Sums:
         paid12 = settled & (paid > cut12)
         np.maximum.at(self.max_paid12, code[paid12], dbt[paid12])
         np.maximum.at(self.max_overdue, code[overdue], dbt[overdue])
+        self.overdue_parts.append((code[overdue], due[overdue].astype(np.int64), disputed[overdue]))
         np.maximum.at(self.last_late, code[late], due[late].astype(np.int64))
         np.maximum.at(self.last_paid, code[settled], paid[settled].astype(np.int64))
         d60 = fallen_due & (due > cut60)  # a firm that stops paying shows here first
@@ -210,9 +216,47 @@ class _Sums:
                 # a firm that stopped paying leaves invoices open longer than it ever paid late
                 "overdue_beyond_usual_days": np.where(s["n_overdue"] > 0, self.max_overdue - self.max_paid12, np.nan),
             }
+        cols.update(self._overdue(today))
         out = pd.DataFrame({k: np.asarray(v, dtype=np.float64)[keep] for k, v in cols.items()},
                            index=pd.Index(customers[keep], name="customer_id", dtype=object))
         return out[COLUMNS]
+
+
+    def _overdue(self, today: int) -> dict[str, np.ndarray]:
+        """What the open overdue invoices say of a firm that may have stopped paying.
+
+        A disputed invoice is held back over a quarrel about the goods; an undisputed one
+        left open is a sign of cash trouble, the more so the longer and the more of them. Two
+        overdue invoices are a pattern where one may be an oversight; invoices falling due
+        after the last payment, unpaid, are what a firm that stopped paying leaves behind."""
+        n = self.n
+        code, due, disputed = (np.concatenate(col) for col in zip(*self.overdue_parts))
+        days = (today - due).astype(np.float64)
+        und = ~disputed
+        max_und = np.zeros(n)
+        np.maximum.at(max_und, code[und], days[und])
+        since = due > self.last_paid[code]
+        return {
+            "overdue_invoices_undisputed": np.bincount(code[und], minlength=n),
+            "overdue_days_undisputed_max": max_und,
+            "overdue_days_undisputed_sum": np.bincount(code[und], weights=days[und], minlength=n),
+            "second_oldest_overdue_days": _second_largest(code, days, n),
+            "overdue_since_payment": np.bincount(code[since], minlength=n),
+        }
+
+
+def _second_largest(code: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per code the second largest of its values (a tie counts twice); 0 with fewer than two."""
+    out = np.zeros(n)
+    if code.size < 2:
+        return out
+    order = np.lexsort((values, code))
+    c, v = code[order], values[order]
+    same = c[1:] == c[:-1]
+    # i + 1 is its code's last position and i holds the same code: v[i] is that code's second
+    i = np.flatnonzero(np.r_[~same[1:], True] & same)
+    out[c[i]] = v[i]
+    return out
 
 
 def payment_features(invoices: pd.DataFrame | InvoiceLedger, as_of: pd.Timestamp) -> pd.DataFrame:

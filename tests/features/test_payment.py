@@ -44,6 +44,7 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
         issued12 = amount12 = open_amt = overdue_amt = 0.0
         max_overdue = max_paid12 = 0.0
         n_overdue = 0
+        overdue = []  # (days past due, disputed, due date) of the open overdue invoices
         seen = False
         for r in g.itertuples():
             if r.issue_date > as_of:
@@ -74,8 +75,11 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                     overdue_amt += r.amount
                     max_overdue = max(max_overdue, days)
                     n_overdue += 1
+                    overdue.append((days, r.disputed, r.due_date))
         if not seen:
             continue
+        undisputed = [d for d, disputed, _ in overdue if not disputed]
+        oldest_first = sorted((d for d, _, _ in overdue), reverse=True)
         mean = lambda xs: sum(xs) / len(xs) if xs else math.nan  # noqa: E731
         wmean = lambda xs, ws: sum(x * w for x, w in zip(xs, ws)) / sum(ws) if xs else math.nan  # noqa: E731
         rows[cust] = {
@@ -93,6 +97,11 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
             "unpaid_share_due_60d": unpaid60 / due60 if due60 else math.nan,
             "overdue_invoices_open": n_overdue,
             "overdue_beyond_usual_days": max_overdue - max_paid12 if n_overdue else math.nan,
+            "overdue_invoices_undisputed": len(undisputed),
+            "overdue_days_undisputed_max": max(undisputed, default=0),
+            "overdue_days_undisputed_sum": sum(undisputed),
+            "second_oldest_overdue_days": oldest_first[1] if len(oldest_first) > 1 else 0,
+            "overdue_since_payment": sum(last_paid is None or due > last_paid for _, _, due in overdue),
         }
     out = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS].astype("float64")
     out.index.name = "customer_id"
@@ -156,3 +165,32 @@ def test_an_invoice_left_open_longer_than_the_customer_ever_paid_late_stands_out
     assert got.loc["STOPPED", "overdue_beyond_usual_days"] == 30
     assert got.loc["PAYING", "overdue_invoices_open"] == 0
     assert math.isnan(got.loc["PAYING", "overdue_beyond_usual_days"])
+
+
+def test_undisputed_overdue_invoices_and_those_fallen_due_since_the_last_payment():
+    d = pd.Timestamp
+    inv = pd.DataFrame({
+        "invoice_id": ["a", "b", "c", "d", "e", "f"],
+        "customer_id": ["C1"] * 5 + ["NEVER_PAID"],
+        "issue_date": [d("2024-03-01"), d("2024-03-10"), d("2024-04-01"), d("2024-04-15"), d("2024-05-01"),
+                       d("2024-04-01")],
+        # due 75, 60, 45, 30 and 15 days before as_of; the new customer's 45 days before
+        "due_date": [d("2024-04-01"), d("2024-04-16"), d("2024-05-01"), d("2024-05-16"), d("2024-05-31"),
+                     d("2024-05-01")],
+        "amount": [100.0] * 6,
+        # b paid on 2024-04-20: a (due before it) and c, d, e (due after it) are open
+        "paid_date": [pd.NaT, d("2024-04-20"), pd.NaT, pd.NaT, pd.NaT, pd.NaT],
+        "paid_amount": np.nan,
+        "disputed": [False, False, True, False, False, False],
+    })
+    got = payment_features(inv, AS_OF)
+    c1 = got.loc["C1"]
+    assert c1["overdue_invoices_open"] == 4
+    assert c1["overdue_invoices_undisputed"] == 3           # a, d, e; c is disputed
+    assert c1["overdue_days_undisputed_max"] == 75          # a
+    assert c1["overdue_days_undisputed_sum"] == 75 + 30 + 15
+    assert c1["second_oldest_overdue_days"] == 45           # c counts: disputed or not, it is open
+    assert c1["overdue_since_payment"] == 3                 # c, d, e
+    new = got.loc["NEVER_PAID"]
+    assert new["overdue_since_payment"] == 1 and new["second_oldest_overdue_days"] == 0
+    assert new["overdue_days_undisputed_sum"] == 45
