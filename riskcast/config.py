@@ -77,6 +77,13 @@ class TrainingConfig(_Section):
     test_snapshots: int = Field(2, ge=1)
     valid_snapshots: int = Field(1, ge=1)
     pd_floor: float = Field(0.0003, gt=0, lt=0.01)
+    #: after early stopping, fit the same number of trees again on training + validation rows,
+    #: so the model also learns from the months closest to today (the calibration stays the
+    #: one fitted out of sample on the validation window)
+    refit_with_validation: bool = True
+    #: the refit is kept only if, on the training rows, it moves the mean PD and the spread of
+    #: the calibrated log-odds by at most this share each (else the calibration would not fit it)
+    refit_max_shift: float = Field(0.05, gt=0, le=1)
     seed: int = 42
     lightgbm: LightGBMConfig = LightGBMConfig()
     scorecard: ScorecardConfig = ScorecardConfig()

@@ -6,12 +6,13 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from scipy.special import logit as _logit
 
 from riskcast.config import MasterScaleConfig, TrainingConfig
 from riskcast.features.registry import FeatureRegistry
 
 from .bundle import ModelBundle
-from .calibration import choose_calibrator
+from .calibration import Calibrator, choose_calibrator
 from .masterscale import fit_scale
 from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split
 from .evaluation import binary_metrics, calibration_metrics, grade_table
@@ -23,7 +24,9 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
                master_scale: MasterScaleConfig, progress: Callable[[str], None] | None = None) -> ModelBundle:
     """LightGBM (early-stopped on the validation window), calibration chosen and fitted on the
     same window (Platt or isotonic), the master scale checked on it, and the scorecard on the
-    training window."""
+    training window. With ``refit_with_validation`` the final trees are grown again, as many,
+    on training + validation rows: the newest labelled months are the closest to the test and
+    serving period, and the calibration stays the out-of-sample one."""
     say = progress or (lambda _m: None)
     names = registry.names
     Xtr, ytr = split.train[names].to_numpy(float), split.train[LABEL].to_numpy()
@@ -36,6 +39,18 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
     calibrator, losses = choose_calibrator(margin_va, yva, cfg.pd_floor, seed=cfg.seed)
     say(f"calibration: {calibrator.kind} (out-of-fold log loss "
         + ", ".join(f"{k} {v:.5f}" for k, v in losses.items()) + ")")
+    booster, final_fit = model.booster_, "training window (early-stopped trees)"
+    if cfg.refit_with_validation:
+        say(f"LightGBM again: {model.best_iteration_} trees on training + validation rows ({len(Xtr) + len(Xva):,})")
+        fixed = cfg.lightgbm.model_copy(update={"n_estimators": model.best_iteration_})
+        refit = LightGBMPD(fixed, registry.monotone_constraints, seed=cfg.seed).fit(
+            np.vstack([Xtr, Xva]), np.concatenate([ytr, yva]), feature_names=names)
+        moved = calibration_moved(calibrator, model, refit, Xtr, cfg.refit_max_shift)
+        if moved is None:
+            booster, final_fit = refit.booster_, "training + validation windows"
+        else:
+            final_fit += f"; the refit was not kept: {moved}"
+        say(f"final trees: {final_fit}")
     # no grade may hold more than a third of the book (validation window, calibrated PDs)
     scale = fit_scale(master_scale, calibrator.transform(margin_va))
     if scale is not master_scale:
@@ -48,13 +63,31 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
         "max_missing_share": float(np.quantile(missing, 0.99)),
         "n_train": len(split.train), "n_valid": len(split.valid), "n_test": len(split.test),
         "best_iteration": model.best_iteration_,
+        "final_fit": final_fit,
         "min_child_samples": model.min_child_samples_,
         "features": names,
         "master_scale_refined": scale is not master_scale,
         "calibration": calibrator.kind,
         "calibration_oof_logloss": losses,
     }
-    return ModelBundle(registry, model.booster_, calibrator, scorecard, scale, cfg.scorecard, meta)
+    return ModelBundle(registry, booster, calibrator, scorecard, scale, cfg.scorecard, meta)
+
+
+def calibration_moved(calibrator: Calibrator, stopped: LightGBMPD, refit: LightGBMPD, X: np.ndarray,
+                      max_shift: float, max_rows: int = 200_000) -> str | None:
+    """Why the calibrator fitted on the early-stopped trees' margins does not carry over to the
+    refit trees, or None when it does: on training rows (both trained on them) the refit may
+    move neither the mean PD nor the spread of the calibrated log-odds by more than
+    ``max_shift``. A model of a few weak trees on a stretched calibration fails this (its
+    refit drew other features); a full model moves both by well under 1%."""
+    rows = X[:: max(1, len(X) // max_rows)]
+    before, after = calibrator.transform(stopped.predict_margin(rows)), calibrator.transform(refit.predict_margin(rows))
+    level = after.mean() / before.mean() - 1
+    spread = _logit(after).std() / max(_logit(before).std(), 1e-12) - 1
+    for what, change in (("mean PD", level), ("spread of the log-odds", spread)):
+        if abs(change) > max_shift:
+            return f"it moved the training rows' {what} by {change:+.1%} (at most {max_shift:.0%})"
+    return None
 
 
 def calibration_by_grade(bundle: ModelBundle, y: np.ndarray, p: np.ndarray) -> pd.DataFrame:

@@ -41,9 +41,17 @@ def _params(cfg: RiskcastConfig, registry: FeatureRegistry) -> dict:
         **{f"lgb_{k}": v for k, v in t.lightgbm.model_dump().items()},
         "horizon_months": t.horizon_months, "test_snapshots": t.test_snapshots,
         "valid_snapshots": t.valid_snapshots, "pd_floor": t.pd_floor, "seed": t.seed,
+        "refit_with_validation": t.refit_with_validation,
         "scorecard_pdo": t.scorecard.pdo, "scorecard_base_points": t.scorecard.base_points,
         "scorecard_base_odds": t.scorecard.base_odds, "n_features": len(registry),
     }
+
+
+def _fitted_params(bundle: ModelBundle) -> dict:
+    """What the fit chose: calibration, which rows the final trees learnt, rows per leaf."""
+    meta = bundle.metadata
+    return {"calibration": meta["calibration"], "final_fit": meta["final_fit"],
+            "lgb_min_child_samples": meta["min_child_samples"]}
 
 
 def report_figures(bundle: ModelBundle, test: pd.DataFrame, by_grade: pd.DataFrame, seed: int = 0,
@@ -110,8 +118,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     by_grade = calibration_by_grade(bundle, y_test, bundle.model_pd(bundle.matrix(split.test)))
     say("plots and the model card")
     figures = report_figures(bundle, split.test, by_grade, seed=cfg.training.seed)
-    params = {**_params(cfg, registry), "calibration": bundle.metadata["calibration"],
-              "lgb_min_child_samples": bundle.metadata["min_child_samples"], "tune_trials": tune}
+    params = {**_params(cfg, registry), **_fitted_params(bundle), "tune_trials": tune}
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
     tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD, HINDSIGHT_PD], errors="ignore")),
@@ -235,8 +242,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
     bundle.metadata.update({"metrics": metrics, "protocol": protocol})
     run = tracking.log_and_register(
         bundle, experiment_id=exp_id, model_name=f"riskcast-table-{name}",
-        params={**_params(cfg, registry), "calibration": bundle.metadata["calibration"],
-                "lgb_min_child_samples": bundle.metadata["min_child_samples"], "protocol": protocol, "folds": folds if time_col is None else 0},
+        params={**_params(cfg, registry), **_fitted_params(bundle), "protocol": protocol, "folds": folds if time_col is None else 0},
         metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
         test=split.test if time_col is not None else None)
