@@ -11,10 +11,12 @@ from pathlib import Path
 
 def trained_workdir(customers: int, workdir: str | None = None) -> Path:
     """``workdir`` if given, else a work directory after ``riskcast demo`` on ``customers``
-    customers, trained on first use and reused by later runs."""
+    customers, trained on first use and reused by later runs under the same feature registry."""
     if workdir:
         return Path(workdir).resolve()
-    home = Path(tempfile.gettempdir()) / f"riskcast-serving-bench-{customers}"
+    from riskcast.features.registry import default_registry
+
+    home = Path(tempfile.gettempdir()) / f"riskcast-serving-bench-{customers}-{default_registry().version}"
     if not (home / "scored_book.parquet").exists():
         print(f"training a work directory on {customers:,} customers into {home} ...", flush=True)
         subprocess.run([sys.executable, "-m", "riskcast.cli", "--quiet", "demo", "--customers", str(customers),

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cut, _full, cut_as_of, _ = feature_bench._prepare(args, say)
     trained = trained_workdir(args.champion_customers)
-    home = Path(args.workdir) / f"rescore-home-{args.champion_customers}"
+    home = Path(args.workdir) / f"rescore-home-{trained.name.removeprefix('riskcast-serving-bench-')}"
     if not home.exists():  # a copy: the rescore rewrites the order-entry store of its work directory
         shutil.copytree(trained, home)
     out_dir = Path(args.workdir) / "rescore-out"

@@ -80,19 +80,12 @@ def _run(name: str, snapshots: Path, trees: int) -> dict:
     return run_step(__file__, name, "--snapshots", str(snapshots), "--trees", str(trees))
 
 
-def _has_every_feature(snapshots: Path) -> bool:
-    """Whether snapshots saved by an earlier run hold every feature the registry has today."""
-    import pyarrow.parquet as pq
-
-    from riskcast.features.registry import default_registry
-
-    return set(default_registry().names) <= set(pq.read_schema(snapshots).names)
-
-
 def _prepare(args, say) -> Path:
     root = Path(args.workdir) / f"train-{args.customers}-y{args.years}-s{args.seed}"
-    snapshots = root / "snapshots.parquet"
-    if snapshots.exists() and _has_every_feature(snapshots):
+    from riskcast.features.registry import default_registry
+
+    snapshots = root / f"snapshots-{default_registry().version}.parquet"  # remade when a feature changes
+    if snapshots.exists():
         return snapshots
     from riskcast.config import GeneratorConfig, RiskcastConfig
     from riskcast.data.io import read_tables, write_parquet
@@ -100,10 +93,8 @@ def _prepare(args, say) -> Path:
     from riskcast.features.build import build_features
     from riskcast.training.dataset import attach_labels, snapshot_dates
 
-    tables = ("customers", "financial_statements", "invoices", "industry_signals", "defaults", "truth")
-    if not all((root / "book" / f"{t}.parquet").exists() for t in tables):  # each appears once complete
-        say(f"generating {args.customers:,} customers over {args.years} years ...")
-        write_book(GeneratorConfig(customers=args.customers, years=args.years, seed=args.seed), root / "book")
+    say(f"generating {args.customers:,} customers over {args.years} years ...")
+    write_book(GeneratorConfig(customers=args.customers, years=args.years, seed=args.seed), root / "book")
     tables = read_tables(root / "book")
     cfg = RiskcastConfig()
     dates = snapshot_dates(tables, cfg.training)
