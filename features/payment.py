@@ -221,7 +221,6 @@ class _Sums:
                            index=pd.Index(customers[keep], name="customer_id", dtype=object))
         return out[COLUMNS]
 
-
     def _overdue(self, today: int) -> dict[str, np.ndarray]:
         """What the open overdue invoices say of a firm that may have stopped paying.
 

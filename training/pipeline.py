@@ -41,7 +41,7 @@ def _params(cfg: RiskcastConfig, registry: FeatureRegistry) -> dict:
         **{f"lgb_{k}": v for k, v in t.lightgbm.model_dump().items()},
         "horizon_months": t.horizon_months, "test_snapshots": t.test_snapshots,
         "valid_snapshots": t.valid_snapshots, "pd_floor": t.pd_floor, "seed": t.seed,
-        "refit_with_validation": t.refit_with_validation,
+        "refit_with_validation": t.refit_with_validation, "refit_max_shift": t.refit_max_shift,
         "scorecard_pdo": t.scorecard.pdo, "scorecard_base_points": t.scorecard.base_points,
         "scorecard_base_odds": t.scorecard.base_odds, "n_features": len(registry),
     }
