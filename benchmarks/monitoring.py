@@ -72,7 +72,10 @@ def _run(name: str, reference: Path, current: Path, out: Path) -> dict:
 
 
 def _prepare(args: argparse.Namespace, say) -> tuple[Path, Path]:
-    root = Path(args.data) / f"monitor-{args.customers}-{args.rows}"
+    from riskcast.features.registry import default_registry
+
+    # scored by a champion of today's registry: files scored under another one are not reused
+    root = Path(args.data) / f"monitor-{args.customers}-{args.rows}-{default_registry().version}"
     ref_path, cur_path = root / "reference.parquet", root / "current.parquet"
     if ref_path.exists() and cur_path.exists():
         return ref_path, cur_path
