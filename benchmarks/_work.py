@@ -1,7 +1,9 @@
-"""What the benchmarks share: a trained work directory, made once and kept in the temp folder."""
+"""What the benchmarks share: a trained work directory, made once and kept in the temp folder, and
+the way a step runs in a fresh process."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -34,6 +36,12 @@ def peak_gb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024 / 1e9
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def step_arguments(parser: argparse.ArgumentParser, *names: str) -> None:
+    """The hidden options ``run_step`` starts a script's step with: ``--step`` and ``names``."""
+    for name in ("--step", *names):
+        parser.add_argument(name, help=argparse.SUPPRESS)
 
 
 def run_step(script: str, name: str, *args: str) -> dict:

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _work import peak_gb, run_step
+from _work import peak_gb, run_step, step_arguments
 
 from riskcast.env import offline_environment
 
@@ -291,11 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     book_arguments(p)
     p.add_argument("--full", action="store_true", help="also time the uncut book")
-    p.add_argument("--step", help=argparse.SUPPRESS)
-    p.add_argument("--book", help=argparse.SUPPRESS)
-    p.add_argument("--as-of", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
-    p.add_argument("--config", help=argparse.SUPPRESS)
+    step_arguments(p, "--book", "--as-of", "--out", "--config")
     args = p.parse_args(argv)
     if args.step:
         print(json.dumps(step(args.step, Path(args.book), args.as_of, Path(args.out) if args.out else None,

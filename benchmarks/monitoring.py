@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _work import peak_gb, run_step
+from _work import peak_gb, run_step, step_arguments
 
 from riskcast.env import offline_environment
 
@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", help="a trained work directory (default: train one on 50,000 customers)")
     p.add_argument("--data", default=str(Path(tempfile.gettempdir()) / "riskcast-bench"))
     p.add_argument("--skip-baseline", action="store_true", help="do not run Evidently on every row")
-    p.add_argument("--step", help=argparse.SUPPRESS)
-    p.add_argument("--reference", help=argparse.SUPPRESS)
-    p.add_argument("--current", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
+    step_arguments(p, "--reference", "--current", "--out")
     args = p.parse_args(argv)
     if args.step:
         print(json.dumps(step(args.step, Path(args.reference), Path(args.current), Path(args.out))))

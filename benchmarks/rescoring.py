@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import features as feature_bench  # this folder's features benchmark: the same book and its arguments
-from _work import peak_gb, run_step, trained_workdir
+from _work import peak_gb, run_step, step_arguments, trained_workdir
 
 from riskcast.env import offline_environment
 
@@ -87,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     feature_bench.book_arguments(p)
     p.add_argument("--champion-customers", type=int, default=50_000, help="customers the champion is trained on")
-    p.add_argument("--step", help=argparse.SUPPRESS)
-    p.add_argument("--book", help=argparse.SUPPRESS)
-    p.add_argument("--as-of", help=argparse.SUPPRESS)
-    p.add_argument("--home", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
+    step_arguments(p, "--book", "--as-of", "--home", "--out")
     args = p.parse_args(argv)
     if args.step == "rescore":
         print(json.dumps(_rescore(Path(args.book), args.as_of, Path(args.home), Path(args.out))))

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _work import peak_gb, run_step
+from _work import peak_gb, run_step, step_arguments
 
 from riskcast.env import offline_environment
 
@@ -111,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "riskcast-bench"))
-    p.add_argument("--step", help=argparse.SUPPRESS)
-    p.add_argument("--snapshots", help=argparse.SUPPRESS)
+    step_arguments(p, "--snapshots")
     p.add_argument("--trees", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.step:

@@ -3,16 +3,13 @@ validation months too, unless that would leave the calibration behind."""
 
 import numpy as np
 import pytest
+from sklearn.metrics import log_loss
 
 from riskcast.config import RiskcastConfig
 from riskcast.features.build import build_features
 from riskcast.features.registry import default_registry
 from riskcast.training.dataset import LABEL, attach_labels, snapshot_dates, split_out_of_time
 from riskcast.training.fit import fit_bundle
-
-
-def _log_loss(y, p):
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +39,8 @@ def test_the_final_trees_also_learn_the_validation_window(split):
     # the validation rows are now training rows: the refit fits them better in sample, where
     # trees grown on the training window alone would give the stopped model's PDs exactly
     y = split.valid[LABEL].to_numpy()
-    fitted = _log_loss(y, refit.model_pd(refit.matrix(split.valid)))
-    held_out = _log_loss(y, stopped.model_pd(stopped.matrix(split.valid)))
+    fitted = log_loss(y, refit.model_pd(refit.matrix(split.valid)))
+    held_out = log_loss(y, stopped.model_pd(stopped.matrix(split.valid)))
     assert fitted < held_out
 
 
