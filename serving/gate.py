@@ -5,16 +5,25 @@ BentoML answers a malformed body with pydantic's error list (its own document pr
 string) and logs a traceback for it; a request without a body is valid by its document. The
 gate validates scoring bodies with the same models first, so a caller gets
 ``{"error": "<field>: <problem>", "detail": "..."}`` and the log one line.
+
+A path in ``direct`` (``POST /score``) is then answered by the gate itself with the service's
+own decision function: BentoML's generic handler would parse and validate the body a second
+time and build the response through its IO descriptors, about half a millisecond of a
+1.2 ms answer. Everything around it (workers, metrics, the access log when it is on,
+time-out, concurrency limit, health, the OpenAPI document) stays BentoML's.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 from typing import Any, Awaitable, Callable
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from riskcast.errors import RiskcastError
 
 MAX_BODY = 1_048_576
 _SCORING = ("/score", "/score_batch")
@@ -28,6 +37,10 @@ _EXTRA_RESPONSES = {
 
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
+Answer = Callable[[Any], bytes]
+_JSON = (b"content-type", b"application/json")
+_UNEXPECTED = "An unexpected error has occurred, please check the server log."
+logger = logging.getLogger("riskcast.serving")
 
 
 def field_errors(exc: ValidationError) -> tuple[str, str]:
@@ -40,13 +53,17 @@ def field_errors(exc: ValidationError) -> tuple[str, str]:
 
 
 class RequestGate:
-    """ASGI middleware; ``validators`` maps a path to the model its JSON body must fit."""
+    """ASGI middleware; ``validators`` maps a path to the model its JSON body must fit, and
+    ``direct`` a path to the function that answers its validated body with the response's
+    JSON (raising ``RiskcastError`` for a 4xx/5xx)."""
 
-    def __init__(self, app: Any, validators: dict[str, type[BaseModel] | TypeAdapter]) -> None:
+    def __init__(self, app: Any, validators: dict[str, type[BaseModel] | TypeAdapter],
+                 direct: dict[str, Answer] | None = None) -> None:
         self.app = app
         key = os.environ.get("RISKCAST_API_KEY", "")
         self.key = key.encode() if key else None
         self.validators = validators
+        self.direct = direct or {}
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -68,28 +85,45 @@ class RequestGate:
         if too_big:
             await _reply(send, 413, f"body: larger than {MAX_BODY:,} bytes")
             return
-        problem = self._check(path, body)
+        problem, request = self._check(path, body)
         if problem is not None:
             await _reply(send, 400, *problem)
-            return
-        await self.app(scope, _replay(body), _plain_errors(send))
+        elif path in self.direct:
+            await _answer(send, self.direct[path], request, path)
+        else:
+            await self.app(scope, _replay(body), _plain_errors(send))
 
-    def _check(self, path: str, body: bytes) -> tuple[str, str] | None:
+    def _check(self, path: str, body: bytes) -> tuple[tuple[str, str] | None, Any]:
+        """(problem, None) for a body the path refuses, else (None, the validated body)."""
         if not body.strip():
-            return "body: a JSON object is required", "the request has no body"
+            return ("body: a JSON object is required", "the request has no body"), None
         try:
             raw = json.loads(body)  # NaN and Infinity are refused below by the model (allow_inf_nan=False)
         except ValueError as exc:
-            return "body: not valid JSON", str(exc)[:200]
+            return ("body: not valid JSON", str(exc)[:200]), None
         validator = self.validators[path]
         try:
             if isinstance(validator, TypeAdapter):
-                validator.validate_python(raw)
-            else:
-                validator.model_validate(raw)
+                return None, validator.validate_python(raw)
+            return None, validator.model_validate(raw)
         except ValidationError as exc:
-            return field_errors(exc)
-        return None
+            return field_errors(exc), None
+
+
+async def _answer(send: Send, answer: Answer, request: Any, path: str) -> None:
+    """200 with what ``answer`` made of the request; its refusals as documented errors."""
+    try:
+        body = answer(request)
+    except RiskcastError as exc:
+        await _reply(send, exc.http_status, str(exc))  # our own sentence: the field and the problem
+        return
+    except Exception as exc:  # a bug: one line in the log, nothing of it in the answer
+        logger.error("%s failed: %s", path, type(exc).__name__)
+        await _reply(send, 500, _UNEXPECTED)
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [_JSON, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _read(receive: Receive) -> tuple[bytes, bool]:
@@ -121,7 +155,7 @@ async def _reply(send: Send, status: int, error: str, detail: str | None = None)
     payload = {"error": error, **({"detail": detail} if detail else {})}
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [_JSON, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 

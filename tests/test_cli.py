@@ -159,7 +159,12 @@ def test_serve_answers_over_http_on_loopback(demo_workdir):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(bad, timeout=10)
         assert e.value.code == 400 and b"order_amount" in e.value.read()
-        assert urllib.request.urlopen(base + "/metrics", timeout=10).status == 200
+        metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+        # the gate answers /score itself, inside BentoML's metrics: both answers are counted
+        counted = [line for line in metrics.splitlines()
+                   if line.startswith("bentoml_service_request_total") and 'endpoint="/score"' in line]
+        assert any('http_response_code="200"' in line for line in counted), counted
+        assert any('http_response_code="400"' in line for line in counted), counted
     finally:
         proc.terminate()
         try:

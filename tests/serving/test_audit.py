@@ -55,6 +55,38 @@ def test_a_decision_that_cannot_be_recorded_is_not_given(core, customers, tmp_pa
     assert e.value.http_status == 503 and "retry" in str(e.value)
 
 
+def test_threads_deciding_at_once_each_record_every_decision(core, customers, tmp_path):
+    """Each thread keeps its own connection (SQLite refuses one shared across threads): twenty
+    threads deciding at once are all on record, and after a failed write the next one is."""
+    log = AuditLog(sqlite_url(tmp_path / "audit.sqlite"))
+    served = ScoringCore(core.cfg, core.model, core.store, audit=log)
+    errors = []
+
+    def decide(k: int) -> None:
+        try:
+            for i in range(25):
+                served.score_order(Order(customers[(k + i) % len(customers)], 500.0, request_id=f"t{k}-{i}"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decide, args=(k,)) for k in range(20)]  # more than a default pool
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert sorted(log.read()["request_id"]) == sorted(f"t{k}-{i}" for k in range(20) for i in range(25))
+    with log.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE decisions RENAME TO decisions_away")
+    with pytest.raises(AuditUnavailableError):
+        served.score_order(Order(customers[0], 500.0, request_id="lost"))
+    with log.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE decisions_away RENAME TO decisions")
+    served.score_order(Order(customers[0], 500.0, request_id="after"))
+    assert log.read()["request_id"].iloc[-1] == "after" and "lost" not in set(log.read()["request_id"])
+    log.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

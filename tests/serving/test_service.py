@@ -32,6 +32,27 @@ def test_score_answers_with_the_contract_fields(client, customer):
         assert {"feature", "text", "impact"} <= set(reason)
 
 
+def test_the_answer_over_http_is_the_scoring_cores_decision(client, core, customer):
+    """The gate answers /score itself: field for field what the core decides for the same order."""
+    from riskcast.serving.core import Order
+
+    r = client.post("/score", json={"customer_id": customer, "order_amount": 25000, "requested_terms_days": 60,
+                                    "request_id": "same-order-1", "features": {"dbt_mean_3m": 12.5}})
+    assert r.status_code == 200, r.text
+    expected = core.score_order(Order(customer, 25000.0, 60, {"dbt_mean_3m": 12.5}, "same-order-1"))
+    assert r.json() == json.loads(json.dumps(expected))
+    assert r.json()["reasons"]
+
+
+def test_a_reload_swaps_the_champion_in_and_orders_keep_being_answered(client, customer):
+    before = client.post("/score", json={"customer_id": customer, "order_amount": 1000}).json()
+    r = client.post("/admin/reload")
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == r.json()["previous_version"] == before["model"]["version"]
+    after = client.post("/score", json={"customer_id": customer, "order_amount": 1000}).json()
+    assert after["pd_12m"] == before["pd_12m"] and after["model"] == before["model"]
+
+
 @pytest.mark.parametrize("payload, field", [
     ({"customer_id": "C000001"}, "order_amount"),
     ({"customer_id": "C000001", "order_amount": "25000"}, "order_amount"),
