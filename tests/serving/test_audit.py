@@ -56,8 +56,8 @@ def test_a_decision_that_cannot_be_recorded_is_not_given(core, customers, tmp_pa
 
 
 def test_threads_deciding_at_once_each_record_every_decision(core, customers, tmp_path):
-    """Each thread keeps its own connection (SQLite refuses one shared across threads): twenty
-    threads deciding at once are all on record, and after a failed write the next one is."""
+    """Each thread keeps its own connection open: twenty threads deciding at once are all on
+    record, and after a failed write (its connection closed) the next decision is too."""
     log = AuditLog(sqlite_url(tmp_path / "audit.sqlite"))
     served = ScoringCore(core.cfg, core.model, core.store, audit=log)
     errors = []
