@@ -9,6 +9,7 @@ can, the decision is ``refer`` with the reason.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -105,6 +106,23 @@ class ScoringCore:
         self._relationship = self._names.index("relationship_months") if "relationship_months" in self.registry else None
         self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
 
+    def compile_in_background(self) -> threading.Thread | None:
+        """Compile the model's trees in a thread of their own (the C compiler runs in its own
+        process, a few seconds once per model version): every call takes them once ready, and
+        none waits for them. Returns the thread; None without trees to compile."""
+        if self.model is None or self.model.bundle.booster is None:
+            return None
+        bundle = self.model.bundle
+
+        def build() -> None:
+            try:
+                bundle.attribution.compiled()
+            except Exception:  # noqa: BLE001 - the leaf tables failed: every order falls back alike
+                pass
+        thread = threading.Thread(target=build, name="riskcast-compile", daemon=True)
+        thread.start()
+        return thread
+
     def with_model(self, model: LoadedModel | None, model_error: str | None = None) -> "ScoringCore":
         """A core for another model sharing this one's store, switch and audit log: a reload
         swaps the whole core, so a request in flight finishes on the model it started with."""
@@ -165,7 +183,7 @@ class ScoringCore:
             s.fallback_reason[:] = f"no model available: {self.model_error or 'not loaded'}"
             return s
         bundle = self.model.bundle
-        missing = np.count_nonzero(np.isnan(X), axis=1) / max(X.shape[1], 1)
+        missing = np.isnan(X).sum(axis=1) / max(X.shape[1], 1)
         limit = self.max_missing_share
         use_card = missing > limit
         s.fallback_reason[use_card] = [f"{m:.0%} of features missing (limit {limit:.0%})" for m in missing[use_card]]
@@ -225,8 +243,7 @@ class ScoringCore:
         grade = np.full(n, None, dtype=object)
         points = np.full(n, np.nan)
         if scale is not None and ok.any():
-            band[ok] = scale.band(s.pd_[ok])
-            grade[ok] = scale.grade(s.pd_[ok])
+            grade[ok], band[ok] = scale.grade_and_band(s.pd_[ok])
             points[ok] = self.model.bundle.points(s.logit[ok])
         refer = np.array([f"fallback in use: {r}" if r else None for r in s.fallback_reason], dtype=object)
         facts = rows.facts

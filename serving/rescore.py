@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,9 +218,8 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     forced = core.switch.active_reason() if core.switch is not None else None  # as order entry reads it
     if forced:
         say(f"{forced}: the scorecard decides every customer")
-    if engine == "local" and core.model.bundle.booster is not None and not forced:
-        # a new model's trees compile (a C compiler in its own process) while the tables are read
-        threading.Thread(target=core.model.bundle.attribution.compiled, daemon=True).start()
+    if engine == "local" and not forced:
+        core.compile_in_background()  # a new model's trees compile while the tables are read
     out = Path(out)
     as_of = pd.Timestamp(as_of)
     rejected_path, summary_path, work = side_paths(out)

@@ -57,6 +57,9 @@ class RiskcastService:
         # collection no longer walks ~460k objects (230 ms, paid by whichever order triggered it)
         gc.collect()
         gc.freeze()
+        # after the freeze, so that the compiler's passing objects are not kept with start-up's;
+        # orders take the compiled trees once ready (~30 us less each)
+        self.core.compile_in_background()
 
     @staticmethod
     def _order(fields: dict):
@@ -108,6 +111,7 @@ class RiskcastService:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+        self.core.compile_in_background()
         return {"model": model.name, "version": model.version, "previous_version": previous}
 
 

@@ -23,7 +23,7 @@ import lightgbm as lgb
 from .compiled import CompiledTrees, NotCompilable, compile_trees
 
 _ROWS_PER_PASS = 50_000  # bounds the one-hot leaf matrix of a pass (rows x trees entries)
-#: from this many rows a batch goes through the compiled trees (compiled on first such batch)
+#: a batch of this many rows compiles the trees first; smaller calls use them once they are ready
 COMPILE_FROM_ROWS = 2_000
 
 
@@ -109,15 +109,16 @@ class LeafAttribution:
         return self._compiled
 
     def _fast(self, n: int, may_compile: bool = True) -> CompiledTrees | None:
-        """The compiled trees for a batch of ``n`` rows; ``may_compile=False`` (a call under a
-        time budget) takes them only if they are ready, and never waits for a compile."""
-        if n < COMPILE_FROM_ROWS or not self._trees.size:
+        """The compiled trees for ``n`` rows once they are ready; a batch of at least
+        ``COMPILE_FROM_ROWS`` compiles them first unless ``may_compile=False`` (a call under a
+        time budget, which never waits for a compile)."""
+        if not self._trees.size or (self._compiled is None and (n < COMPILE_FROM_ROWS or not may_compile)):
             return None
-        return self.compiled() if may_compile else self._compiled
+        return self.compiled()
 
     def margin(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Raw margin of the rows of ``X``: ``Booster.predict(raw_score=True)``, from the
-        compiled trees for a large batch (equal to the last bit, tested)."""
+        compiled trees once they are ready (equal to the last bit, tested)."""
         fast = self._fast(len(X))
         if fast is not None:
             return fast.margin(X, num_threads)
@@ -130,14 +131,16 @@ class LeafAttribution:
         kw = {"num_threads": num_threads} if num_threads else {}
         n, f = X.shape[0], self.n_features_
         tree = self._trees
+        fast = self._fast(n, may_compile)
         if n == 1 and tree.size:  # order entry: no chunking, no row offsets
+            if fast is not None:
+                return fast.explain_row(X[0])
             leaf = self._single.leaves(X[0]) if self._single is not None else None
             if leaf is None:
                 leaf = self.booster.predict(X, pred_leaf=True, **kw).astype(np.intp).reshape(-1)
             at = self._offset + leaf
             contrib1 = np.bincount(self._flat_feature[at].ravel(), self._flat_delta[at].ravel(), minlength=f)
             return np.array([self._flat_value[at].sum()]), contrib1[None, :]
-        fast = self._fast(n, may_compile)
         if fast is not None:
             return fast.explain(X, threads=num_threads)
         from scipy.sparse import csr_matrix

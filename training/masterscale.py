@@ -18,16 +18,22 @@ class MasterScale:
         self.grades = [g.grade for g in config.grades]
         self.bands = [g.band for g in config.grades]
         self.edges = np.array([g.pd_max for g in config.grades])
+        self._grades, self._bands = np.array(self.grades, dtype=object), np.array(self.bands, dtype=object)
 
     def index(self, pd_: np.ndarray) -> np.ndarray:
         idx = np.searchsorted(self.edges, np.asarray(pd_, dtype=float), side="right")
         return np.minimum(idx, len(self.edges) - 1)
 
     def grade(self, pd_: np.ndarray) -> np.ndarray:
-        return np.asarray(self.grades, dtype=object)[self.index(pd_)]
+        return self._grades[self.index(pd_)]
 
     def band(self, pd_: np.ndarray) -> np.ndarray:
-        return np.asarray(self.bands, dtype=object)[self.index(pd_)]
+        return self._bands[self.index(pd_)]
+
+    def grade_and_band(self, pd_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both labels from one search of the edges."""
+        at = self.index(pd_)
+        return self._grades[at], self._bands[at]
 
     def table(self) -> list[dict]:
         lo = np.concatenate([[0.0], self.edges[:-1]])

@@ -100,6 +100,33 @@ def _post(port: int, body: dict, timeout: float = 5.0) -> dict:
         return json.loads(resp.read())
 
 
+def test_the_write_ahead_log_is_moved_into_the_database_by_the_logs_thread_not_by_a_decision(
+        core, customers, tmp_path):
+    import sqlite3
+
+    from riskcast.serving import audit
+
+    path = tmp_path / "audit.sqlite"
+    log = AuditLog(sqlite_url(path))
+    served = ScoringCore(core.cfg, core.model, core.store, audit=log)
+    for i, c in enumerate(customers[:30]):
+        served.score_order(Order(c, 500.0 + i, request_id=f"wal-{i}"))
+    # a deciding connection leaves the checkpoint to the thread until the log is this long
+    with log.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == audit.WAL_LIMIT_PAGES
+
+    def in_database_file() -> int:  # immutable: the database file alone, without the log
+        with sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+    deadline = time.monotonic() + 20 * audit.CHECKPOINT_EVERY_S
+    while in_database_file() < 30 and time.monotonic() < deadline:
+        time.sleep(audit.CHECKPOINT_EVERY_S / 5)
+    assert in_database_file() == 30
+    assert len(log.read()) == 30
+    log.close()
+
+
 def test_killing_the_server_loses_no_answered_decision(demo_workdir, customers, tmp_path):
     home = tmp_path / "work"
     shutil.copytree(demo_workdir, home, ignore=shutil.ignore_patterns("audit.sqlite*"))

@@ -165,3 +165,20 @@ def test_the_served_champion_decides_a_large_batch_through_its_compiled_trees(wo
     np.testing.assert_allclose(impact, contrib * bundle.calibrator.slope_, rtol=0, atol=1e-12)
     # a bundle loaded outside serving (training, the gate) never compiles
     assert ModelBundle.load(bundle.source).compile_dir is None
+
+
+def test_orders_are_answered_alike_before_and_after_the_trees_compile_in_the_background(workdir_copy):
+    from riskcast.serving.runtime import build_core
+
+    core = build_core(workdir_copy)
+    att = core.model.bundle.attribution
+    ids = pd.read_parquet(workdir_copy / "scored_book.parquet")["customer_id"].astype(str).tolist()[:60]
+    orders = [Order(c, 5_000.0 * (1 + i % 7), request_id=f"r{i}") for i, c in enumerate(ids)]
+    before = [core.score_order(o) for o in orders]
+    assert not att._compile_tried  # one order never compiles
+    thread = core.compile_in_background()
+    thread.join(120)
+    assert att.compiled() is not None, att.compiled_error
+    after = [core.score_order(o) for o in orders]
+    assert after == before
+    assert sum(len(d["reasons"]) for d in after) > len(after)

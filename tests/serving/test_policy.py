@@ -81,7 +81,7 @@ def test_a_book_decided_column_by_column_equals_order_by_order(seed):
         band=rng.choice(np.array(list("ABCDE"), dtype=object), n),
         revenue=np.where(rng.random(n) < 0.2, np.nan, rng.lognormal(13, 1.5, n)),
         operating_cash_flow=np.where(rng.random(n) < 0.5, np.nan, rng.normal(1e5, 3e5, n)),
-        amount_12m=np.where(rng.random(n) < 0.1, 0.0, rng.lognormal(11, 1.5, n)),
+        amount_12m=np.select([rng.random(n) < 0.1, rng.random(n) < 0.02], [0.0, np.nan], rng.lognormal(11, 1.5, n)),
         open_receivables=np.where(rng.random(n) < 0.1, 0.0, rng.lognormal(10, 1.5, n)),
         max_days_overdue_open=np.where(rng.random(n) < 0.7, 0.0, rng.integers(1, 90, n)).astype(float),
         relationship_months=rng.uniform(0, 60, n),
@@ -94,3 +94,4 @@ def test_a_book_decided_column_by_column_equals_order_by_order(seed):
     assert set(book.decision) == {"approve", "approve_with_conditions", "refer", "decline"}
     np.testing.assert_array_equal(book.credit_limit, explained.credit_limit)
     np.testing.assert_array_equal(book.terms_days, explained.terms_days)
+    np.testing.assert_array_equal(book.exposure, explained.exposure)

@@ -113,3 +113,30 @@ def test_a_call_that_may_not_compile_takes_the_trees_only_when_ready(tmp_path):
     m2, c2 = att.explain(X, may_compile=False)
     np.testing.assert_array_equal(m2, margin)
     np.testing.assert_allclose(c2, contrib, rtol=0, atol=1e-12)
+
+
+def test_once_compiled_one_row_and_small_batches_get_lightgbms_answer_from_the_trees(tmp_path, monkeypatch):
+    X, y = _data(seed=8, n=3000)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 15}, lgb.Dataset(X, y), 40)
+    probe = _probe_rows(X, booster)[:400]
+    reference = LeafAttribution(booster)  # no folder: pred_leaf and the leaf tables
+    att = LeafAttribution(booster, cache_dir=tmp_path)
+    fast = att.compiled()
+    assert fast is not None, att.compiled_error
+    rows_through_trees = []
+    explain_row = fast.explain_row
+    monkeypatch.setattr(fast, "explain_row", lambda x: rows_through_trees.append(1) or explain_row(x))
+    for i in range(len(probe)):  # order entry: one row, under a time budget
+        margin, contrib = att.explain(probe[i:i + 1], num_threads=1, may_compile=False)
+        _, ref_contrib = reference.explain(probe[i:i + 1])
+        assert margin.shape == (1,) and contrib.shape == (1, X.shape[1])
+        np.testing.assert_array_equal(margin, booster.predict(probe[i:i + 1], raw_score=True))
+        np.testing.assert_allclose(contrib, ref_contrib, rtol=0, atol=1e-12)
+    assert len(rows_through_trees) == len(probe)
+    margin, contrib = att.explain(probe[:50], may_compile=False)  # a small batch of orders
+    ref_margin, ref_contrib = reference.explain(probe[:50])
+    np.testing.assert_array_equal(margin, ref_margin)
+    np.testing.assert_allclose(contrib, ref_contrib, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="expects rows of 6 features"):
+        explain_row(np.zeros(5))
+
