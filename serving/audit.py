@@ -165,8 +165,9 @@ def _checkpoint_loop(engine: sa.engine.Engine, stop: threading.Event) -> None:
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
             cur.close()
         except Exception:  # noqa: BLE001 - the file went or is busy: writers stay bounded by WAL_LIMIT_PAGES
-            with contextlib.suppress(Exception):
-                conn.close()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
             conn = None
     if conn is not None:
         with contextlib.suppress(Exception):

@@ -1,7 +1,9 @@
 """Credit policy: grade and customer facts in, credit limit, terms and decision out.
 
-Written over arrays so that one order at entry and the whole book at rescoring go through
-the same code. Every threshold comes from ``PolicyConfig``.
+The rules are written twice, and held to the same bits by a test on random books: column by
+column over arrays for a whole book (rescoring), order by order in plain floats for order
+entry, where numpy's cost per call was most of one order's policy (52 against 16 us). Every
+threshold comes from ``PolicyConfig``.
 """
 
 from __future__ import annotations
