@@ -6,7 +6,8 @@ it, so a process killed after answering has already recorded what it answered; W
 ``synchronous=NORMAL`` keeps a commit through a process crash (not through power loss: use
 ``FULL`` or a server database for that). The write-ahead log is moved into the database file by
 a thread of the log's own, not by whichever decision crossed SQLite's threshold (a 3-5 ms
-stall every ~400 decisions). Customer financials are not stored: the reasons are, as the
+stall every ~400 decisions; the log still starts over after a decision's own checkpoint, once
+every ~4,000). Customer financials are not stored: the reasons are, as the
 sentences the customer's sales rep saw.
 """
 
@@ -26,8 +27,9 @@ _TABLE = "decisions"
 #: SQLite: how often a thread of the log's own moves the write-ahead log into the database; a
 #: decision that did it itself stalled 3-5 ms, once every ~400 decisions
 CHECKPOINT_EVERY_S = 0.5
-#: the pages the write-ahead log may reach before a deciding writer checkpoints it after all
-#: (only if that thread cannot: it keeps the log far below)
+#: the pages the write-ahead log may reach before a deciding writer checkpoints it itself: a
+#: checkpoint that does not block writers leaves the frames written while it ran, so the log
+#: starts over only after a writer's own; at this size (~40 MB) once every ~4,000 decisions
 WAL_LIMIT_PAGES = 10_000
 
 
