@@ -1,7 +1,8 @@
 """Order entry: one decision with its reasons, in process and over HTTP, against plain LightGBM.
 
 A work directory is trained once (``riskcast demo`` on a generated book, default 50,000
-customers) unless ``--workdir`` names one. Then, in this run:
+customers) unless ``--workdir`` names one. Then, in this run, each timing of orders in ``--rounds``
+rounds whose median is reported (the machine's neighbours move single runs by +-30%):
 
 - in process, ``ScoringCore.score_order`` for book customers (store lookup, PD, grade, limit,
   terms, decision, reasons), before the model's trees are compiled, then with them, without
@@ -14,9 +15,8 @@ customers) unless ``--workdir`` names one. Then, in this run:
   bounded number of orders each, audit written: first at saturation (each client
   sends as soon as its previous answer is in; what the machine can serve, with its latency),
   then at offered loads (``--rates``, Poisson arrivals, latency counted from the scheduled send
-  time), each load in ``--rounds`` rounds whose median is reported; against ``GET /livez`` at
-  saturation and at the first offered load (what the HTTP stack alone costs). Every answered
-  order is then looked up in the audit log.
+  time); against ``GET /livez`` at saturation and at the first offered load (what the HTTP
+  stack alone costs). Every answered order is then looked up in the audit log.
 
     python benchmarks/serving.py                       # trains a 50,000-customer book first
     python benchmarks/serving.py --workdir riskcast-work --orders 500
@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from riskcast.env import offline_environment
 
@@ -64,7 +65,19 @@ def _summary(ms: list[float]) -> dict:
     return {"p50_ms": round(_pct(ms, 50), 4), "p99_ms": round(_pct(ms, 99), 4), "n": len(ms)}
 
 
-def in_process(home: Path, n: int) -> dict:
+def _median_rounds(rounds: list[list[float]]) -> dict:
+    """Rounds of one measurement: the median of their p50s and of their p99s, and each round's."""
+    import numpy as np
+
+    parts = [_summary(r) for r in rounds]
+    return {"p50_ms": round(float(np.median([p["p50_ms"] for p in parts])), 4),
+            "p99_ms": round(float(np.median([p["p99_ms"] for p in parts])), 4), "n": sum(p["n"] for p in parts),
+            "p50_by_round": [p["p50_ms"] for p in parts]}
+
+
+def in_process(home: Path, n: int, rounds: int = 3) -> dict:
+    """Each figure the median of ``rounds`` rounds of ``n`` calls; the measurements of a round
+    run one after the other, so a slow minute of the machine's neighbours falls on all alike."""
     import numpy as np
     import pandas as pd
 
@@ -77,18 +90,29 @@ def in_process(home: Path, n: int) -> dict:
     ids = pd.read_parquet(home / "scored_book.parquet", columns=["customer_id"])["customer_id"].astype(str).tolist()
     rows = core.store
     X = np.vstack([bundle.matrix(pd.DataFrame([core.lookup(Order(c, 1.0))])) for c in ids[:2000]])
-    out = {"trees": int(bundle.booster.num_trees()), "features": len(bundle.registry)}
-    out["booster_predict_1row"] = _summary(_timed(lambda i: bundle.booster.predict(X[i % 2000:i % 2000 + 1], raw_score=True, num_threads=1), n))
-    out["treeshap_1row"] = _summary(_timed(lambda i: bundle.booster.predict(X[i % 2000:i % 2000 + 1], pred_contrib=True, num_threads=1), n // 5, 20))
+    out = {"trees": int(bundle.booster.num_trees()), "features": len(bundle.registry), "rounds": rounds}
+
+    def order(c: Any):
+        return lambda i: c.score_order(Order(ids[i % len(ids)], 25_000.0))
+
     # as in the service: orders go through LightGBM's leaves until the trees, compiled in the
     # background from start-up (a few seconds, once per model version), are ready
-    out["score_order_uncompiled"] = _summary(_timed(lambda i: core.score_order(Order(ids[i % len(ids)], 25_000.0)), n))
+    out["score_order_uncompiled"] = _median_rounds([_timed(order(core), n) for _ in range(rounds)])
     core.compile_in_background().join()
-    out["score_order"] = _summary(_timed(lambda i: core.score_order(Order(ids[i % len(ids)], 25_000.0)), n))
+    measured: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         audited = core.__class__(core.cfg, core.model, rows, audit=AuditLog(sqlite_url(Path(tmp) / "audit.sqlite")))
-        out["score_order_with_audit"] = _summary(_timed(lambda i: audited.score_order(Order(ids[i % len(ids)], 25_000.0)), n))
+        steps = {
+            "booster_predict_1row": (lambda i: bundle.booster.predict(X[i % 2000:i % 2000 + 1], raw_score=True, num_threads=1), n, 200),
+            "treeshap_1row": (lambda i: bundle.booster.predict(X[i % 2000:i % 2000 + 1], pred_contrib=True, num_threads=1), n // 5, 20),
+            "score_order": (order(core), n, 200),
+            "score_order_with_audit": (order(audited), n, 200),
+        }
+        for _ in range(rounds):
+            for key, (fn, calls, warm) in steps.items():
+                measured.setdefault(key, []).append(_timed(fn, calls, warm))
         audited.audit.close()
+    out.update({key: _median_rounds(r) for key, r in measured.items()})
     # the reason methods on the same rows
     start = time.perf_counter()
     shap = bundle.booster.predict(X, pred_contrib=True, num_threads=1)[:, :-1]
@@ -238,12 +262,16 @@ def over_http(home: Path, clients: int, per_client: int, rates: list[float], rou
         run_tag = f"bench-{int(time.time())}"
         sample = ids[:20_000]
         _load(port, clients, 50, "score", sample, run_tag + "-warm")  # connections, threads, caches
-        livez, livez_err, _ = _load(port, clients, per_client, "livez", sample, run_tag)
         livez_paced = (_summary(_load(port, clients, per_client, "livez", sample, run_tag, rates[0])[0])
                        if rates else None)
         runs: list[dict] = []
         answered: list[str] = []
+        livez: list[list[float]] = []
+        livez_err = 0
         for k in range(rounds):  # the machine's neighbours move single runs by +-30%: median of rounds
+            lat, errors, _ = _load(port, clients, per_client, "livez", sample, run_tag)
+            livez.append(lat)
+            livez_err += errors
             start = time.perf_counter()
             lat, errors, got = _load(port, clients, per_client, "score", sample, f"{run_tag}-{k}")
             wall = time.perf_counter() - start - 1.0  # the clients start together one second in
@@ -270,7 +298,7 @@ def over_http(home: Path, clients: int, per_client: int, rates: list[float], rou
         kill_serving(home)
     by_load = [_median_of([r for r in runs if r["offered_per_s"] == rate]) for rate in (0, *rates)]
     return {"clients": clients, "rounds": rounds, "score": by_load[0], "paced": by_load[1:], "runs": runs,
-            "livez": {**_summary(livez), "errors": livez_err},
+            "livez": {**_median_rounds(livez), "errors": livez_err},
             "livez_paced": livez_paced and {"offered_per_s": rates[0], **livez_paced},
             "answered": len(answered), "answered_not_in_audit_log": missing}
 
@@ -292,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--orders", type=int, default=500, help="orders per HTTP client, load and round")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of every HTTP load (figures: their median)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (figures: their median)")
     p.add_argument("--rates", default="100,250,500",
                    help="offered loads in orders/s (all clients together, Poisson arrivals), comma-separated")
     args = p.parse_args(argv)
@@ -300,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
     home = trained_workdir(args.customers, args.workdir)
     print("in process ...", flush=True)
-    local = in_process(home, args.calls)
+    local = in_process(home, args.calls, args.rounds)
     print("over HTTP ...", flush=True)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     remote = over_http(home, args.clients, args.orders, rates, args.rounds)
@@ -308,10 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     base = local["booster_predict_1row"]["p50_ms"]
     print(json.dumps(result, indent=2))
     print(f"\nmodel: {local['trees']} trees x {local['features']} features")
-    print(f"{'in process':34s} {'p50 ms':>8s} {'p99 ms':>8s} {'x Booster.predict':>18s}")
+    print(f"{'in process, median of ' + str(local['rounds']) + ' rounds':34s} {'p50 ms':>8s} {'p99 ms':>8s} {'x Booster.predict':>18s}")
     for key in ("booster_predict_1row", "treeshap_1row", "score_order_uncompiled", "score_order", "score_order_with_audit"):
         s = local[key]
-        print(f"{key:34s} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f} {s['p50_ms'] / base:18.1f}")
+        print(f"{key:34s} {s['p50_ms']:8.3f} {s['p99_ms']:8.3f} {s['p50_ms'] / base:18.1f}   "
+              f"(rounds: p50 {', '.join(f'{v:.3f}' for v in s['p50_by_round'])})")
     r = local["reasons"]
     print(f"reasons, batch ms/row: TreeSHAP {r['treeshap_ms_per_row_batch']:.4f}, path attribution "
           f"{r['path_attribution_ms_per_row_batch']:.4f} ({r['treeshap_ms_per_row_batch'] / r['path_attribution_ms_per_row_batch']:.1f}x); "
@@ -326,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HTTP, {h['clients']} clients, each sending as soon as its previous answer is in (saturation), "
           f"median of {h['rounds']} rounds, {s['orders']:,} orders: /score p50 {s['p50_ms']:.2f} ms, "
           f"p99 {s['p99_ms']:.2f} ms, {s['orders_per_s']:.0f} orders/s, {s['errors']} errors" + rounds(s))
-    print(f"HTTP, /livez (does nothing) at saturation: p50 {h['livez']['p50_ms']:.2f} ms, p99 {h['livez']['p99_ms']:.2f} ms")
+    print(f"HTTP, /livez (does nothing) at saturation, the same way: p50 {h['livez']['p50_ms']:.2f} ms, "
+          f"p99 {h['livez']['p99_ms']:.2f} ms (rounds: p50 {', '.join(f'{v:.2f}' for v in h['livez']['p50_by_round'])})")
     for r in h["paced"]:
         print(f"HTTP, {h['clients']} clients, Poisson arrivals offering {r['offered_per_s']:g} orders/s "
               f"({r['orders_per_s']:.0f} served): p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
