@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", help="a trained work directory (default: train one)")
     p.add_argument("--customers", type=int, default=50_000)
-    p.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement")
+    p.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement and round")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--orders", type=int, default=500, help="orders per HTTP client, load and round")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (figures: their median)")
