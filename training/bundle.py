@@ -102,12 +102,9 @@ class ModelBundle:
             logit = np.log(pd_ / (1 - pd_))
         else:
             raise ValueError(f"kind must be 'lightgbm' or 'scorecard', not {kind!r}")
-        return pd.DataFrame({
-            "pd_12m": pd_,
-            "score": self.points(logit),
-            "grade": self.master_scale.grade(pd_),
-            "band": self.master_scale.band(pd_),
-        }, index=df.index)
+        grade, band = self.master_scale.grade_and_band(pd_)
+        return pd.DataFrame({"pd_12m": pd_, "score": self.points(logit), "grade": grade, "band": band},
+                            index=df.index)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
