@@ -53,6 +53,7 @@ def pandas_payment(invoices, as_of):
     due = inv["due_date"] <= as_of
     due_12 = due & (inv["due_date"] > as_of - pd.DateOffset(months=12))
     due_3 = due & (inv["due_date"] > as_of - pd.DateOffset(months=3))
+    due_24 = due & (inv["due_date"] > as_of - pd.DateOffset(months=24))
     issued_12 = inv["issue_date"] > as_of - pd.DateOffset(months=12)
     open_amount = inv["amount"].where(~paid, 0.0)
     overdue = ~paid & (inv["due_date"] < as_of)
@@ -112,6 +113,7 @@ def pandas_payment(invoices, as_of):
     last_paid = od["customer_id"].map(g["paid_date"].max())
     since = od[last_paid.isna() | (od["due"] > last_paid)].groupby("customer_id", sort=False).size()
     out["overdue_since_payment"] = since.reindex(out.index, fill_value=0).astype("float64")
+    out["max_days_late_24m"] = dbt.where(due_24).groupby(inv["customer_id"], sort=False).max().reindex(out.index)
     return out
 
 

@@ -695,3 +695,18 @@ def write_book(config: GeneratorConfig, directory: str | Path, progress: Progres
         for name, w in writers.items():
             written[name] = (w.path, w.rows)
     return written
+
+
+#: the synthetic book's seller: the book is its credit sales, half its turnover (the other half
+#: is cash sales), and 10% of its revenue comes back as operating cash flow
+SELLER_CREDIT_SHARE = 0.5
+SELLER_CASH_MARGIN = 0.10
+
+
+def book_seller(invoices: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, float]:
+    """The ``[seller]`` figures of the company whose ledger the book is: its annual revenue
+    from what it invoiced over the 12 months to ``as_of``, and its monthly operating cash flow."""
+    as_of = pd.Timestamp(as_of)
+    year = (invoices["issue_date"] > as_of - pd.DateOffset(months=12)) & (invoices["issue_date"] <= as_of)
+    revenue = float(invoices.loc[year, "amount"].sum()) / SELLER_CREDIT_SHARE
+    return {"annual_revenue": round(revenue, 2), "monthly_operating_cash_flow": round(SELLER_CASH_MARGIN * revenue / 12, 2)}

@@ -22,7 +22,8 @@ COLUMNS = ["invoices_12m", "dbt_mean_3m", "dbt_mean_12m", "dbt_max_3m", "dbt_max
            "amount_12m", "open_receivables", "overdue_amount_open", "max_days_overdue_open", "overdue_share_open",
            "dbt_trend", "months_since_late", "days_since_payment", "unpaid_share_due_60d", "overdue_invoices_open",
            "overdue_beyond_usual_days", "overdue_invoices_undisputed", "overdue_days_undisputed_max",
-           "overdue_days_undisputed_sum", "second_oldest_overdue_days", "overdue_since_payment"]
+           "overdue_days_undisputed_sum", "second_oldest_overdue_days", "overdue_since_payment",
+           "max_days_late_24m"]
 
 _OPEN = np.iinfo(np.int32).max  # paid day of an invoice never paid
 _NONE = np.iinfo(np.int32).min
@@ -105,8 +106,9 @@ class InvoiceLedger:
         today = _day(as_of)
         cut12 = _day(as_of - pd.DateOffset(months=12))
         cut3 = _day(as_of - pd.DateOffset(months=3))
+        cut24 = _day(as_of - pd.DateOffset(months=24))
         for start in range(0, len(self), _CHUNK):
-            acc.add(self, slice(start, start + _CHUNK), today, cut12, cut3, today - 60)
+            acc.add(self, slice(start, start + _CHUNK), today, cut12, cut3, today - 60, cut24)
         return acc.table(self.customers, today)
 
 
@@ -121,6 +123,7 @@ class _Sums:
         self.s = {k: np.zeros(n) for k in self._SUMS}
         self.max3 = np.full(n, -np.inf)
         self.max12 = np.full(n, -np.inf)
+        self.max24 = np.full(n, -np.inf)  # the loyalty rule's window: longest delay, invoices due in 24 months
         self.max_overdue = np.zeros(n)
         self.max_paid12 = np.zeros(n)  # longest delay of the invoices paid in the last 12 months
         self.last_late = np.full(n, _NONE, dtype=np.int64)
@@ -133,7 +136,8 @@ class _Sums:
     def _sum(self, key: str, code: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.s[key] += np.bincount(code, weights=weights, minlength=self.n)
 
-    def add(self, led: InvoiceLedger, rows: slice, today: int, cut12: int, cut3: int, cut60: int) -> None:
+    def add(self, led: InvoiceLedger, rows: slice, today: int, cut12: int, cut3: int, cut60: int,
+            cut24: int) -> None:
         issue = led.issue[rows]
         known = issue <= today
         code = led.code[rows][known].astype(np.intp)
@@ -164,6 +168,8 @@ class _Sums:
             self._sum("w" + key, c, d * a)
             self._sum("amt" + key, c, a)
             np.maximum.at(self.max3 if key == "3" else self.max12, c, d)
+        d24 = fallen_due & (due > cut24)
+        np.maximum.at(self.max24, code[d24], dbt[d24])
         c12, dbt12 = code[d12], dbt[d12]
         for k in (30, 60, 90):
             self._sum(f"late{k}", c12, (dbt12 > k).astype(np.float64))
@@ -215,6 +221,8 @@ class _Sums:
                 "overdue_invoices_open": s["n_overdue"],
                 # a firm that stopped paying leaves invoices open longer than it ever paid late
                 "overdue_beyond_usual_days": np.where(s["n_overdue"] > 0, self.max_overdue - self.max_paid12, np.nan),
+                # NaN: no invoice fell due in 24 months, so nothing shows the customer pays on time
+                "max_days_late_24m": np.where(np.isfinite(self.max24), self.max24, np.nan),
             }
         cols.update(self._overdue(today))
         out = pd.DataFrame({k: np.asarray(v, dtype=np.float64)[keep] for k, v in cols.items()},

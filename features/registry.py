@@ -11,10 +11,63 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .coverage import SourceLayout
 
 Group = Literal["financial", "payment", "industry", "order", "table"]
 Direction = Literal[-1, 0, 1]
+#: how a value is shown in its reason: as it is, back in money from ``log1p`` of it, or months in days
+Shown = Literal["value", "expm1", "days"]
+#: the transforms of ``Shown`` (none for "value"): the one place both reason paths take them from
+SHOWN: dict[str, Callable[[float], float]] = {"expm1": math.expm1, "days": lambda months: months * 30.4375}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where feature values come from: a customer has all of a source's features or, mostly,
+    none (no statement on file: no ratio can be computed).
+
+    A missing feature is explained by its source, never on its own: ``absent`` is the reason
+    when none of the source's features is known, with what to do about it; ``partial`` when only
+    some are. ``label`` names the source in plain words ("a customer with {label}").
+    ``customer``: whether holding the source tells about the customer. The industry's
+    statistics and the relationship's length every customer can have, so they always count
+    as what it could have, but alone they never make a customer scorable.
+    """
+
+    name: str
+    label: str
+    absent: str
+    partial: str
+    customer: bool = True
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source("financial_statements", "financial statements",
+           "No financial statements on file: ask for the last annual accounts",
+           "Financial statements incomplete (figures missing or no previous year to compare): "
+           "ask for the full annual accounts of the last two years"),
+    Source("payment_history", "payment history",
+           "No payment history with us yet: ask for trade references or start with a small limit",
+           "Little payment history with us (no invoice fell due recently): review after the first invoices are paid"),
+    Source("industry", "industry statistics",
+           "No statistics for the customer's industry: check its industry code",
+           "Statistics for the customer's industry incomplete (less than a year published): check its industry code",
+           customer=False),
+    Source("relationship", "a known first trade",
+           "Start of the trading relationship unknown: record the date of the first trade",
+           "Start of the trading relationship unknown: record the date of the first trade", customer=False),
+    Source("table", "values in the table",
+           "No values for this row in the feature table: supply its columns",
+           "Some columns of the feature table are empty for this row: supply the missing values"),
+)}
+
+#: the source of a feature that does not name its own
+_GROUP_SOURCE: dict[str, str] = {"financial": "financial_statements", "payment": "payment_history",
+                                 "industry": "industry", "table": "table"}
 
 
 @dataclass(frozen=True)
@@ -25,7 +78,12 @@ class Feature:
     -1 when it means a lower PD, 0 when no direction is imposed. Values outside
     ``[valid_min, valid_max]`` are clipped when computed and rejected when supplied by a caller.
     ``reason`` is the sentence shown when the feature raises the customer's risk; ``{value}``
-    is replaced by the customer's value formatted with ``fmt``.
+    is replaced by the customer's value, first shown as ``shown`` says (a log back in money),
+    then formatted with ``fmt``. ``source`` is where the value comes from (``SOURCES``; by
+    default the group's): a missing value is its source's reason, not the feature's.
+    ``nan_means``, when set, says what a missing value states about a customer who does have
+    the source (no invoice overdue): such a value is no gap, neither counted missing nor a
+    reason.
     """
 
     name: str
@@ -37,10 +95,27 @@ class Feature:
     reason: str
     fmt: str = ".2f"
     dtype: Literal["float"] = "float"
+    source: str = ""
+    shown: Shown = "value"
+    nan_means: str = ""
 
-    def reason_text(self, value: float | None) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return f"{self.description}: not available"
+    def __post_init__(self) -> None:
+        if not self.source:
+            if self.group not in _GROUP_SOURCE:
+                raise ValueError(f"feature {self.name}: group {self.group!r} has no default source; name one")
+            object.__setattr__(self, "source", _GROUP_SOURCE[self.group])
+        if self.source not in SOURCES:
+            raise ValueError(f"feature {self.name}: unknown source {self.source!r} (known: {', '.join(SOURCES)})")
+        if self.shown != "value" and self.shown not in SHOWN:
+            raise ValueError(f"feature {self.name}: unknown display {self.shown!r} (known: value, {', '.join(SHOWN)})")
+
+    def reason_text(self, value: float) -> str:
+        """The sentence for a known value (a missing one is its source's reason)."""
+        if value is None or math.isnan(value):
+            raise ValueError(f"{self.name}: a missing value has no sentence of its own; its source gives the reason")
+        show = SHOWN.get(self.shown)
+        if show is not None:
+            value = show(value)
         return self.reason.format(value=format(value, self.fmt))
 
 
@@ -49,34 +124,34 @@ _F = Feature
 _FEATURES: tuple[Feature, ...] = (
     # financial statements: the latest statement filed on or before as_of
     _F("current_ratio", "financial", "Current assets / current liabilities", -1, 0.0, 50.0,
-       "Current ratio of {value}: little short-term cover for short-term debts"),
+       "Current assets cover short-term debts only {value} times"),
     _F("quick_ratio", "financial", "(Current assets - inventory) / current liabilities", -1, 0.0, 50.0,
-       "Quick ratio of {value}: liquid assets cover few of the short-term debts"),
+       "Without inventory, current assets cover short-term debts only {value} times"),
     _F("cash_ratio", "financial", "Cash / current liabilities", -1, 0.0, 50.0,
-       "Cash covers only {value} of short-term debts"),
+       "Cash covers only {value} of short-term debts", ".0%"),
     _F("liabilities_to_assets", "financial", "Total liabilities / total assets", 1, 0.0, 10.0,
        "Liabilities are {value} of total assets", ".0%"),
     _F("roa", "financial", "Net income / total assets", -1, -5.0, 5.0,
-       "Return on assets of {value}", ".1%"),
+       "Net income is {value} of total assets", ".1%"),
     _F("ebit_margin", "financial", "EBIT / revenue", -1, -5.0, 1.0,
-       "Operating (EBIT) margin of {value}", ".1%"),
+       "Operating profit (EBIT) is {value} of revenue", ".1%"),
     _F("interest_coverage", "financial", "EBIT / interest expense", -1, -100.0, 100.0,
-       "EBIT covers interest expense only {value} times", ".1f"),
+       "Operating profit (EBIT) covers interest expense only {value} times", ".1f"),
     _F("ocf_to_liabilities", "financial", "Operating cash flow / total liabilities", -1, -10.0, 10.0,
        "Operating cash flow is {value} of total liabilities", ".0%"),
     _F("log_total_assets", "financial", "Natural log of total assets", -1, 0.0, 35.0,
-       "Small balance sheet (log total assets {value})", ".1f"),
+       "Small balance sheet: total assets of {value}", ",.0f", shown="expm1"),
     _F("working_capital_to_assets", "financial", "(Current assets - current liabilities) / total assets", -1,
        -10.0, 1.0, "Working capital is {value} of total assets", ".0%"),
     _F("debt_to_equity", "financial", "Total liabilities / equity (ceiling when equity is not positive)", 1,
-       0.0, 50.0, "Debt is {value} times equity", ".1f"),
-    _F("net_margin", "financial", "Net income / revenue", -1, -5.0, 1.0, "Net margin of {value}", ".1%"),
+       0.0, 50.0, "Liabilities are {value} times equity (50 when equity is nil or negative)", ".1f"),
+    _F("net_margin", "financial", "Net income / revenue", -1, -5.0, 1.0, "Net income is {value} of revenue", ".1%"),
     _F("asset_turnover", "financial", "Revenue / total assets", -1, 0.0, 50.0,
        "Assets turn over only {value} times a year", ".2f"),
     _F("dso_days", "financial", "Receivables / revenue x 365 (days sales outstanding)", 1, 0.0, 730.0,
        "Collects its own receivables in {value} days", ".0f"),
     _F("log_revenue", "financial", "Natural log of annual revenue", -1, 0.0, 35.0,
-       "Small revenue (log revenue {value})", ".1f"),
+       "Small turnover: annual revenue of {value}", ",.0f", shown="expm1"),
     _F("revenue_growth", "financial", "Revenue against the previous statement", -1, -1.0, 10.0,
        "Revenue changed {value} against the previous year", "+.0%"),
     _F("altman_z2", "financial", "Altman Z'' score (private firms)", -1, -50.0, 50.0,
@@ -105,15 +180,15 @@ _FEATURES: tuple[Feature, ...] = (
     _F("share_late_90_12m", "payment", "Share of invoices due in the last 12 months more than 90 days late",
        1, 0.0, 1.0, "{value} of invoices in the last 12 months were more than 90 days late", ".0%"),
     _F("overdue_amount_open", "payment", "Open overdue amount", 1, 0.0, 1e12,
-       "{value} of open invoices are past due", ",.0f"),
+       "Open invoices of {value} in total are past due", ",.0f"),
     _F("overdue_share_open", "payment", "Overdue share of open receivables", 1, 0.0, 1.0,
        "{value} of the open receivables are overdue", ".0%"),
     _F("dbt_trend", "payment", "Mean days beyond terms, last 3 months minus last 12 months", 1,
-       -3650.0, 3650.0, "Payment delays lengthened by {value} days in the last 3 months", "+.0f"),
+       -3650.0, 3650.0, "Payment delays lengthened by {value} days in the last 3 months", ".0f"),
     _F("dispute_rate_12m", "payment", "Share of invoices disputed in the last 12 months", 1, 0.0, 1.0,
        "{value} of invoices disputed in the last 12 months", ".0%"),
     _F("months_since_late", "payment", "Months since the due date of the last invoice paid or still open late",
-       -1, 0.0, 1200.0, "Last late payment only {value} months ago", ".0f"),
+       -1, 0.0, 1200.0, "Last late payment only {value} days ago", ".0f", shown="days"),
     _F("days_since_payment", "payment", "Days since the customer last paid an invoice", 1, 0.0, 3650.0,
        "No payment received for {value} days", ".0f"),
     _F("unpaid_share_due_60d", "payment", "Share of invoices fallen due in the last 60 days still unpaid", 1,
@@ -123,7 +198,7 @@ _FEATURES: tuple[Feature, ...] = (
     _F("overdue_beyond_usual_days", "payment",
        "Days the oldest overdue invoice is past due, beyond the longest delay paid in the last 12 months",
        1, -3650.0, 3650.0, "An invoice is {value} days more overdue than any the customer paid in the last year",
-       ".0f"),
+       ".0f", nan_means="no invoice is overdue"),
     _F("overdue_invoices_undisputed", "payment", "Number of open invoices past their due date and not disputed",
        1, 0.0, 1e6, "{value} undisputed invoices are open past their due date", ".0f"),
     _F("overdue_days_undisputed_max", "payment", "Days past due of the oldest open undisputed invoice", 1,
@@ -136,18 +211,22 @@ _FEATURES: tuple[Feature, ...] = (
     _F("overdue_since_payment", "payment", "Open invoices that fell due after the customer's last payment", 1,
        0.0, 1e6, "{value} invoices fell due after the last payment and are still open", ".0f"),
     _F("relationship_months", "payment", "Months since the first trade with the customer", -1,
-       0.0, 1200.0, "Trading relationship of only {value} months", ".0f"),
-    # industry signals: published for months before as_of
+       0.0, 1200.0, "Trading relationship of only {value} months", ".0f", source="relationship"),
+    # industry signals: published for months before as_of; the firm's own ratios against its
+    # industry come from its statements, so they are missing exactly when the statement is
     _F("industry_default_rate_12m", "industry", "Industry default rate, trailing 12 months", 1,
        0.0, 1.0, "Industry default rate of {value} over the last 12 months", ".1%"),
     _F("industry_growth_12m", "industry", "Change of the industry growth index over 12 months", -1,
        -1.0, 10.0, "Industry activity changed {value} over the last 12 months", "+.1%"),
     _F("current_ratio_vs_industry", "industry", "Current ratio minus the industry median", -1, -50.0, 50.0,
-       "Current ratio {value} against the industry median", "+.2f"),
+       "Current ratio (current assets / short-term debts) {value} against the industry median", "+.2f",
+       source="financial_statements"),
     _F("liabilities_to_assets_vs_industry", "industry", "Liabilities / assets minus the industry median", 1,
-       -10.0, 10.0, "Liabilities / assets {value} above the industry median", "+.0%"),
+       -10.0, 10.0, "Liabilities are {value} of total assets more than at the industry median", ".0%",
+       source="financial_statements"),
     _F("roa_vs_industry", "industry", "Return on assets minus the industry median", -1, -10.0, 10.0,
-       "Return on assets {value} against the industry median", "+.1%"),
+       "Net income on total assets {value} against the industry median", "+.1%",
+       source="financial_statements"),
 )
 
 
@@ -156,6 +235,8 @@ class PolicyFact:
     """A fact the credit policy needs beside the model features (not a model input).
 
     ``default`` is what a customer without statements or history is assumed to have.
+    ``from_request``: whether an order may bring it; the book's own figures (its limits after
+    the seller's caps) come only from the last rescore.
     """
 
     name: str
@@ -163,15 +244,28 @@ class PolicyFact:
     default: float
     valid_min: float = 0.0
     valid_max: float = 1e13   # money: beyond any firm's turnover, and finite through the policy's arithmetic
+    from_request: bool = True
 
 
 POLICY_FACTS: tuple[PolicyFact, ...] = (
     PolicyFact("revenue", "Annual revenue (for the credit limit)", math.nan),
-    PolicyFact("operating_cash_flow", "Annual operating cash flow (caps the credit limit)", math.nan, -1e13),
+    PolicyFact("operating_cash_flow", "Annual operating cash flow (a firm burning cash gets no open credit)",
+               math.nan, -1e13),
     PolicyFact("amount_12m", "Amount invoiced to the customer over the last 12 months", 0.0),
     PolicyFact("open_receivables", "Open receivables before this order", 0.0),
     PolicyFact("max_days_overdue_open", "Days the most overdue open invoice is past due", 0.0, 0.0, 3650.0),
+    PolicyFact("max_days_late_24m", "Longest delay beyond terms of an invoice due in the last 24 months "
+               "(paid late or still open)", math.nan, 0.0, 3650.0),
+    PolicyFact("booked_limit", "The customer's limit in the last rescore of the book", math.nan,
+               from_request=False),
+    PolicyFact("limit_ceiling", "The most the seller's total cap leaves this customer (the last rescore)",
+               math.nan, from_request=False),
+    PolicyFact("book_limits_total", "Sum of all customers' limits in the last rescore", math.nan,
+               valid_max=1e16, from_request=False),
 )
+
+#: the facts an order may supply (the others are the book's own)
+REQUEST_FACTS: tuple[PolicyFact, ...] = tuple(f for f in POLICY_FACTS if f.from_request)
 
 
 @dataclass(frozen=True)
@@ -205,6 +299,19 @@ class FeatureRegistry:
     def group(self, group: Group) -> list[Feature]:
         return [f for f in self.features if f.group == group]
 
+    @cached_property
+    def sources(self) -> tuple[Source, ...]:
+        """The sources this registry's features come from, in ``SOURCES`` order."""
+        used = {f.source for f in self.features}
+        return tuple(s for name, s in SOURCES.items() if name in used)
+
+    @cached_property
+    def layout(self) -> "SourceLayout":
+        """Features by source as arrays, built once per registry for the per-row rules."""
+        from .coverage import SourceLayout
+
+        return SourceLayout(self)
+
     @property
     def monotone_constraints(self) -> list[int]:
         """LightGBM ``monotone_constraints`` in column order."""
@@ -225,13 +332,27 @@ class FeatureRegistry:
 
     @property
     def version(self) -> str:
-        """A short hash of the definitions: tables built under another registry are told apart."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A short hash of the definitions: tables built under another registry are told apart.
+
+        How rules treat a feature (its source, what a missing value means) is left out, and so
+        is a plain display: a registry saved before features had them keeps its version (the
+        store it was built with still matches it)."""
+        feats = [{k: v for k, v in asdict(f).items()
+                  if k not in ("source", "nan_means") and not (k == "shown" and v == "value")}
+                 for f in self.features]
+        text = json.dumps({"features": feats}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FeatureRegistry":
-        return cls(tuple(Feature(**f) for f in data["features"]))
+        """The registry a bundle was trained with; one saved before features named their source
+        takes a built-in feature's source by its name (else its group's)."""
+        builtin = {f.name: f for f in _FEATURES}
+
+        def later(f: Mapping[str, Any]) -> dict[str, Any]:
+            known = builtin.get(f["name"]) if f["group"] != "table" else None
+            return {"source": known.source, "nan_means": known.nan_means} if known is not None else {}
+        return cls(tuple(Feature(**{**later(f), **f}) for f in data["features"]))
 
     @classmethod
     def for_table(cls, columns: Iterable[str], ranges: Mapping[str, tuple[float, float]] | None = None) -> "FeatureRegistry":
@@ -241,7 +362,7 @@ class FeatureRegistry:
         for c in columns:
             lo, hi = ranges.get(c, (-math.inf, math.inf))
             feats.append(Feature(c, "table", f"Column {c}", 0, float(lo), float(hi),
-                                 f"{c} = {{value}}", ".4g"))
+                                 f"{c} is {{value}}", ".4g"))
         return cls(tuple(feats))
 
 

@@ -14,7 +14,7 @@ import math
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,26 @@ def _quoted(names) -> str:
     return ", ".join(f'"{c}"' for c in names)
 
 
-def write_store(features: pd.DataFrame, path: str | Path, registry_version: str) -> Path:
+#: what ``write_store`` itself records in the meta table; ``meta`` may not set these
+RESERVED_META = ("numbers", "texts", "registry_version", "as_of")
+
+
+def write_store(features: pd.DataFrame, path: str | Path, registry_version: str,
+                meta: dict[str, str] | None = None) -> Path:
     """Keep the newest row per customer and write them to a fresh SQLite file atomically.
 
-    Each row carries its as-of date; the file, the version of the registry it was built with.
+    Each row carries its as-of date; the file, the version of the registry it was built with
+    and its own as-of date (the newest row's), so that a reader can tell a store built for
+    another model and a rescore can tell an older store from a newer one. ``meta``: further
+    text entries kept beside them (read back as ``FeatureStore.meta_``).
     """
+    extra = dict(meta or {})
+    for key, value in extra.items():
+        if not isinstance(key, str) or not key or key in RESERVED_META:
+            raise InputError(f"meta.{key}: not a key a caller may set (reserved: {', '.join(RESERVED_META)})",
+                             field=f"meta.{key}")
+        if not isinstance(value, str):
+            raise InputError(f"meta.{key}: must be text, got {type(value).__name__}", field=f"meta.{key}")
     latest = features
     if latest["as_of"].nunique() > 1:
         latest = latest.sort_values("as_of", kind="stable")
@@ -61,6 +76,7 @@ def write_store(features: pd.DataFrame, path: str | Path, registry_version: str)
     raw = packed.tobytes()
     cols["numbers"] = [raw[i:i + width] for i in range(0, len(raw), width)] if width else [b""] * len(latest)
     names = _quoted(cols)
+    as_of = _newest(latest["as_of"]) if "as_of" in latest.columns else None
     with atomic_path(path) as tmp:
         con = sqlite3.connect(tmp)
         try:
@@ -69,7 +85,8 @@ def write_store(features: pd.DataFrame, path: str | Path, registry_version: str)
                 con.execute(f"CREATE TABLE {META} (key TEXT PRIMARY KEY, value TEXT)")
                 con.executemany(f"INSERT INTO {META} VALUES (?, ?)",
                                 [("numbers", json.dumps(numbers)), ("texts", json.dumps(texts)),
-                                 ("registry_version", registry_version)])
+                                 ("registry_version", registry_version),
+                                 *([("as_of", as_of)] if as_of is not None else []), *extra.items()])
                 con.execute(f"CREATE TABLE {TABLE} (customer_id TEXT NOT NULL, "
                             + ", ".join(f'"{c}" TEXT' for c in texts) + (", " if texts else "") + "numbers BLOB)")
                 con.executemany(f"INSERT INTO {TABLE} ({names}) VALUES ({', '.join('?' * len(cols))})",
@@ -78,6 +95,30 @@ def write_store(features: pd.DataFrame, path: str | Path, registry_version: str)
         finally:
             con.close()
     return Path(path)
+
+
+def _newest(dates: pd.Series) -> str | None:
+    """The latest date of a column of dates (or of date texts) as YYYY-MM-DD; None when empty."""
+    newest = pd.to_datetime(pd.Series(dates.unique()), errors="coerce").max()  # a book has a few dates
+    return None if pd.isna(newest) else newest.strftime("%Y-%m-%d")
+
+
+def store_as_of(path: str | Path) -> str | None:
+    """The as-of date of the store file at ``path`` (YYYY-MM-DD), None when it cannot be told.
+
+    A store written before stores recorded their date is read for its newest row instead (one
+    scan, for a command; serving reads only the meta). Raises ``InputError`` for a file that is
+    no store."""
+    reader = _Reader.open(Path(path), (0, 0, 0))
+    try:
+        if reader.as_of is not None:
+            return reader.as_of
+        if "as_of" not in reader.texts:
+            return None
+        row = reader.con.execute(f'SELECT MAX("as_of") FROM {TABLE}').fetchone()
+        return _newest(pd.Series([row[0]])) if row and row[0] is not None else None
+    finally:
+        reader.con.close()
 
 
 class FeatureStore:
@@ -118,6 +159,16 @@ class FeatureStore:
     def registry_version_(self) -> str | None:
         return self._reader().registry_version
 
+    @property
+    def as_of_(self) -> str | None:
+        """The store's as-of date (YYYY-MM-DD); None for a store written before stores recorded it."""
+        return self._reader().as_of
+
+    @property
+    def meta_(self) -> dict[str, str]:
+        """The store file's meta entries (a copy): registry version, as-of date, the writer's own."""
+        return dict(self._reader().meta)
+
     def get(self, customer_id: str) -> dict[str, object] | None:
         r = self._reader()
         row = r.con.execute(r.select, (customer_id,)).fetchone()
@@ -147,6 +198,10 @@ class _Reader:
     select: str
     #: a store written before the numbers were packed: read until the next rescore rewrites it
     legacy: bool = False
+    #: the newest row's date, from the meta; None for a store written before it was recorded
+    as_of: str | None = None
+    #: the file's meta table as written (the oldest layout has none: its rows' registry version)
+    meta: dict = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -163,11 +218,13 @@ class _Reader:
                 columns = [r[1] for r in con.execute(f"PRAGMA table_info({TABLE})")]
                 row = con.execute(f"SELECT registry_version FROM {TABLE} LIMIT 1").fetchone()
                 return cls(version, con, columns, [], row[0] if row else None,
-                           f"SELECT * FROM {TABLE} WHERE customer_id = ?", legacy=True)
+                           f"SELECT * FROM {TABLE} WHERE customer_id = ?", legacy=True,
+                           meta={"registry_version": row[0]} if row and row[0] is not None else {})
             meta = dict(con.execute(f"SELECT key, value FROM {META}").fetchall())
             texts, numbers = json.loads(meta["texts"]), json.loads(meta["numbers"])
         except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
             con.close()
             raise InputError(f"feature store {path} cannot be read: {exc}", field="store") from None
         select = f"SELECT {_quoted([*texts, 'numbers'])} FROM {TABLE} WHERE customer_id = ?"
-        return cls(version, con, texts, numbers, meta.get("registry_version"), select)
+        return cls(version, con, texts, numbers, meta.get("registry_version"), select,
+                   as_of=meta.get("as_of"), meta=meta)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import GeneratorConfig, RiskcastConfig, WorkPaths, load_config, workdir
+from .config import GeneratorConfig, RiskcastConfig, WorkPaths, config_path_for, load_config, workdir
 from .env import offline_environment
 from .errors import InputError, RiskcastError
 
@@ -33,7 +33,11 @@ class Progress:
 
 
 def _config(args: argparse.Namespace) -> RiskcastConfig:
-    return load_config(getattr(args, "config", None))
+    """``--config``, else (for commands with a work directory) the work directory's own file."""
+    explicit = getattr(args, "config", None)
+    if not hasattr(args, "workdir"):
+        return load_config(explicit)
+    return load_config(config_path_for(_paths(args).root, explicit))
 
 
 def _paths(args: argparse.Namespace) -> WorkPaths:
@@ -165,9 +169,41 @@ def _file_key(path: str | Path | None) -> list | None:
     return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
 
 
+def _store_rule(path: Path, as_of, forced: bool) -> tuple[bool, str | None]:
+    """Whether a rescore as of ``as_of`` may replace the live order-entry store, and what to say:
+    a back-dated rescore (a what-if, a rerun of an old day) must not put older features in front
+    of order entry unless the command says so."""
+    from riskcast.features.store import store_as_of
+
+    if not path.exists():
+        return True, None
+    new = as_of.strftime("%Y-%m-%d")
+    try:
+        live = store_as_of(path)
+    except InputError:
+        return True, f"the live order-entry store cannot be read; replaced by this rescore as of {new}"
+    if live is None:
+        return True, f"the live order-entry store does not record its date; replaced by this rescore as of {new}"
+    if live <= new:
+        return True, None
+    if forced:
+        return True, f"order-entry store as of {live} replaced by this rescore as of {new} (--replace-store)"
+    return False, (f"order-entry store left as it is: it is as of {live}, this rescore as of {new} "
+                   f"(older); rerun with --replace-store to replace it")
+
+
+def _book_meta(features) -> dict[str, str]:
+    """What the store keeps of the whole book: the sum of its limits (for the seller's cap)."""
+    from riskcast.serving.core import BOOK_LIMITS_TOTAL
+
+    if BOOK_LIMITS_TOTAL not in features.columns or features.empty:
+        return {}
+    return {BOOK_LIMITS_TOTAL: repr(float(features[BOOK_LIMITS_TOTAL].iloc[0]))}
+
+
 def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None,
              previous: Path | None = None, run_key: dict | None = None, engine: str = "local",
-             spark_master: str | None = None):
+             spark_master: str | None = None, replace_store: bool = False):
     from riskcast.features.store import write_store
     from riskcast.serving.rescore import print_summary, read_previous, rescore_to_file
     from riskcast.serving.runtime import build_core
@@ -180,13 +216,19 @@ def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, sa
     result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
                              run_key={**(run_key or {}), "previous": _file_key(previous)},
                              engine=engine, spark_master=spark_master)
-    say(f"writing the order-entry feature store {paths.store}")
-    write_store(result.features, paths.store, core.registry.version)
+    replace, note = _store_rule(paths.store, as_of, replace_store)
+    if note:
+        print(f"riskcast: {note}", file=sys.stderr, flush=True)  # not a progress line: --quiet keeps it
+    if replace:
+        say(f"writing the order-entry feature store {paths.store}")
+        write_store(result.features, paths.store, core.registry.version, meta=_book_meta(result.features))
     say("done")
     print(f"scored book: {result.summary['scored']:,} customers -> {out}")
     print(f"rejected: {result.rejected_path}   summary: {result.summary_path}")
     print_summary(result.summary)
-    print(f"latest-features store for order entry: {paths.store}")
+    if note:
+        print(note)
+    print(f"latest-features store for order entry{'' if replace else ' (unchanged)'}: {paths.store}")
     return result
 
 
@@ -211,7 +253,7 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
     _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None),
              previous=Path(args.previous) if args.previous else None,
              run_key={"data": _file_key(args.data), "mapping": _file_key(args.mapping)},
-             engine=args.engine, spark_master=args.spark_master)
+             engine=args.engine, spark_master=args.spark_master, replace_store=args.replace_store)
     return 0
 
 
@@ -336,6 +378,27 @@ def cmd_monitor(args: argparse.Namespace, say: Progress) -> int:
     return _monitor(Path(args.reference), Path(args.current), Path(args.out), _config(args), paths, say, args)
 
 
+def cmd_replay(args: argparse.Namespace, say: Progress) -> int:
+    """Exit 0 when every decision replayed is identical, 1 when one differs, 2 when one cannot be
+    replayed (not on record, recorded before inputs were kept, its model or configuration gone)."""
+    from riskcast.serving.replay import replay
+
+    if bool(args.request_ids) + bool(args.all) + (args.last is not None) != 1:
+        raise InputError("request_id: give REQUEST_ID ..., --all or --last N (one of them)", field="request_id")
+    results = replay(_paths(args).root, args.request_ids or None, last=args.last, config_path=args.config)
+    counts = {"identical": 0, "different": 0, "not_replayable": 0}
+    for r in results:
+        counts[r.status] += 1
+        if r.status == "identical" and not args.request_ids:
+            continue  # with --all or --last only what is not identical is listed
+        print(f"{r.request_id}: {r.status.replace('_', ' ')}" + (f" ({r.note})" if r.note else ""))
+        for where, recorded, again in r.differences:
+            print(f"  {where}: recorded {recorded!r}, replayed {again!r}")
+    print(f"{len(results):,} decision(s) replayed: {counts['identical']:,} identical, {counts['different']:,} "
+          f"different, {counts['not_replayable']:,} not replayable")
+    return 1 if counts["different"] else (2 if counts["not_replayable"] else 0)
+
+
 def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
     paths = _paths(args)
     env = dict(os.environ, RISKCAST_HOME=str(paths.root))
@@ -348,11 +411,30 @@ def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
     return 0  # pragma: no cover - exec does not return
 
 
+def _demo_config(args: argparse.Namespace, paths: WorkPaths, seller: dict[str, float]
+                 ) -> tuple[RiskcastConfig, Path]:
+    """The work directory's ``riskcast.toml``: the ``--config`` given (if any) with the book's
+    seller figures, unless it names its own; every later command on the work directory reads it."""
+    import tomllib
+
+    from riskcast.data.io import write_text
+
+    text = Path(args.config).read_text(encoding="utf-8") if getattr(args, "config", None) else ""
+    load_config(args.config) if getattr(args, "config", None) else None  # a bad file is refused first
+    if "seller" not in tomllib.loads(text):
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + (
+            "# the demo's seller: its credit sales are the book (half its turnover), 10% of revenue as cash flow\n"
+            "[seller]\n" + "".join(f"{k} = {v!r}\n" for k, v in seller.items()))
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_text(text, paths.config)
+    return load_config(paths.config), paths.config
+
+
 def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     import pandas as pd
 
     from riskcast.data.io import write_tables
-    from riskcast.data.synthetic import generate_book
+    from riskcast.data.synthetic import book_seller, generate_book
 
     cfg = _config(args)
     paths = _paths(args)
@@ -362,11 +444,13 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     tables = generate_book(gen, progress=say)
     write_tables(tables, paths.book)
     print(f"synthetic book (five raw tables + truth): {paths.book}")
+    cfg, config_file = _demo_config(args, paths, book_seller(tables.invoices, tables.data_end))
+    print(f"configuration, with the seller's figures set from the book: {config_file}")
     say("2/5 features, LightGBM, calibration, scorecard, MLflow")
     _train(tables, cfg, paths, say)
     as_of = tables.data_end
     say("3/5 rescoring the book")
-    _rescore(tables, paths, cfg, as_of, paths.scored, say, getattr(args, "config", None))
+    _rescore(tables, paths, cfg, as_of, paths.scored, say, paths.config)
     scored = pd.read_parquet(paths.scored, columns=["customer_id", "pd_12m"])
     example = scored.sort_values("pd_12m")["customer_id"].iloc[len(scored) // 2]
     say("4/5 drift report: training reference against the latest rescore")
@@ -449,6 +533,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the scoring runs: this process (default) or Spark (pip install 'riskcast[spark]')")
     sp.add_argument("--spark-master", help="with --engine spark: the cluster's master URL (default: the one "
                                            "spark-submit set, else local mode on this machine)")
+    sp.add_argument("--replace-store", action="store_true",
+                    help="replace the order-entry store even when it is more recent than --as-of (by default a "
+                         "back-dated rescore writes its scored files and leaves the live store alone)")
+    with_workdir(sp)
+
+    sp = add("replay", cmd_replay, "decide recorded decisions again from their audit rows (same model version and "
+                                   "configuration) and report, field by field, whether each is identical; exit 1 "
+                                   "when one differs, 2 when one cannot be replayed")
+    sp.add_argument("request_ids", nargs="*", metavar="REQUEST_ID", help="the decisions to replay")
+    sp.add_argument("--all", action="store_true", help="every decision on record")
+    sp.add_argument("--last", type=_positive, metavar="N", help="the last N decisions on record")
     with_workdir(sp)
 
     sp = add("serve", cmd_serve, "start the HTTP service (POST /score, /score_batch; /livez, /readyz, /metrics)")

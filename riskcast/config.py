@@ -6,6 +6,7 @@ them; nothing here touches the disk or the environment until an entry point asks
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -126,16 +127,31 @@ class MasterScaleConfig(_Section):
 
 
 class PolicyConfig(_Section):
-    """Credit policy: limits, terms and decisions. Every threshold is here, with its default."""
+    """Credit policy: the customer's side of the limit, terms and decisions. Every threshold is
+    here, with its default; the seller's own side is ``SellerConfig``."""
 
-    # share of annual revenue granted as a limit, by A-E band (never above 15%)
+    #: the customer's capacity: a share of its annual revenue by A-E band (never above 15%),
+    #: from statements whose period ended at most ``statement_max_age_months`` ago
     limit_share_of_revenue: dict[str, float] = Field(
         default_factory=lambda: {"A": 0.15, "B": 0.10, "C": 0.06, "D": 0.03, "E": 0.0}
     )
-    limit_share_of_monthly_ocf: float = Field(0.30, ge=0)
+    statement_max_age_months: float = Field(18.0, gt=0, le=120)
+    #: the customer's need: months of its purchases from us by band (what its terms and its
+    #: usual delays keep open); with fresh statements the lower of capacity and need counts
+    limit_months_of_purchases: dict[str, float] = Field(
+        default_factory=lambda: {"A": 6.0, "B": 5.0, "C": 4.0, "D": 3.0, "E": 0.0}
+    )
+    #: the share of its limit a firm burning cash (negative operating cash flow in fresh
+    #: statements) keeps: 0, no open credit
+    burning_cash_share: float = Field(0.0, ge=0, le=1)
+    #: no limit above this share of the customer's annual revenue, uplift included
+    max_share_of_revenue: float = Field(0.15, ge=0, le=0.15)
     new_customer_share_of_order: float = Field(0.5, ge=0, le=1)
+    #: loyalty: at least ``loyal_min_months`` of relationship, no invoice paid (or open) more
+    #: than ``loyal_max_days_late`` days late in the last 24 months and none overdue now
     loyal_uplift: float = Field(0.20, ge=0, le=1)
     loyal_min_months: int = Field(24, ge=0)
+    loyal_max_days_late: int = Field(15, ge=0, le=3650)
     terms_days: dict[str, int] = Field(
         default_factory=lambda: {"A": 90, "B": 60, "C": 30, "D": 30, "E": 0}
     )
@@ -144,18 +160,70 @@ class PolicyConfig(_Section):
     decline_overdue_days: int = Field(30, ge=0)
     decline_bands: tuple[str, ...] = ("E",)
     conditions_bands: tuple[str, ...] = ("D",)
+    #: an early-payment discount offered to these bands: ``discount_share`` off when paid within
+    #: ``discount_days`` (2/10 net 30); none by default
+    discount_bands: tuple[str, ...] = ()
+    discount_share: float = Field(0.02, gt=0, le=0.10)
+    discount_days: int = Field(10, ge=1, le=60)
 
     @model_validator(mode="after")
     def _bands(self) -> "PolicyConfig":
         for key, table in (("limit_share_of_revenue", self.limit_share_of_revenue),
+                           ("limit_months_of_purchases", self.limit_months_of_purchases),
                            ("terms_days", self.terms_days)):
             missing = {"A", "B", "C", "D", "E"} - set(table)
             if missing:
                 raise ValueError(f"{key} needs a value for bands {sorted(missing)}")
-        too_high = {b: v for b, v in self.limit_share_of_revenue.items() if not 0 <= v <= 0.15}
+        too_high = {b: v for b, v in self.limit_share_of_revenue.items() if not 0 <= v <= self.max_share_of_revenue}
         if too_high:
-            raise ValueError(f"limit_share_of_revenue must lie in [0, 0.15]; got {too_high}")
+            raise ValueError(f"limit_share_of_revenue must lie in [0, max_share_of_revenue = "
+                             f"{self.max_share_of_revenue}]; got {too_high}")
+        months = {b: v for b, v in self.limit_months_of_purchases.items() if not 0 <= v <= 24}
+        if months:
+            raise ValueError(f"limit_months_of_purchases must lie in [0, 24]; got {months}")
+        for key in ("decline_bands", "conditions_bands", "discount_bands"):
+            unknown = set(getattr(self, key)) - {"A", "B", "C", "D", "E"}
+            if unknown:
+                raise ValueError(f"{key}: unknown bands {sorted(unknown)} (bands are A-E)")
         return self
+
+
+class SellerConfig(_Section):
+    """The seller's own side of the limits (the two-limit principle): no customer's limit above a
+    share of the seller's monthly operating cash flow, the sum of all limits within a share of
+    its annual revenue. Each cap is off while its figure is absent."""
+
+    annual_revenue: float | None = Field(None, gt=0, le=1e15)
+    monthly_operating_cash_flow: float | None = Field(None, gt=0, le=1e14)
+    max_customer_share_of_monthly_ocf: float = Field(0.30, gt=0, le=10)
+    max_total_share_of_revenue: float = Field(0.15, gt=0, le=10)
+    #: when the limits pass the total, each band's unused limit is cut by a share in proportion
+    #: to its weight: the weakest lose the most, the strongest keep the most room to grow
+    cut_weights: dict[str, float] = Field(
+        default_factory=lambda: {"A": 0.25, "B": 0.5, "C": 0.75, "D": 1.0, "E": 1.0}
+    )
+
+    @model_validator(mode="after")
+    def _weights(self) -> "SellerConfig":
+        if set(self.cut_weights) != {"A", "B", "C", "D", "E"} or any(w < 0 for w in self.cut_weights.values()):
+            raise ValueError("cut_weights needs a weight >= 0 for each band A-E")
+        if not any(self.cut_weights.values()):
+            raise ValueError("cut_weights: at least one band must take cuts")
+        return self
+
+    @property
+    def customer_cap(self) -> float:
+        """The largest limit one customer may have (infinite when off)."""
+        if self.monthly_operating_cash_flow is None:
+            return math.inf
+        return self.max_customer_share_of_monthly_ocf * self.monthly_operating_cash_flow
+
+    @property
+    def total_cap(self) -> float:
+        """The most all limits together may reach (infinite when off)."""
+        if self.annual_revenue is None:
+            return math.inf
+        return self.max_total_share_of_revenue * self.annual_revenue
 
 
 class ServingConfig(_Section):
@@ -172,6 +240,19 @@ class ServingConfig(_Section):
     #: where decisions are recorded: any SQLAlchemy URL; None: ``audit.sqlite`` in the work
     #: directory. ``RISKCAST_AUDIT_URL`` overrides it (keeps a password out of the file).
     audit_url: str | None = None
+    #: features and policy facts whose book value an order may replace (recorded as an
+    #: override); any other supplied value must be one the book lacks. Checked against the
+    #: served model's registry when the service starts. None by default: whatever declines or
+    #: limits an order (overdue days, open receivables, ...) is the book's.
+    allow_overrides: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _overrides_listed_once(self) -> "ServingConfig":
+        names = list(self.allow_overrides)
+        bad = sorted({n for n in names if not n.strip() or names.count(n) > 1})
+        if bad:
+            raise ValueError(f"allow_overrides: names must be non-empty and listed once; got {bad}")
+        return self
 
 
 class MonitoringConfig(_Section):
@@ -217,6 +298,7 @@ class RiskcastConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     master_scale: MasterScaleConfig = MasterScaleConfig()
     policy: PolicyConfig = PolicyConfig()
+    seller: SellerConfig = SellerConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     rescore: RescoreConfig = RescoreConfig()
@@ -247,6 +329,15 @@ def load_config(path: str | Path | None = None) -> RiskcastConfig:
     return RiskcastConfig() if path is None else load_toml(path, RiskcastConfig, "config")
 
 
+def config_path_for(root: Path, explicit: str | Path | None = None) -> Path | None:
+    """The configuration a command runs with: ``--config``, else the work directory's
+    ``riskcast.toml`` when there is one, else the defaults (None)."""
+    if explicit:
+        return Path(explicit)
+    own = WorkPaths(root=root).config
+    return own if own.exists() else None
+
+
 def workdir(explicit: str | Path | None = None) -> Path:
     """Where embedded state lives: ``--workdir``, else ``$RISKCAST_HOME``, else ``./riskcast-work``."""
     chosen = explicit or os.environ.get("RISKCAST_HOME") or "riskcast-work"
@@ -263,6 +354,12 @@ class WorkPaths(BaseModel):
     @property
     def book(self) -> Path:
         return self.root / "book"
+
+    @property
+    def config(self) -> Path:
+        """The work directory's own configuration (the demo writes its seller's figures there),
+        read when no ``--config`` is given."""
+        return self.root / "riskcast.toml"
 
     @property
     def store(self) -> Path:

@@ -46,6 +46,19 @@ class UnknownCustomerError(InputError):
     http_status = 404
 
 
+class OverrideRefusedError(InputError):
+    """A request tried to replace a value the book holds for the customer, and
+    ``serving.allow_overrides`` does not allow it: the order is not decided off the record."""
+
+    http_status = 422
+
+
+class RequestConflictError(InputError):
+    """A ``request_id`` already on record for another order: a retry must repeat its order."""
+
+    http_status = 409
+
+
 class ModelUnavailableError(RiskcastError):
     """No usable model bundle (registry unreachable, alias missing, artifact broken)."""
 

@@ -1,14 +1,23 @@
 """The audit log: every order-entry decision on record, committed before the answer leaves.
 
-The embedded default is a SQLite file in WAL mode beside the feature store; any SQLAlchemy URL
-(PostgreSQL, ...) can replace it. A decision is written and committed in the request that makes
-it, so a process killed after answering has already recorded what it answered; WAL with
-``synchronous=NORMAL`` keeps a commit through a process crash (not through power loss: use
-``FULL`` or a server database for that). The write-ahead log is moved into the database file by
-a thread of the log's own, not by whichever decision crossed SQLite's threshold (a 3-5 ms
-stall every ~400 decisions; the log still starts over after a decision's own checkpoint, once
-every ~4,000). Customer financials are not stored: the reasons are, as the
-sentences the customer's sales rep saw.
+The embedded default is a SQLite file in WAL mode beside the feature store; a PostgreSQL URL
+can replace it (both can insert "unless the key exists", which idempotent retries rest on). A
+decision is written and committed in the request that makes it, so a process killed after
+answering has already recorded what it answered; WAL with ``synchronous=NORMAL`` keeps a commit
+through a process crash (not through power loss: use ``FULL`` or a server database for that).
+The write-ahead log is moved into the database file by a thread of the log's own, not by
+whichever decision crossed SQLite's threshold (a 3-5 ms stall every ~400 decisions; the log
+still starts over after a decision's own checkpoint, once every ~4,000).
+
+A row holds what the decision used, so that ``riskcast replay`` can decide it again: every
+registry feature and policy fact as decided (NaN as null), which of them the request supplied
+and which book values it replaced, the order, the model, the fingerprint of the configuration
+(whose full text is in ``configurations``, once per fingerprint), the store's as-of date, the
+fallback the environment imposed (fallback mode, time budget) and the answer as sent.
+
+``request_id`` is unique: a retry of the same order gets the recorded answer and writes nothing;
+the same id for another order is refused. The schema is versioned (``audit_schema``) and an
+older log is upgraded in place when the log is opened (see ``_migrate``).
 """
 
 from __future__ import annotations
@@ -16,14 +25,27 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
+from pydantic_core import to_json
+from sqlalchemy.dialects import postgresql, sqlite
+
+from riskcast.errors import ConfigError, RequestConflictError
 
 _TABLE = "decisions"
+#: rows of an old log whose request_id an earlier row already had, moved aside by the upgrade
+DUPLICATES = "decisions_duplicates"
+#: each configuration decisions were made under, by fingerprint, written once
+CONFIGS = "configurations"
+#: one row: the schema version of this log
+VERSION_TABLE = "audit_schema"
+#: 1: the first log (no unique key, no inputs); 2: inputs, answer, unique request_id
+SCHEMA_VERSION = 2
 #: SQLite: how often a thread of the log's own moves the write-ahead log into the database; a
 #: decision that did it itself stalled 3-5 ms, once every ~400 decisions
 CHECKPOINT_EVERY_S = 0.5
@@ -31,76 +53,178 @@ CHECKPOINT_EVERY_S = 0.5
 #: checkpoint that does not block writers leaves the frames written while it ran, so the log
 #: starts over only after a writer's own; at this size (~40 MB) once every ~4,000 decisions
 WAL_LIMIT_PAGES = 10_000
+_DIALECTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+def _tables(meta: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    decisions = sa.Table(
+        _TABLE, meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("request_id", sa.String(64), nullable=False),
+        sa.Column("decided_at", sa.String(32), nullable=False),
+        sa.Column("customer_id", sa.String(64), nullable=False),
+        sa.Column("order_amount", sa.Float, nullable=False),
+        sa.Column("requested_terms_days", sa.Integer),
+        sa.Column("model_name", sa.String(128)),
+        sa.Column("model_version", sa.String(32)),
+        sa.Column("model_kind", sa.String(16)),
+        sa.Column("pd_12m", sa.Float),
+        sa.Column("score", sa.Float),
+        sa.Column("grade", sa.String(16)),
+        sa.Column("band", sa.String(1)),
+        sa.Column("decision", sa.String(32), nullable=False),
+        sa.Column("decision_reason", sa.Text),
+        sa.Column("conditions", sa.Text),
+        sa.Column("credit_limit", sa.Float),
+        sa.Column("recommended_terms_days", sa.Integer),
+        sa.Column("reasons", sa.Text),
+        sa.Column("fallback", sa.Boolean, nullable=False),
+        sa.Column("fallback_reason", sa.Text),
+        # schema 2 (added at the end, so that an upgraded log has the columns of a new one)
+        *_v2_columns(),
+        sa.Index("ux_decisions_request_id", "request_id", unique=True),
+    )
+    configs = sa.Table(
+        CONFIGS, meta,
+        sa.Column("fingerprint", sa.String(64), primary_key=True),
+        sa.Column("config", sa.Text, nullable=False),
+        sa.Column("first_recorded_at", sa.String(32), nullable=False),
+    )
+    return decisions, configs
+
+
+def _v2_columns() -> list[sa.Column]:
+    """Schema 2's columns, a fresh set per table (a column belongs to one)."""
+    return [
+        sa.Column("answer", sa.Text),             # the answer as sent (JSON)
+        sa.Column("inputs", sa.Text),             # every feature and policy fact decided on (JSON)
+        sa.Column("supplied", sa.Text),           # names the request supplied (JSON list)
+        sa.Column("overridden", sa.Text),         # book values the request replaced (JSON name: value)
+        sa.Column("order_features", sa.Text),     # the request's features as sent (JSON; null: none)
+        sa.Column("in_book", sa.Boolean),
+        sa.Column("store_as_of", sa.String(32)),
+        sa.Column("store_registry_version", sa.String(64)),
+        sa.Column("config_fingerprint", sa.String(64)),
+        sa.Column("environment", sa.Text),        # fallback imposed from outside (JSON; null: none)
+    ]
+
+
+@dataclass(slots=True)
+class Evidence:
+    """What the decisions of one call were made from, beside the orders and the answers."""
+
+    #: the keys of each row of ``values``: registry features, then policy facts
+    names: Sequence[str]
+    #: per order, the values decided on, in ``names``' order (NaN allowed)
+    values: Sequence[Sequence[float]]
+    #: per order, the book's values the request replaced (name: the book's value)
+    overridden: Sequence[Mapping[str, float | None]]
+    in_book: Sequence[bool]
+    store_as_of: Sequence[str | None]
+    store_registry_version: Sequence[str | None]
+    #: per order, the fallback the environment imposed ({"forced_fallback": ...}, ...) or None
+    environment: Sequence[Mapping[str, str] | None]
+    config_fingerprint: str
+    config_json: str
+
+
+def order_features(features: Mapping[str, Any] | None) -> str | None:
+    """The request's features as one canonical text: what a retry must repeat exactly."""
+    if not features:
+        return None
+    return json.dumps({k: (None if v is None else float(v)) for k, v in features.items()},
+                      sort_keys=True, allow_nan=False)
+
+
+def _nulls(values: Sequence[float]) -> list[float | None]:
+    return [None if v != v else v for v in values]  # NaN as null; floats keep their repr (exact)
+
+
 class AuditLog:
-    """Appends decisions to the table ``decisions`` at ``url``."""
+    """Appends decisions to the table ``decisions`` at ``url`` (SQLite or PostgreSQL)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        sqlite = url.startswith("sqlite")
+        sqlite_db = url.startswith("sqlite")
         # SQLite: each deciding thread keeps its own connection open (opening one per decision
         # cost more than the write: 0.33 against 0.20 ms when the machine's caches are cold),
         # so no pool, whose size would cap the threads; a server database keeps its pool
         self.engine = sa.create_engine(url, **({"connect_args": {"timeout": 30}, "poolclass": sa.pool.NullPool}
-                                               if sqlite else {}))
-        self._held = threading.local() if sqlite else None
+                                               if sqlite_db else {}))
+        dialect = self.engine.dialect.name
+        if dialect not in _DIALECTS:
+            self.engine.dispose()
+            raise ConfigError(f"serving.audit_url: {dialect} is not supported; the audit log needs SQLite or "
+                              "PostgreSQL (a retry is detected by an insert that skips an existing key)",
+                              field="serving.audit_url")
+        self._held = threading.local() if sqlite_db else None
         self._checkpoints: threading.Event | None = None  # set: the checkpoint thread stops
         self._checkpoints_lock = threading.Lock()
-        if self.engine.dialect.name == "sqlite":
+        if dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        meta = sa.MetaData()
-        self.table = sa.Table(
-            _TABLE, meta,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("request_id", sa.String(64), nullable=False, index=True),
-            sa.Column("decided_at", sa.String(32), nullable=False),
-            sa.Column("customer_id", sa.String(64), nullable=False),
-            sa.Column("order_amount", sa.Float, nullable=False),
-            sa.Column("requested_terms_days", sa.Integer),
-            sa.Column("model_name", sa.String(128)),
-            sa.Column("model_version", sa.String(32)),
-            sa.Column("model_kind", sa.String(16)),
-            sa.Column("pd_12m", sa.Float),
-            sa.Column("score", sa.Float),
-            sa.Column("grade", sa.String(16)),
-            sa.Column("band", sa.String(1)),
-            sa.Column("decision", sa.String(32), nullable=False),
-            sa.Column("decision_reason", sa.Text),
-            sa.Column("conditions", sa.Text),
-            sa.Column("credit_limit", sa.Float),
-            sa.Column("recommended_terms_days", sa.Integer),
-            sa.Column("reasons", sa.Text),
-            sa.Column("fallback", sa.Boolean, nullable=False),
-            sa.Column("fallback_reason", sa.Text),
-        )
-        meta.create_all(self.engine)
+        self.table, self.configs = _tables(sa.MetaData())
+        _migrate(self.engine, self.table, self.configs)
         # compiled once for the database's own parameter style and sent straight to its driver:
         # a statement built per request cost three times the write itself
         self._columns = [c.name for c in self.table.columns if c.name != "id"]
-        compiled = self.table.insert().compile(dialect=self.engine.dialect, column_keys=self._columns)
-        self._sql = str(compiled)
-        self._order = list(compiled.positiontup) if compiled.positional else None
+        insert = _DIALECTS[dialect]
+        self._sql, self._order = _compiled(
+            insert(self.table).on_conflict_do_nothing(index_elements=["request_id"]), self.engine, self._columns)
+        if self._order is not None and self._order != self._columns:  # rows are built in column order
+            raise RuntimeError(f"audit log: the {dialect} insert binds its columns out of the table's order")
+        self._config_sql, self._config_order = _compiled(
+            insert(self.configs).on_conflict_do_nothing(index_elements=["fingerprint"]), self.engine,
+            ["fingerprint", "config", "first_recorded_at"])
+        self._configs_written: set[str] = set()
 
-    def record(self, orders: Sequence[Any], decisions: Sequence[dict[str, Any]]) -> None:
-        """Write one row per decision in one transaction; raises if it cannot be committed."""
+    def record(self, orders: Sequence[Any], decisions: Sequence[dict[str, Any]],
+               evidence: Evidence) -> list[dict[str, Any] | RequestConflictError | None]:
+        """Write one row per decision in one transaction; raises if it cannot be committed.
+
+        Per order: None when written; the recorded answer when its ``request_id`` was already
+        on record for the same order (a retry: nothing is written); a ``RequestConflictError``
+        (returned, not raised) when it was on record for another order."""
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        rows = [{
-            "request_id": d["request_id"], "decided_at": at, "customer_id": d["customer_id"],
-            "order_amount": float(o.order_amount), "requested_terms_days": o.requested_terms_days,
-            "model_name": d["model"]["name"], "model_version": d["model"]["version"], "model_kind": d["model"]["kind"],
-            "pd_12m": d["pd_12m"], "score": d["score"], "grade": d["grade"], "band": d["band"],
-            "decision": d["decision"], "decision_reason": d["decision_reason"],
-            "conditions": json.dumps(d["conditions"]), "credit_limit": d["credit_limit"],
-            "recommended_terms_days": d["recommended_terms_days"],
-            "reasons": json.dumps([{"feature": r["feature"], "text": r["text"]} for r in d["reasons"]]),
-            "fallback": d["fallback"], "fallback_reason": d["fallback_reason"],
-        } for o, d in zip(orders, decisions)]
-        params = [tuple(r[k] for k in self._order) for r in rows] if self._order else rows
+        names, fp = evidence.names, evidence.config_fingerprint
+        keys = [order_features(o.features) for o in orders]
+        # a tuple in the table's column order (a dict per row, then a tuple, cost a tenth of the
+        # write); JSON by pydantic's serializer: the standard library's shortest round-trip text
+        # of a float, at a seventh of its cost for the inputs' sixty-odd values
+        rows = [(
+            d["request_id"], at, d["customer_id"], float(o.order_amount), o.requested_terms_days,
+            d["model"]["name"], d["model"]["version"], d["model"]["kind"],
+            d["pd_12m"], d["score"], d["grade"], d["band"], d["decision"], d["decision_reason"],
+            to_json(d["conditions"]).decode(), d["credit_limit"], d["recommended_terms_days"],
+            to_json([{"feature": r["feature"], "text": r["text"]} for r in d["reasons"]]).decode(),
+            d["fallback"], d["fallback_reason"],
+            to_json(d).decode(),
+            to_json(dict(zip(names, _nulls(evidence.values[i])))).decode(),
+            to_json(list(o.features)).decode() if o.features else "[]",
+            to_json(evidence.overridden[i]).decode() if evidence.overridden[i] else None,
+            keys[i], evidence.in_book[i], d.get("store_as_of", evidence.store_as_of[i]),
+            evidence.store_registry_version[i], fp,
+            to_json(evidence.environment[i]).decode() if evidence.environment[i] else None,
+        ) for i, (o, d) in enumerate(zip(orders, decisions))]
+        params = rows if self._order else [dict(zip(self._columns, r)) for r in rows]
+        config = None
+        if fp not in self._configs_written:
+            c = {"fingerprint": fp, "config": evidence.config_json, "first_recorded_at": at}
+            config = tuple(c[k] for k in self._config_order) if self._config_order else c
+        written = self._write(params, config)
+        if config is not None:
+            self._configs_written.add(fp)
+        if all(written):
+            return [None] * len(rows)
+        return self._retries(orders, decisions, written, keys)
+
+    def _write(self, params: list, config: Any) -> list[bool]:
+        """Insert the rows, skipping a request_id already on record; per row, whether it was
+        written. One statement per call on the usual path (all new); only when some were not
+        does the transaction start over row by row, to tell which."""
         held = self._held
         if held is not None and self._checkpoints is None:
             self._start_checkpoints()
@@ -109,7 +233,22 @@ class AuditLog:
             conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
-            cur.executemany(self._sql, params)
+            if config is not None:
+                cur.execute(self._config_sql, config)
+            if len(params) == 1:
+                cur.execute(self._sql, params[0])
+                written = [cur.rowcount == 1]
+            else:
+                cur.executemany(self._sql, params)
+                written = [True] * len(params)
+                if cur.rowcount != len(params):
+                    conn.rollback()
+                    if config is not None:
+                        cur.execute(self._config_sql, config)
+                    written = []
+                    for p in params:
+                        cur.execute(self._sql, p)
+                        written.append(cur.rowcount == 1)
             cur.close()
             conn.commit()
         except BaseException:
@@ -123,6 +262,42 @@ class AuditLog:
             held.conn = conn
         else:
             conn.close()
+        return written
+
+    def _retries(self, orders: Sequence[Any], decisions: Sequence[dict[str, Any]], written: list[bool],
+                 keys: list[str | None]) -> list[dict[str, Any] | RequestConflictError | None]:
+        """For each row not written: the recorded answer when it repeats the recorded order,
+        else the conflict naming request_id."""
+        t = self.table
+        wanted = sorted({d["request_id"] for d, w in zip(decisions, written) if not w})
+        with self.engine.connect() as conn:
+            found = {m["request_id"]: m for m in conn.execute(
+                sa.select(t.c.request_id, t.c.customer_id, t.c.order_amount, t.c.requested_terms_days,
+                          t.c.order_features, t.c.answer).where(t.c.request_id.in_(wanted))).mappings()}
+        out: list[dict[str, Any] | RequestConflictError | None] = []
+        for o, d, w, key in zip(orders, decisions, written, keys):
+            if w:
+                out.append(None)
+                continue
+            rid = d["request_id"]
+            rec = found.get(rid)
+            if rec is None:  # cannot happen while rows are never deleted; said, not guessed
+                out.append(RequestConflictError(f"request_id: {rid!r} is on record but could not be read back; "
+                                                "retry", field="request_id"))
+            elif rec["answer"] is None:
+                out.append(RequestConflictError(
+                    f"request_id: {rid!r} was recorded before the log kept answers (audit schema 1), so the "
+                    "answer cannot be repeated; send the order with a new request_id", field="request_id"))
+            elif (rec["customer_id"], float(rec["order_amount"]), rec["requested_terms_days"], rec["order_features"]) \
+                    != (o.customer_id, float(o.order_amount), o.requested_terms_days, key):
+                out.append(RequestConflictError(
+                    f"request_id: {rid!r} is already on record for another order (customer {rec['customer_id']!r}, "
+                    f"amount {rec['order_amount']!r}, terms {rec['requested_terms_days']!r}, features "
+                    f"{rec['order_features'] or 'none'}); a retry must repeat its order exactly, a new order needs "
+                    "a new request_id", field="request_id"))
+            else:
+                out.append(json.loads(rec["answer"]))
+        return out
 
     def _start_checkpoints(self) -> None:
         with self._checkpoints_lock:
@@ -136,6 +311,26 @@ class AuditLog:
         with self.engine.connect() as conn:
             return pd.read_sql(sa.select(self.table).order_by(self.table.c.id), conn)
 
+    def records(self, request_ids: Sequence[str] | None = None, last: int | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts, oldest first: those of ``request_ids``, else the ``last`` N, else all."""
+        t = self.table
+        q = sa.select(t)
+        if request_ids is not None:
+            q = q.where(t.c.request_id.in_(list(request_ids))).order_by(t.c.id)
+        elif last is not None:
+            q = q.order_by(t.c.id.desc()).limit(last)
+        else:
+            q = q.order_by(t.c.id)
+        with self.engine.connect() as conn:
+            rows = [dict(m) for m in conn.execute(q).mappings()]
+        return sorted(rows, key=lambda r: r["id"])
+
+    def configuration(self, fingerprint: str) -> str | None:
+        """The configuration (JSON) recorded under ``fingerprint``; None when there is none."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(self.configs.c.config)
+                                .where(self.configs.c.fingerprint == fingerprint)).scalar()
+
     def close(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.set()
@@ -144,6 +339,96 @@ class AuditLog:
             self._held.conn = None
             conn.close()
         self.engine.dispose()
+
+
+def _compiled(statement: Any, engine: sa.engine.Engine, columns: list[str]) -> tuple[str, list[str] | None]:
+    compiled = statement.compile(dialect=engine.dialect, column_keys=columns)
+    return str(compiled), (list(compiled.positiontup) if compiled.positional else None)
+
+
+# -- schema versions ----------------------------------------------------------------------
+
+def _migrate(engine: sa.engine.Engine, decisions: sa.Table, configs: sa.Table) -> None:
+    """Create the log, or upgrade an older one in place, in one transaction that holds the
+    database's write lock (SQLite) or an advisory lock (PostgreSQL): two workers opening the
+    log at once upgrade it once.
+
+    1 -> 2: the new columns are added (null in old rows: those decisions cannot be replayed
+    or repeated), and ``request_id`` becomes unique. Rows of an old log that repeat an earlier
+    row's request_id (a retry recorded twice) are moved, unchanged and with their ids, to
+    ``decisions_duplicates``: the first row of each request_id stays the one on record, and
+    nothing is deleted."""
+    dialect = engine.dialect
+    conn = engine.raw_connection()
+    try:
+        cur = conn.cursor()
+        if dialect.name == "sqlite":
+            cur.execute("BEGIN IMMEDIATE")
+        else:
+            cur.execute("SELECT pg_advisory_xact_lock(7406913522)")
+        tables = _existing_tables(cur, dialect.name)
+        if _TABLE not in tables:
+            version = 0
+        elif VERSION_TABLE not in tables:
+            version = 1
+        else:
+            cur.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}")
+            version = int(cur.fetchone()[0] or 1)
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"serving.audit_url: the audit log has schema version {version}, newer than this "
+                              f"version of riskcast reads ({SCHEMA_VERSION})", field="serving.audit_url")
+        ddl = lambda element: str(element.compile(dialect=dialect)).strip()  # noqa: E731
+        if version == 0:
+            cur.execute(ddl(sa.schema.CreateTable(decisions)))
+            for index in decisions.indexes:
+                cur.execute(ddl(sa.schema.CreateIndex(index)))
+        elif version == 1:
+            have = _existing_columns(cur, dialect.name, _TABLE)
+            for column in _v2_columns():
+                if column.name not in have:
+                    cur.execute(f"ALTER TABLE {_TABLE} ADD COLUMN {column.name} {column.type.compile(dialect=dialect)}")
+            later = f"id NOT IN (SELECT MIN(id) FROM {_TABLE} GROUP BY request_id)"
+            cur.execute(f"SELECT COUNT(*) FROM {_TABLE} WHERE {later}")
+            if cur.fetchone()[0]:
+                if DUPLICATES not in tables:
+                    cur.execute(f"CREATE TABLE {DUPLICATES} AS SELECT * FROM {_TABLE} WHERE 1 = 0")
+                cur.execute(f"INSERT INTO {DUPLICATES} SELECT * FROM {_TABLE} WHERE {later}")
+                cur.execute(f"DELETE FROM {_TABLE} WHERE {later}")
+            cur.execute("DROP INDEX IF EXISTS ix_decisions_request_id")
+            for index in decisions.indexes:
+                cur.execute(ddl(sa.schema.CreateIndex(index)))
+        if version < SCHEMA_VERSION:
+            if CONFIGS not in tables:
+                cur.execute(ddl(sa.schema.CreateTable(configs)))
+            if VERSION_TABLE not in tables:
+                cur.execute(f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL)")
+            cur.execute(f"DELETE FROM {VERSION_TABLE}")
+            cur.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES ({SCHEMA_VERSION})")
+        cur.close()
+        conn.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _existing_tables(cur: Any, dialect: str) -> set[str]:
+    if dialect == "sqlite":
+        cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
+    return {r[0] for r in cur.fetchall()}
+
+
+def _existing_columns(cur: Any, dialect: str, table: str) -> set[str]:
+    if dialect == "sqlite":
+        cur.execute(f"PRAGMA table_info({table})")
+        return {r[1] for r in cur.fetchall()}
+    cur.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                f"AND table_name = '{table}'")
+    return {r[0] for r in cur.fetchall()}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -8,7 +8,10 @@ can, the decision is ``refer`` with the reason.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import operator
 import threading
 import time
 import uuid
@@ -19,12 +22,14 @@ import numpy as np
 import pandas as pd
 
 from riskcast.config import RiskcastConfig
-from riskcast.errors import AuditUnavailableError, InputError, UnknownCustomerError
-from riskcast.features.registry import POLICY_FACTS, FeatureRegistry, default_registry
+from riskcast.errors import (AuditUnavailableError, ConfigError, InputError, OverrideRefusedError,
+                             RequestConflictError, UnknownCustomerError)
+from riskcast.features.coverage import coverage
+from riskcast.features.registry import POLICY_FACTS, REQUEST_FACTS, FeatureRegistry, default_registry
 from riskcast.features.store import FeatureStore
 from riskcast.training.tracking import LoadedModel
 
-from .audit import AuditLog
+from .audit import AuditLog, Evidence
 from .policy import PolicyInputs, apply_policy
 from .reasons import reason_columns, top_reasons
 from .switch import FallbackSwitch
@@ -42,6 +47,27 @@ class Order:
     request_id: str | None = None
 
 
+#: a row's store registry version when the row was not read from the store
+_NOT_FROM_STORE = object()
+
+
+#: the store's meta entry with the sum of the book's limits in the rescore that wrote it
+BOOK_LIMITS_TOTAL = "book_limits_total"
+
+
+def _book_total(store: FeatureStore) -> float:
+    """The sum of all limits of the book the store was written from; NaN when not recorded."""
+    try:
+        return float(store.meta_.get(BOOK_LIMITS_TOTAL, "nan"))
+    except (InputError, ValueError):  # the store went, or the entry is not a number: no total known
+        return math.nan
+
+
+def _unscored(reason: object) -> str:
+    """The decision's reason when neither the model nor the scorecard could score the customer."""
+    return f"no score, so a person decides: {reason}"
+
+
 def _zero_nan(x: np.ndarray) -> np.ndarray:
     """NaN as 0 (``np.nan_to_num`` costs ~13 us a call on tiny arrays; inputs are finite)."""
     return np.where(np.isnan(x), 0.0, x)
@@ -55,6 +81,10 @@ class _Rows:
     ids: list[str]
     X: np.ndarray                   # registry features, registry order
     facts: dict[str, np.ndarray]    # policy facts (CONTEXT_COLUMNS)
+    #: per row, the as-of date of the store row it was read from (None: not from the store)
+    store_as_of: list[str | None] | None = None
+    #: per row, the registry version of the store row it was read from (_NOT_FROM_STORE: none)
+    store_registry: list[Any] | None = None
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, registry: FeatureRegistry) -> "_Rows":
@@ -67,7 +97,20 @@ class _Rows:
     def from_dicts(cls, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> "_Rows":
         X = np.array([[r[n] for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
         facts = {c: np.array([r[c] for r in rows], dtype=np.float64) for c in CONTEXT_DEFAULTS}
-        return cls([str(r["customer_id"]) for r in rows], X, facts)
+        # which store row each came from (``lookup`` marks it in_book): its date is answered
+        # and its registry version checked against the model's (a plain loop: a quarter of the
+        # cost of three comprehensions on one order)
+        as_of: list[str | None] = []
+        versions: list[Any] = []
+        for r in rows:
+            if r.get("in_book"):
+                a = r.get("as_of")
+                as_of.append(a if isinstance(a, str) else None)
+                versions.append(r.get("registry_version"))
+            else:
+                as_of.append(None)
+                versions.append(_NOT_FROM_STORE)
+        return cls([str(r["customer_id"]) for r in rows], X, facts, store_as_of=as_of, store_registry=versions)
 
 
 @dataclass
@@ -78,6 +121,9 @@ class _Scored:
     kind: np.ndarray
     fallback_reason: np.ndarray
     failed: np.ndarray
+    #: per row, the fallback imposed from outside the inputs (fallback mode, the time budget),
+    #: which a replay must apply again rather than measure again; None where none was
+    imposed: np.ndarray | None = None
 
 
 class ScoringCore:
@@ -102,9 +148,23 @@ class ScoringCore:
             except Exception:  # noqa: BLE001 - the same error falls back to the scorecard per order
                 pass
         self._names = self.registry.names
+        #: the registry's version is a hash of its definitions: taken once, compared per order
+        self.registry_version_ = self.registry.version
         self._blank = dict.fromkeys(self._names, math.nan) | CONTEXT_DEFAULTS
         self._relationship = self._names.index("relationship_months") if "relationship_months" in self.registry else None
-        self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in POLICY_FACTS}}
+        self._statement_age = self._names.index("statement_age_days") if "statement_age_days" in self.registry else None
+        self.input_ranges_ = {**self.registry.valid_ranges, **{f.name: (f.valid_min, f.valid_max) for f in REQUEST_FACTS}}
+        unknown = [n for n in cfg.serving.allow_overrides if n not in self.input_ranges_]
+        if unknown:
+            raise ConfigError(f"serving.allow_overrides: {', '.join(map(repr, unknown))} is no feature or policy fact "
+                              f"a request may supply (known: {', '.join(self.input_ranges_)})",
+                              field="serving.allow_overrides")
+        self._allow_overrides = frozenset(cfg.serving.allow_overrides)
+        #: the configuration as recorded with every decision: its text once, its hash per row
+        self.config_json = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        self.config_fingerprint = hashlib.sha256(self.config_json.encode()).hexdigest()
+        self._record_names = [*self._names, *CONTEXT_DEFAULTS]
+        self._record_values = operator.itemgetter(*self._record_names)  # a tuple: features and facts are many
 
     def compile_in_background(self) -> threading.Thread | None:
         """Compile the model's trees in a thread of their own (the C compiler runs in its own
@@ -130,10 +190,29 @@ class ScoringCore:
 
     @property
     def max_missing_share(self) -> float:
-        """The configured limit, else the one the bundle learned from its training data."""
+        """The highest share of missing features (of what a customer of its kind can have,
+        ``features.coverage``) the model decides: the configured one, else the one the bundle
+        learned from its training data (a bundle trained before counted all features)."""
         if self.cfg.serving.max_missing_share is not None:
             return self.cfg.serving.max_missing_share
         return float(self.model.bundle.metadata.get("max_missing_share", 0.5)) if self.model else 0.5
+
+    def store_status(self) -> dict[str, Any]:
+        """What /readyz says of the order-entry store: how old it is and whether it was built with
+        the model's feature registry (when not, every book customer is referred on the scorecard)."""
+        mine = self.registry_version_
+        out: dict[str, Any] = {"as_of": None, "registry_version": None, "model_registry_version": mine,
+                               "matches_model": False}
+        if self.store is None:
+            return {**out, "note": "no order-entry store: only customers supplying their features are decided"}
+        try:
+            as_of, version = self.store.as_of_, self.store.registry_version_
+        except InputError:  # said without the file's path
+            return {**out, "note": "the order-entry store has gone or cannot be read; rescore to rebuild it"}
+        out.update(as_of=as_of, registry_version=version, matches_model=version == mine)
+        if as_of is None:
+            out["note"] = "the store was written before stores recorded their as-of date; the next rescore records it"
+        return out
 
     # -- inputs -------------------------------------------------------------------------
     def _check_overrides(self, features: Mapping[str, float]) -> None:
@@ -150,8 +229,33 @@ class ScoringCore:
             if not lo <= value <= hi:
                 raise InputError(f"{where}: {value!r} is outside the valid range [{lo}, {hi}]", field=where)
 
+    def _replacements(self, features: Mapping[str, float | None], book: Mapping[str, Any],
+                      customer_id: str) -> tuple[dict[str, float], set[str]]:
+        """Of a book customer's supplied values: the book's values they replace (name: the
+        book's value), each allowed by ``serving.allow_overrides`` or refused here, and the
+        names supplied with the value the book already holds (no replacement). A value the
+        book lacks (missing) may always be supplied."""
+        replaced: dict[str, float] = {}
+        same: set[str] = set()
+        for name, value in features.items():
+            held = book.get(name)
+            if not isinstance(held, (int, float)) or held != held:  # the book lacks it
+                continue
+            if value is not None and float(value) == held:
+                same.add(name)
+                continue
+            if name not in self._allow_overrides:
+                where = f"features.{name}"
+                raise OverrideRefusedError(
+                    f"{where}: the book holds {held!r} for customer {customer_id!r}; a request may supply only what "
+                    f"the book lacks, and serving.allow_overrides does not let it replace {name}", field=where)
+            replaced[name] = float(held)
+        return replaced, same
+
     def lookup(self, order: Order) -> dict[str, Any]:
-        """The customer's latest features, with the request's values laid over them."""
+        """The customer's latest features, with the request's values laid over them: for a
+        customer in the book only what the book lacks, or what ``serving.allow_overrides``
+        lets it replace (listed under ``overridden`` with the book's values)."""
         if not isinstance(order.order_amount, (int, float)) or not math.isfinite(order.order_amount) or order.order_amount <= 0:
             raise InputError(f"order_amount: must be a finite number > 0, got {order.order_amount!r}", field="order_amount")
         terms = order.requested_terms_days
@@ -164,14 +268,31 @@ class ScoringCore:
             raise UnknownCustomerError(
                 f"customer_id: {order.customer_id!r} is not in the book and the request supplies no features",
                 field="customer_id")
+        replaced: dict[str, float] = {}
+        if row is not None and overrides:
+            replaced, same = self._replacements(overrides, row, order.customer_id)
+            for name in same:  # the book's own value stays (0.0 and -0.0 compare equal)
+                del overrides[name]
         base: dict[str, Any] = self._blank.copy()
+        if row is None and self.store is not None:  # a customer new to the book adds to its limits
+            base["book_limits_total"] = _book_total(self.store)
         base.update(row or {})
         base.update({k: (math.nan if v is None else float(v)) for k, v in overrides.items()})
         base["customer_id"] = order.customer_id
         base["in_book"] = row is not None
+        base["overridden"] = replaced
         return base
 
     # -- scoring ------------------------------------------------------------------------
+    def _foreign_rows(self, rows: _Rows) -> list[int]:
+        """The rows read from a store built with another feature registry than the model's
+        (one comparison per row: the store reader knows its file's version)."""
+        versions = rows.store_registry
+        if versions is None:
+            return []
+        mine = self.registry_version_
+        return [i for i, v in enumerate(versions) if v is not _NOT_FROM_STORE and v != mine]
+
     def _score(self, rows: _Rows, forced_reason: str | None, budget_s: float | None) -> _Scored:
         X = rows.X
         n = len(X)
@@ -183,16 +304,25 @@ class ScoringCore:
             s.fallback_reason[:] = f"no model available: {self.model_error or 'not loaded'}"
             return s
         bundle = self.model.bundle
-        missing = np.isnan(X).sum(axis=1) / max(X.shape[1], 1)
+        # too thin for the model: measured against what a customer of its kind can have
+        cover = coverage(X, self.registry)
         limit = self.max_missing_share
-        use_card = missing > limit
-        s.fallback_reason[use_card] = [f"{m:.0%} of features missing (limit {limit:.0%})" for m in missing[use_card]]
+        use_card = cover.share > limit
+        s.fallback_reason[use_card] = [cover.shortfall(i, limit) for i in np.flatnonzero(use_card)]
         if bundle.booster is None:
             use_card[:] = True
             s.fallback_reason[:] = bundle.booster_error or "model file unreadable"
         elif forced_reason:
             use_card[:] = True
             s.fallback_reason[:] = forced_reason
+            s.imposed = np.full(n, None, dtype=object)
+            s.imposed[:] = forced_reason
+        foreign = self._foreign_rows(rows)
+        if foreign:  # the store's features are not the model's: its rows are never fed to it
+            use_card[foreign] = True
+            s.fallback_reason[foreign] = [
+                f"the order-entry store was built with feature registry {rows.store_registry[i] or 'unknown'}, "
+                f"the model with {self.registry_version_}: rescore the book to rebuild the store" for i in foreign]
         gbm = ~use_card
         if gbm.any():
             try:
@@ -205,6 +335,9 @@ class ScoringCore:
                     use_card |= gbm
                     s.fallback_reason[gbm] = (f"model took {1000 * took:.1f} ms, over its budget of "
                                               f"{1000 * budget_s * gbm.sum():.1f} ms")
+                    if s.imposed is None:
+                        s.imposed = np.full(n, None, dtype=object)
+                    s.imposed[gbm] = s.fallback_reason[gbm]
                 else:
                     s.logit[gbm], s.impact[gbm] = logit, impact
             except Exception as exc:  # the model failed: the scorecard answers instead
@@ -232,7 +365,8 @@ class ScoringCore:
                             requested_terms, request_ids, forced_fallback, budget_s=None)
 
     def _columns(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
-                 forced_fallback: str | None, budget_s: float | None, explain: bool = True) -> dict[str, Any]:
+                 forced_fallback: str | None, budget_s: float | None, explain: bool = True,
+                 texts: bool = True) -> dict[str, Any]:
         """Every decision as arrays: the one computation behind the online answer (a dict per
         order) and the batch table (a column per field; without the policy's per-order texts)."""
         n = len(rows.ids)
@@ -249,15 +383,29 @@ class ScoringCore:
         facts = rows.facts
         policy = apply_policy(PolicyInputs(
             band=band, revenue=facts["revenue"], operating_cash_flow=facts["operating_cash_flow"],
+            statement_age_days=rows.X[:, self._statement_age] if self._statement_age is not None else np.full(n, np.nan),
             amount_12m=_zero_nan(facts["amount_12m"]), open_receivables=_zero_nan(facts["open_receivables"]),
             max_days_overdue_open=_zero_nan(facts["max_days_overdue_open"]),
+            max_days_late_24m=facts["max_days_late_24m"],
             relationship_months=_zero_nan(rows.X[:, self._relationship]) if self._relationship is not None
             else np.zeros(n),
+            limit_ceiling=facts["limit_ceiling"], booked_limit=facts["booked_limit"],
+            book_limits_total=facts["book_limits_total"],
             order_amount=np.asarray(order_amount, dtype=float),
             requested_terms_days=np.asarray(requested_terms, dtype=float),
-            refer_reason=refer), self.cfg.policy, explain=explain)
+            refer_reason=refer), self.cfg.policy, self.cfg.seller, explain=explain, texts=texts)
         # unrounded; each form rounds as it presents (PD 6 decimals, score 1, money 2)
         return {"s": s, "points": points, "grade": grade, "band": band, "policy": policy}
+
+    def book_limits(self, rows: pd.DataFrame, forced_fallback: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every customer's band, credit limit and exposure on current exposure, as the rescore
+        decides them (the seller's total cap is worked out on these before the book is decided)."""
+        r = _Rows.from_frame(rows, self.registry)
+        n = len(r.ids)
+        c = self._columns(r, np.zeros(n), np.full(n, np.nan), forced_fallback, budget_s=None, explain=False,
+                          texts=False)
+        return c["band"], np.asarray(c["policy"].credit_limit, dtype=float), np.asarray(c["policy"].exposure)
 
     def decide_frame(self, rows: pd.DataFrame, forced_fallback: str | None = None) -> pd.DataFrame:
         """A whole book's decisions on current exposure (no new order), one row per customer
@@ -283,6 +431,11 @@ class ScoringCore:
             "recommended_terms_days": np.asarray(policy.terms_days).astype(int),
             "fallback": s.kind != "lightgbm", "fallback_reason": s.fallback_reason,
             "exposure": np.round(np.asarray(policy.exposure, dtype=float), 2),
+            "decision_rule": np.where(failed, "referred_fallback", policy.rule),
+            "decision_reason": [_unscored(s.fallback_reason[i]) if failed[i] else w
+                                for i, w in enumerate(policy.explanation)],
+            "conditions": [None if failed[i] or not c else "; ".join(c) for i, c in enumerate(policy.conditions)],
+            "early_payment_discount": np.where(failed, None, np.asarray(policy.discount, dtype=object)),
             "model_version": self.model.version if self.model else None, "model_kind": s.kind,
         })
         for p in range(k):
@@ -293,12 +446,19 @@ class ScoringCore:
     def _decide(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
                 request_ids: Sequence[str] | None, forced_fallback: str | None,
                 budget_s: float | None) -> list[dict[str, Any]]:
+        return self._decisions(rows, order_amount, requested_terms, request_ids, forced_fallback, budget_s)[0]
+
+    def _decisions(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
+                   request_ids: Sequence[str] | None, forced_fallback: str | None,
+                   budget_s: float | None) -> tuple[list[dict[str, Any]], _Scored]:
+        """A dict per order, and the scores behind them (the audit log records what was imposed)."""
         n = len(rows.ids)
         c = self._columns(rows, order_amount, requested_terms, forced_fallback, budget_s)
         s, policy = c["s"], c["policy"]
         reasons = top_reasons(s.impact, rows.X, self.registry, self.cfg.serving.top_reasons)
         model_name = self.model.name if self.model else None
         model_version = self.model.version if self.model else None
+        store_as_of = rows.store_as_of
         out = []
         for i in range(n):
             failed = bool(s.failed[i])
@@ -309,8 +469,9 @@ class ScoringCore:
                 "grade": c["grade"][i],
                 "band": None if failed else c["band"][i],
                 "decision": "refer" if failed else str(policy.decision[i]),
-                "decision_reason": policy.explanation[i],
-                "conditions": policy.conditions[i],
+                "decision_reason": _unscored(s.fallback_reason[i]) if failed else policy.explanation[i],
+                "conditions": [] if failed else policy.conditions[i],
+                "early_payment_discount": None if failed else policy.discount[i],
                 "credit_limit": float(policy.credit_limit[i]),
                 "exposure_after_order": round(float(policy.exposure[i]), 2),
                 "recommended_terms_days": int(policy.terms_days[i]),
@@ -318,30 +479,115 @@ class ScoringCore:
                 "model": {"name": model_name, "version": model_version, "kind": s.kind[i]},
                 "fallback": bool(s.kind[i] != "lightgbm"),
                 "fallback_reason": s.fallback_reason[i],
+                "store_as_of": store_as_of[i] if store_as_of is not None else None,
                 "request_id": request_ids[i] if request_ids is not None else uuid.uuid4().hex,
             })
-        return out
+        return out, s
 
-    def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None) -> list[dict[str, Any]]:
+    def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None, *,
+                     each: bool = False) -> list[dict[str, Any]]:
         """Decide sales orders (order entry): the same path as ``decide``, without a DataFrame,
-        under the model's time budget and the fallback switch; on record before returned."""
+        under the model's time budget and the fallback switch; on record before returned.
+
+        A ``request_id`` already on record for the same order gets the recorded answer (a
+        retry; nothing is written), for another order a ``RequestConflictError``. With
+        ``each`` (a batch) an order that cannot be decided gets an error entry in its place
+        (``error``, ``field``, ``status``, ``customer_id``, ``request_id``) and the others are
+        decided; without, its error is raised."""
         if not orders:
             return []
-        rows = _Rows.from_dicts([self.lookup(o) for o in orders], self._names)
+        bases: list[dict[str, Any]] = []
+        failed: dict[int, dict[str, Any]] = {}
+        for i, o in enumerate(orders):
+            try:
+                bases.append(self.lookup(o))
+            except InputError as exc:
+                if not each:
+                    raise
+                failed[i] = _error_entry(o, exc)
+        todo = [o for i, o in enumerate(orders) if i not in failed] if failed else list(orders)
+        decided = self._orders(todo, bases, forced_fallback, each) if todo else []
+        if not failed:
+            return decided
+        out, rest = [], iter(decided)
+        for i in range(len(orders)):
+            out.append(failed[i] if i in failed else next(rest))
+        return out
+
+    def _orders(self, orders: list[Order], bases: list[dict[str, Any]], forced_fallback: str | None,
+                each: bool) -> list[dict[str, Any]]:
+        rows = _Rows.from_dicts(bases, self._names)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
         ids = [o.request_id or uuid.uuid4().hex for o in orders]
         budget = self.cfg.serving.model_budget_ms / 1000.0
         if forced_fallback is None and self.switch is not None:
             forced_fallback = self.switch.active_reason()
-        decisions = self._decide(rows, amounts, terms, ids, forced_fallback, budget_s=budget)
-        if self.audit is not None:
-            try:
-                self.audit.record(orders, decisions)
-            except Exception as exc:
-                raise AuditUnavailableError(f"audit log: the decision could not be recorded "
-                                            f"({type(exc).__name__}); retry the order") from None
+        decisions, s = self._decisions(rows, amounts, terms, ids, forced_fallback, budget_s=budget)
+        if self.audit is None:
+            return decisions
+        try:
+            recorded = self.audit.record(orders, decisions, self._evidence(rows, bases, s, forced_fallback))
+        except Exception as exc:
+            raise AuditUnavailableError(f"audit log: the decision could not be recorded "
+                                        f"({type(exc).__name__}); retry the order") from None
+        for k, got in enumerate(recorded):
+            if got is None:
+                continue
+            if isinstance(got, RequestConflictError):
+                if not each:
+                    raise got
+                got = _error_entry(orders[k], got)
+            decisions[k] = got  # a retry: the answer on record, as it was sent
         return decisions
+
+    def _evidence(self, rows: _Rows, bases: list[dict[str, Any]], s: _Scored,
+                  forced_fallback: str | None) -> Evidence:
+        """What the audit row of each decision records beside the answer."""
+        # the values the rows were built from, by name (one C call a row: a copy out of the
+        # arrays cost ten times as much)
+        get = self._record_values
+        values = [get(b) for b in bases]
+        n = len(values)
+        if self.model is None:
+            env: list[dict[str, str] | None] = [{"model_error": self.model_error or "not loaded"}] * n
+        elif s.imposed is None:
+            env = [None] * n
+        else:
+            env = [None if r is None else {"forced_fallback" if r == forced_fallback else "over_budget": r}
+                   for r in s.imposed]
+        versions = rows.store_registry or [_NOT_FROM_STORE] * n
+        return Evidence(
+            names=self._record_names, values=values,
+            overridden=[b.get("overridden") or {} for b in bases], in_book=[bool(b.get("in_book")) for b in bases],
+            store_as_of=rows.store_as_of or [None] * n,
+            store_registry_version=[None if v is _NOT_FROM_STORE else v for v in versions],
+            environment=env, config_fingerprint=self.config_fingerprint, config_json=self.config_json)
+
+    def decide_recorded(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Decide again what an audit row recorded (``riskcast replay``): the recorded features
+        and facts, order, store row and imposed fallback, through the order-entry path, with
+        no store, no switch, no time to measure and nothing written."""
+        inputs = json.loads(record["inputs"])
+        base: dict[str, Any] = self._blank.copy()
+        base.update({k: (math.nan if v is None else v) for k, v in inputs.items()})
+        in_book = bool(record["in_book"])
+        base.update(customer_id=record["customer_id"], in_book=in_book, as_of=record["store_as_of"],
+                    registry_version=record["store_registry_version"])
+        env = json.loads(record["environment"]) if record["environment"] else {}
+        rows = _Rows.from_dicts([base], self._names)
+        terms = record["requested_terms_days"]
+        decisions, _ = self._decisions(
+            rows, np.array([record["order_amount"]], dtype=float),
+            np.array([np.nan if terms is None else terms], dtype=float), [record["request_id"]],
+            env.get("forced_fallback") or env.get("over_budget"), budget_s=math.inf)
+        return decisions[0]
 
     def score_order(self, order: Order, forced_fallback: str | None = None) -> dict[str, Any]:
         return self.score_orders([order], forced_fallback)[0]
+
+
+def _error_entry(order: Order, exc: InputError) -> dict[str, Any]:
+    """A batch's answer for an order that could not be decided: the others are."""
+    return {"customer_id": order.customer_id, "request_id": order.request_id, "error": str(exc),
+            "field": exc.field, "status": exc.http_status}

@@ -33,6 +33,8 @@ _EXTRA_RESPONSES = {
     "401": "X-API-Key missing or wrong (when the service has a key)",
     "413": "Body larger than 1 MiB, or more than 10,000 orders in a batch",
     "503": "The decision could not be put on record, or no model could be reloaded; retry",
+    "409": "request_id is on record for another order (a retry repeats its order exactly)",
+    "422": "features.<name>: the request would replace a value the book holds (serving.allow_overrides)",
 }
 
 Receive = Callable[[], Awaitable[dict]]
@@ -58,8 +60,10 @@ class RequestGate:
     JSON (raising ``RiskcastError`` for a 4xx/5xx)."""
 
     def __init__(self, app: Any, validators: dict[str, type[BaseModel] | TypeAdapter],
-                 direct: dict[str, Answer] | None = None) -> None:
+                 direct: dict[str, Answer] | None = None, ready: Callable[[], dict] | None = None) -> None:
         self.app = app
+        #: the body of a ready /readyz (BentoML's own probe decides the status)
+        self.ready = ready
         key = os.environ.get("RISKCAST_API_KEY", "")
         self.key = key.encode() if key else None
         self.validators = validators
@@ -72,6 +76,9 @@ class RequestGate:
         path = scope.get("path", "")
         if path == "/docs.json":
             await self.app(scope, receive, _fix_document(send))
+            return
+        if path == "/readyz" and self.ready is not None and scope.get("method") == "GET":
+            await self.app(scope, receive, _ready_body(send, self.ready))
             return
         if self.key is not None and path.startswith(_GUARDED):
             given = dict(scope.get("headers") or []).get(b"x-api-key", b"")
@@ -159,14 +166,15 @@ async def _reply(send: Send, status: int, error: str, detail: str | None = None)
     await send({"type": "http.response.body", "body": body})
 
 
-def _plain_errors(send: Send) -> Send:
-    """Error answers as the documented object: BentoML wraps an API's raised error in a list."""
+def _rewritten(send: Send, held: Callable[[int], bool], answer: Callable[[dict, bytes], Awaitable[None]]) -> Send:
+    """``send`` for the app, except that an answer whose status ``held`` picks is held back,
+    whole, and ``answer(start, body)`` sends what replaces it."""
     start: dict = {}
     parts: list[bytes] = []
 
     async def wrapped(message: dict) -> None:
         if message["type"] == "http.response.start":
-            if message["status"] < 400:
+            if not held(message["status"]):
                 await send(message)
             else:
                 start.update(message)
@@ -177,10 +185,18 @@ def _plain_errors(send: Send) -> Send:
         parts.append(message.get("body", b""))
         if message.get("more_body"):
             return
+        await answer(start, b"".join(parts))
+    return wrapped
+
+
+def _plain_errors(send: Send) -> Send:
+    """Error answers as the documented object: BentoML wraps an API's raised error in a list."""
+
+    async def answer(start: dict, raw: bytes) -> None:
         try:
-            payload = json.loads(b"".join(parts))
+            payload = json.loads(raw)
         except ValueError:
-            payload = {"error": b"".join(parts).decode("utf-8", "replace")[:500]}
+            payload = {"error": raw.decode("utf-8", "replace")[:500]}
         if isinstance(payload, list) and len(payload) == 1:
             payload = payload[0]
         if not isinstance(payload, dict) or not isinstance(payload.get("error"), str):
@@ -188,7 +204,37 @@ def _plain_errors(send: Send) -> Send:
         if "detail" in payload and not isinstance(payload["detail"], str):
             payload["detail"] = json.dumps(payload["detail"])[:2000]
         await _reply(send, start["status"], payload["error"], payload.get("detail"))
-    return wrapped
+    return _rewritten(send, lambda status: status >= 400, answer)
+
+
+def _ready_body(send: Send, ready: Callable[[], dict]) -> Send:
+    """BentoML's readiness answer with ``ready()`` as its JSON body when it says ready (200):
+    a probe keeps BentoML's verdict, a person reads what the service decides with."""
+
+    async def answer(start: dict, _raw: bytes) -> None:  # BentoML's body is replaced
+        try:
+            body = json.dumps({"ready": True, **ready()}).encode()
+        except Exception as exc:  # noqa: BLE001 - the status stays BentoML's; the log says why
+            logger.error("/readyz body failed: %s", type(exc).__name__)
+            body = json.dumps({"ready": True}).encode()
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length", b"content-type")]
+        headers += [_JSON, (b"content-length", str(len(body)).encode())]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    return _rewritten(send, lambda status: status == 200, answer)
+
+
+def _batch_entries(doc: dict) -> None:
+    """A batch answers each order with its decision or, for an order that could not be decided,
+    an ``OrderError``: BentoML's document keeps only the first of the two."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    op = doc.get("paths", {}).get("/score_batch", {}).get("post")
+    if op is None or "OrderError" not in schemas or "ScoreResponse" not in schemas:
+        return
+    content = op.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {})
+    if content.get("schema", {}).get("type") == "array":
+        content["schema"]["items"] = {"anyOf": [{"$ref": "#/components/schemas/ScoreResponse"},
+                                                {"$ref": "#/components/schemas/OrderError"}]}
 
 
 def _fix_document(send: Send) -> Send:
@@ -222,6 +268,7 @@ def _fix_document(send: Send) -> Send:
                         body_schema["properties"]["requests"]["maxItems"] = 10_000
                 for code, text in _EXTRA_RESPONSES.items():
                     op["responses"].setdefault(code, {"description": text, "content": {"application/json": {"schema": _ERROR}}})
+            _batch_entries(doc)
             body = json.dumps(doc).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))

@@ -3,13 +3,36 @@
 For the LightGBM model a factor's impact is its contribution to the log-odds of default; for
 the scorecard it is the points the feature loses against its best bin. Only factors that
 raise the risk are shown, most important first.
+
+A known feature is a factor of its own, with the customer's value. Missing features are not:
+the impacts of a source's missing features are summed into one factor for the source (no
+statements on file is one reason with what to do about it, not eighteen ratios "not
+available"), named by the source, without a value.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from riskcast.features.registry import Feature, FeatureRegistry
+from riskcast.features.registry import SHOWN, Feature, FeatureRegistry
+
+
+def candidates(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The impacts reasons are chosen from, ``(n, features + sources)``: each known feature's
+    own (0 when missing) and each source's missing features' summed (0 when none is missing);
+    and which values are missing."""
+    missing = np.isnan(values)
+    out = np.concatenate([np.where(missing, 0.0, impact), np.where(missing, impact, 0.0) @ registry.layout.members],
+                         axis=1)
+    return out, missing
+
+
+def _absent(missing: np.ndarray, registry: FeatureRegistry) -> np.ndarray:
+    """Per row and source whether none of the source's features is known (the coverage rule's
+    own notion of holding a source)."""
+    lay = registry.layout
+    return ~lay.held_[(missing @ lay.feature_place).astype(np.intp)]
 
 
 def reason_order(impact: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,21 +53,31 @@ def reason_order(impact: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry, k: int) -> list[list[dict]]:
-    """Per row, up to ``k`` reasons ``{feature, text, impact, value}`` with positive impact."""
+    """Per row, up to ``k`` reasons ``{feature, text, impact, value}`` with positive impact
+    (``feature`` is the source's name and ``value`` None for a source's missing features)."""
+    impact, missing = candidates(impact, values, registry)
+    absent = None  # taken only when a source is among the reasons
     # one stable sort per row: for the few rows of order entry cheaper than ``reason_order``'s
-    # partition, and the same order (largest first, ties by feature order)
+    # partition, and the same order (largest first, ties by feature order, then sources)
     idx = np.argsort(-impact, axis=1, kind="stable")[:, :k]
-    feats = registry.features
+    feats, sources = registry.features, registry.sources
+    nf = len(feats)
     out: list[list[dict]] = []
     for r in range(impact.shape[0]):
         row = []
-        for j in idx[r]:
+        for j in idx[r].tolist():
             if impact[r, j] <= 1e-9:
                 break
-            v = values[r, j]
-            value = None if np.isnan(v) else float(v)
-            row.append({"feature": feats[j].name, "text": feats[j].reason_text(value),
-                        "impact": round(float(impact[r, j]), 4), "value": value})
+            if j < nf:
+                value = float(values[r, j])
+                row.append({"feature": feats[j].name, "text": feats[j].reason_text(value),
+                            "impact": round(float(impact[r, j]), 4), "value": value})
+            else:
+                if absent is None:
+                    absent = _absent(missing, registry)
+                src = sources[j - nf]
+                row.append({"feature": src.name, "text": src.absent if absent[r, j - nf] else src.partial,
+                            "impact": round(float(impact[r, j]), 4), "value": None})
         out.append(row)
     return out
 
@@ -55,37 +88,38 @@ def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegi
     ``reason_<p>_feature`` for p = 1..k, None where fewer reasons count. Sentences are
     formatted feature by feature, not row by row."""
     n = impact.shape[0]
+    impact, missing = candidates(impact, values, registry)
+    absent = _absent(missing, registry)
     idx, shown = reason_order(impact, k)
-    feats = registry.features
+    feats, sources = registry.features, registry.sources
+    nf = len(feats)
     out: dict[str, np.ndarray] = {}
     for p in range(k):
         text = np.full(n, None, dtype=object)
         name = np.full(n, None, dtype=object)
         if p < idx.shape[1]:
             col, ok = idx[:, p], shown[:, p]
-            for j in np.unique(col[ok]):
+            for j in np.unique(col[ok]).tolist():
                 rows = np.flatnonzero(ok & (col == j))
-                text[rows] = _sentences(feats[j], values[rows, j])
-                name[rows] = feats[j].name
+                if j < nf:
+                    text[rows] = _sentences(feats[j], values[rows, j])
+                    name[rows] = feats[j].name
+                else:
+                    src = sources[j - nf]
+                    text[rows] = np.where(absent[rows, j - nf], src.absent, src.partial)
+                    name[rows] = src.name
         out[f"reason_{p + 1}"], out[f"reason_{p + 1}_feature"] = text, name
     return out
 
 
 def _sentences(feature: Feature, values: np.ndarray) -> list[str]:
-    """``feature.reason_text`` of each value: each distinct value formatted once, the lookups
-    hoisted out of the loop (a book formats millions of sentences)."""
-    missing = np.isnan(values)
-    if missing.all():
-        return [feature.reason_text(None)] * len(values)
-    sentence, fmt = feature.reason.format, feature.fmt
+    """``feature.reason_text`` of each (known) value: each distinct value formatted once, the
+    lookups hoisted out of the loop (a book formats millions of sentences)."""
+    sentence, fmt, show = feature.reason.format, feature.fmt, SHOWN.get(feature.shown)
     distinct, at = np.unique(values, return_inverse=True)  # a book repeats its day counts and shares
-    if len(distinct) * 2 < len(values):
-        texts = np.array([sentence(value=format(x, fmt)) for x in distinct.tolist()], dtype=object)
-        out = texts[at.ravel()].tolist()
-    else:
-        out = [sentence(value=format(x, fmt)) for x in values.tolist()]
-    if missing.any():
-        gone = feature.reason_text(None)
-        for i in np.flatnonzero(missing):
-            out[i] = gone
-    return out
+    few = len(distinct) * 2 < len(values)
+    xs = (distinct if few else values).tolist()
+    if show is not None:
+        xs = [show(x) for x in xs]
+    texts = [sentence(value=format(x, fmt)) for x in xs]
+    return np.array(texts, dtype=object)[at.ravel()].tolist() if few else texts

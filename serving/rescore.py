@@ -15,9 +15,11 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field
+from math import isfinite
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
@@ -28,6 +30,7 @@ from riskcast.features.payment import InvoiceLedger
 from riskcast.training.masterscale import grade_migration
 
 from .core import ScoringCore
+from .policy import seller_ceilings
 
 Progress = Callable[[str], None]
 REJECTED_COLUMNS = ["customer_id", "kind", "reason"]
@@ -36,8 +39,8 @@ PREVIOUS_COLUMNS = ["customer_id", "pd_12m", "grade", "exposure", "credit_limit"
 
 
 _FLOAT = ("pd_12m", "score", "credit_limit", "exposure", "previous_pd_12m")
-_TEXT = ("customer_id", "grade", "band", "decision", "fallback_reason", "model_version", "model_kind",
-         "previous_grade", "industry")
+_TEXT = ("customer_id", "grade", "band", "decision", "decision_rule", "decision_reason", "conditions",
+         "early_payment_discount", "fallback_reason", "model_version", "model_kind", "previous_grade", "industry")
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -143,6 +146,7 @@ def rescore_book(tables: RawTables, core: ScoringCore, as_of: pd.Timestamp, *, c
     the features they were made on) and the feature rows, for the online store."""
     say = progress or (lambda _m: None)
     feats, _ = book_on(tables, core, as_of)
+    feats, _ = with_seller_limits(feats, core, None, say)
     parts = []
     for start in range(0, len(feats), chunk_size):
         parts.append(score_chunk(feats.iloc[start:start + chunk_size], core))
@@ -243,15 +247,17 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     feats_path, rej_path, book_path = work / "features.parquet", work / "rejected.parquet", work / "book.json"
     if feats_path.exists() and rej_path.exists() and book_path.exists():
         feats, rejected = pd.read_parquet(feats_path), pd.read_parquet(rej_path)
-        n_customers = int(json.loads(book_path.read_text())["customers_in"])
+        saved_book = json.loads(book_path.read_text())
+        n_customers, seller = int(saved_book["customers_in"]), saved_book["seller"]
         say(f"resuming: the book's {len(feats):,} feature rows were already built")
     else:
         try:
             feats, rejected, n_customers = _build_book(tables, core, as_of, say)
+            feats, seller = with_seller_limits(feats, core, forced, say)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
             raise
-        write_text(json.dumps({"customers_in": n_customers}), book_path)
+        write_text(json.dumps(json_ready({"customers_in": n_customers, "seller": seller})), book_path)
         write_parquet(rejected, rej_path)
         write_parquet(feats, feats_path)  # last: its presence says all three are complete
     del tables
@@ -273,12 +279,41 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
-                    "fallback_mode": forced,
+                    "fallback_mode": forced, "seller": seller,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats)
+
+
+def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | None, say: Progress
+                       ) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The feature rows with the book's limits after the seller's total cap, and what was cut.
+
+    Every customer's limit is worked out first on current exposure; when all of them pass the
+    seller's cap, ``seller_ceilings`` brings them within it, and each row carries what is left
+    (``limit_ceiling``), its limit (``booked_limit``) and the book's total (``book_limits_total``),
+    so that deciding the chunks, and order entry from the store, apply the same limits."""
+    seller = core.cfg.seller
+    if not isfinite(seller.total_cap):
+        return feats, None
+    say("the seller's cap: every customer's limit, then the book's total against it")
+    band, limit, exposure = core.book_limits(feats, forced)
+    cut = seller_ceilings(band, limit, exposure, seller)
+    booked = np.where(np.isnan(cut.ceiling), limit, cut.ceiling)
+    out = feats.copy(deep=False)  # new columns only
+    # in the order of the policy facts, as a feature table lists them
+    out["booked_limit"], out["limit_ceiling"] = booked, cut.ceiling
+    out["book_limits_total"] = float(booked.sum())
+    report = cut.to_dict()
+    customer_cap = seller.customer_cap
+    report["customer_cap"] = customer_cap if isfinite(customer_cap) else None
+    report["customers_at_customer_cap"] = int((limit >= customer_cap - 0.005).sum())
+    say(f"limits total {report['total_before']:,.0f} against the seller's cap of {report['cap']:,.0f}"
+        + (f": {report['customers_cut']:,} customers' unused limits cut, total now {report['total_after']:,.0f}"
+           if report["customers_cut"] else ": within it"))
+    return out, report
 
 
 def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
@@ -394,7 +429,8 @@ def _reader(files: list[Path], size: int):
 
 
 def _summary_columns(with_previous: bool) -> list[str]:
-    cols = ["customer_id", "pd_12m", "grade", "exposure", "credit_limit", "industry", "fallback", "decision"]
+    cols = ["customer_id", "pd_12m", "grade", "band", "exposure", "credit_limit", "industry", "fallback", "decision",
+            "decision_rule"]
     return cols + (["previous_grade", "grade_change", "newly_over_limit"] if with_previous else [])
 
 
@@ -421,6 +457,10 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
         "rejected_by_reason": _reason_counts(rejected),
         "fallback": int(scored["fallback"].sum()),
         "decisions": {str(k): int(v) for k, v in scored["decision"].value_counts().items()},
+        "decisions_by_rule": {str(k): int(v) for k, v in scored["decision_rule"].value_counts().items()},
+        "decisions_by_band": {str(b): {str(k): int(v) for k, v in g.value_counts().items()}
+                              for b, g in scored["decision"].groupby(scored["band"].astype(str))},
+        "credit_limits": float(scored["credit_limit"].sum()),
         "grade_distribution": {g: {"customers": int(counts[g]), "share": float(counts[g] / n)} for g in order},
         "exposure": float(ead.sum()), "lgd": lgd, "expected_loss": float(el.sum()),
         "expected_loss_share_of_exposure": float(el.sum() / ead.sum()) if ead.sum() > 0 else 0.0,
@@ -453,6 +493,12 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
     say("grades: " + "  ".join(f"{g}:{v['customers']:,}" for g, v in s["grade_distribution"].items()))
     say("decisions: " + "  ".join(f"{k}:{v:,}" for k, v in s["decisions"].items())
         + f"; scorecard fallback for {s['fallback']:,}")
+    say("why: " + "  ".join(f"{k}:{v:,}" for k, v in s["decisions_by_rule"].items()))
+    sel = s.get("seller")
+    if sel:
+        say(f"credit limits {s['credit_limits']:,.0f} against the seller's cap of {sel['cap']:,.0f}"
+            + (f" ({sel['customers_cut']:,} customers' unused limits cut from a total of {sel['total_before']:,.0f}, "
+               "the weakest bands' most: column limit_ceiling)" if sel["customers_cut"] else ""))
     say(f"exposure {s['exposure']:,.0f}; expected loss (PD x LGD {s['lgd']:.0%} x exposure) "
         f"{s['expected_loss']:,.0f} ({s['expected_loss_share_of_exposure']:.2%} of exposure); "
         f"over limit {s['over_limit']:,}")

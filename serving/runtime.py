@@ -14,7 +14,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from riskcast.config import RiskcastConfig, WorkPaths, load_config, workdir
+from riskcast.config import RiskcastConfig, WorkPaths, config_path_for, load_config, workdir
 from riskcast.data.io import atomic_path
 from riskcast.env import offline_environment
 from riskcast.features.store import FeatureStore
@@ -65,8 +65,8 @@ def build_core(home: str | Path | None, config_path: str | Path | None = None, *
     """The core for a work directory; without a model it still answers (``refer``). With
     ``audit`` every order-entry decision is recorded (the service)."""
     offline_environment()
-    cfg = load_config(config_path)
     paths = WorkPaths(root=workdir(home))
+    cfg = load_config(config_path_for(paths.root, config_path))
     tracking.configure(paths.root)
     model, error = load_champion(cfg, paths)
     store = FeatureStore(paths.store) if paths.store.exists() else None

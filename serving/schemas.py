@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from riskcast.features.registry import POLICY_FACTS, FeatureRegistry, default_registry
+from riskcast.features.registry import REQUEST_FACTS, FeatureRegistry, default_registry
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -27,7 +27,7 @@ def features_model(registry: FeatureRegistry) -> type[BaseModel]:
     for f in registry.features:
         fields[f.name] = (Optional[float], Field(None, description=f"{f.description} ({f.group})",
                                                  **_bounds(f.valid_min, f.valid_max)))
-    for p in POLICY_FACTS:
+    for p in REQUEST_FACTS:
         fields[p.name] = (Optional[float], Field(None, description=p.description, **_bounds(p.valid_min, p.valid_max)))
     return create_model("Features", __config__=_STRICT, **fields)
 
@@ -53,10 +53,11 @@ def _maybe(description: str, **limits: Any) -> Any:
 
 
 class Reason(BaseModel):
-    feature: str = Field(description="Registry name of the feature")
+    feature: str = Field(description="Registry name of the feature, or of the source whose missing features "
+                               "this reason sums (financial_statements, payment_history, industry, relationship)")
     text: str = Field(description="The sentence for the sales rep, with the customer's value")
     impact: float = Field(description="Log-odds contribution (LightGBM) or points lost against the best bin (scorecard)")
-    value: Optional[float] = _maybe("The customer's value of the feature; null when unknown")
+    value: Optional[float] = _maybe("The customer's value of the feature; null for a source's missing features")
 
 
 class ModelRef(BaseModel):
@@ -76,6 +77,8 @@ class ScoreResponse(BaseModel):
         description="approve; approve_with_conditions (see conditions); refer to a credit analyst; decline")
     decision_reason: str = Field(description="Why this decision, in one sentence")
     conditions: list[str] = Field(description="Conditions of an approve_with_conditions: deposit, prepayment, terms")
+    early_payment_discount: Optional[str] = _maybe(
+        "Early-payment discount offered (e.g. '2/10 net 60': 2% off when paid within 10 days); null when none")
     credit_limit: float = Field(ge=0, description="Credit limit for the customer")
     exposure_after_order: float = Field(description="Open receivables plus this order")
     recommended_terms_days: int = Field(ge=0, le=365, description="Payment terms to offer, in days (0: prepayment)")
@@ -83,7 +86,22 @@ class ScoreResponse(BaseModel):
     model: ModelRef = Field(description="The model that decided")
     fallback: bool = Field(description="True when the scorecard (or nothing) decided instead of the model")
     fallback_reason: Optional[str] = _maybe("Why the model did not decide")
+    store_as_of: Optional[str] = _maybe(
+        "As-of date (YYYY-MM-DD) of the order-entry store row the decision used: how old the customer's "
+        "features are; null for a customer not in the book (decided on the request's own features)")
     request_id: str = Field(description="The caller's request id, or one made up; the key of the audit record")
+
+
+class OrderError(BaseModel):
+    """A batch's entry for an order that could not be decided; the batch's other orders are."""
+
+    customer_id: str = Field(description="The customer the order is for")
+    request_id: Optional[str] = _maybe("The order's request id, when it had one")
+    error: str = Field(description="What is wrong, naming the field: `<field>: <problem>`")
+    field: Optional[str] = _maybe("The field at fault (customer_id, features.<name>, request_id, ...)")
+    status: int = Field(ge=400, le=599, description="The HTTP status the order alone would have got: 404 customer "
+                                                    "not in the book, 409 request_id on record for another order, "
+                                                    "422 a book value the request may not replace, 400 a bad value")
 
 
 ScoreRequest = request_model(default_registry())

@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Union
 
 import bentoml
 from bentoml.exceptions import BentoMLException
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from riskcast.errors import RiskcastError
 
 from .gate import MAX_BODY, RequestGate
-from .schemas import ScoreRequest, ScoreResponse
+from .schemas import OrderError, ScoreRequest, ScoreResponse
 
 
 def _to_http(exc: RiskcastError) -> BentoMLException:
@@ -87,13 +87,17 @@ class RiskcastService:
             raise _to_http(exc) from None
 
     @bentoml.api
-    def score_batch(self, requests: list[ScoreRequest]) -> list[ScoreResponse]:  # type: ignore[valid-type]
+    def score_batch(self, requests: list[ScoreRequest]) -> list[Union[ScoreResponse, OrderError]]:  # type: ignore[valid-type]
+        """Each order is decided on its own: one that cannot be (a customer not in the book, a
+        refused override, a request_id on record for another order) is an ``OrderError`` in its
+        place. A body that is not a valid batch is refused whole (400, by the gate)."""
         if len(requests) > 10_000:
             raise BentoMLException("requests: at most 10000 orders per batch", error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         try:
-            return [ScoreResponse(**d) for d in self.core.score_orders([self._order(dict(r)) for r in requests])]
+            answers = self.core.score_orders([self._order(dict(r)) for r in requests], each=True)
         except RiskcastError as exc:
             raise _to_http(exc) from None
+        return [OrderError(**d) if "error" in d else ScoreResponse(**d) for d in answers]
 
     @bentoml.api(route="/admin/reload")
     def reload(self) -> dict:
@@ -121,6 +125,14 @@ def answer_order(request: Any) -> bytes:
     return ScoreResponse.model_validate(bentoml.get_current_service().decide(request)).model_dump_json().encode()
 
 
+def ready_status() -> dict:
+    """The body of a ready /readyz: the model this worker decides with and how old its
+    order-entry store is, and whether the store was built with the model's feature registry."""
+    core = bentoml.get_current_service().core
+    model = {"name": core.model.name, "version": core.model.version} if core.model else None
+    return {"model": model, "store": core.store_status()}
+
+
 def _paths():
     from riskcast.config import WorkPaths, workdir
 
@@ -133,4 +145,4 @@ class _Batch(BaseModel):
 
 
 RiskcastService.add_asgi_middleware(RequestGate, validators={"/score": ScoreRequest, "/score_batch": _Batch},
-                                    direct={"/score": answer_order})
+                                    direct={"/score": answer_order}, ready=ready_status)

@@ -33,7 +33,8 @@ DECISION_FIELDS: tuple[tuple[str, str], ...] = (
     ("customer_id", "string"), ("pd_12m", "double"), ("score", "double"), ("grade", "string"),
     ("band", "string"), ("decision", "string"), ("credit_limit", "double"),
     ("recommended_terms_days", "long"), ("fallback", "boolean"), ("fallback_reason", "string"),
-    ("exposure", "double"), ("model_version", "string"), ("model_kind", "string"),
+    ("exposure", "double"), ("decision_rule", "string"), ("decision_reason", "string"), ("conditions", "string"),
+    ("early_payment_discount", "string"), ("model_version", "string"), ("model_kind", "string"),
 )
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.special import logit as _logit
 
 from riskcast.config import MasterScaleConfig, TrainingConfig
+from riskcast.features.coverage import coverage
 from riskcast.features.registry import FeatureRegistry
 
 from .bundle import ModelBundle
@@ -57,7 +58,8 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
         say(f"master scale: crowded grades split, {len(master_scale.grades)} -> {len(scale.grades)} grades")
     say("scorecard: WoE binning and logistic regression")
     scorecard = CreditScorecard(registry.scorecard_trends, cfg.scorecard, random_state=cfg.seed).fit(split.train, ytr)
-    missing = split.train[names].isna().mean(axis=1)
+    # what serving measures: the share missing of what a customer of its kind can have
+    missing = coverage(Xtr, registry).share
     meta = {
         **split.windows(),
         "max_missing_share": float(np.quantile(missing, 0.99)),

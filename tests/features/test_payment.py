@@ -14,7 +14,7 @@ AS_OF = pd.Timestamp("2024-06-15")
 
 def _random_invoices(n: int, customers: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    issue = AS_OF + pd.to_timedelta(rng.integers(-500, 30, n), unit="D")
+    issue = AS_OF + pd.to_timedelta(rng.integers(-900, 30, n), unit="D")  # past the 24-month window
     due = issue + pd.to_timedelta(rng.choice([0, 30, 60, 90], n), unit="D")
     paid = due + pd.to_timedelta(rng.integers(-20, 150, n), unit="D")
     paid = paid.where(paid >= issue, issue)
@@ -36,10 +36,11 @@ def _random_invoices(n: int, customers: int, seed: int) -> pd.DataFrame:
 
 def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """The rules read literally, one customer and one invoice at a time."""
+    c24 = as_of - pd.DateOffset(months=24)
     c12, c3 = as_of - pd.DateOffset(months=12), as_of - pd.DateOffset(months=3)
     rows = {}
     for cust, g in inv.groupby("customer_id"):
-        dbt3, dbt12, w3, w12, disputed12, last_late, last_paid = [], [], [], [], [], None, None
+        dbt3, dbt12, dbt24, w3, w12, disputed12, last_late, last_paid = [], [], [], [], [], [], None, None
         due60 = unpaid60 = 0
         issued12 = amount12 = open_amt = overdue_amt = 0.0
         max_overdue = max_paid12 = 0.0
@@ -56,6 +57,8 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                 issued12 += 1
                 amount12 += r.amount
             if r.due_date <= as_of:
+                if r.due_date > c24:
+                    dbt24.append(days)
                 if r.due_date > c12:
                     dbt12.append(days), w12.append(r.amount), disputed12.append(r.disputed)
                 if r.due_date > c3:
@@ -102,6 +105,7 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
             "overdue_days_undisputed_sum": sum(undisputed),
             "second_oldest_overdue_days": oldest_first[1] if len(oldest_first) > 1 else 0,
             "overdue_since_payment": sum(last_paid is None or due > last_paid for _, _, due in overdue),
+            "max_days_late_24m": max(dbt24, default=math.nan),
         }
     out = pd.DataFrame.from_dict(rows, orient="index")[COLUMNS].astype("float64")
     out.index.name = "customer_id"

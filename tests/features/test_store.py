@@ -85,3 +85,42 @@ def test_a_file_that_is_no_store_is_named(tmp_path):
     con.close()
     with pytest.raises(InputError, match="cannot be read"):
         FeatureStore(path)
+
+
+def test_the_store_records_its_as_of_date_and_the_writers_meta(tmp_path):
+    both = pd.concat([_features("2024-04-01", 9.0), _features("2024-01-01", 1.0)])
+    store = FeatureStore(write_store(both, tmp_path / "s.sqlite", "v1", meta={"book_limit_total": "1234.5"}))
+    assert store.as_of_ == "2024-04-01"  # the newest row's
+    assert store.meta_["book_limit_total"] == "1234.5" and store.meta_["registry_version"] == "v1"
+    write_store(_features("2024-07-31", 2.0), tmp_path / "s.sqlite", "v1")  # read per file version
+    assert store.as_of_ == "2024-07-31" and "book_limit_total" not in store.meta_
+
+
+@pytest.mark.parametrize("meta, problem", [({"as_of": "2030-01-01"}, "meta.as_of"),
+                                           ({"registry_version": "x"}, "meta.registry_version"),
+                                           ({"total": 12.0}, "meta.total: must be text")])
+def test_meta_may_not_overwrite_the_stores_own_entries(tmp_path, meta, problem):
+    with pytest.raises(InputError, match=problem):
+        write_store(_features("2024-01-01", 1.0), tmp_path / "s.sqlite", "v1", meta=meta)
+    assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_store_written_before_it_recorded_its_date_says_so(tmp_path):
+    import sqlite3
+
+    from riskcast.features.store import store_as_of
+
+    path = write_store(pd.concat([_features("2024-04-01", 9.0), _features("2024-01-01", 1.0)]),
+                       tmp_path / "s.sqlite", "v1")
+    with sqlite3.connect(path) as con:  # as the store was written before this entry existed
+        con.execute("DELETE FROM store_meta WHERE key = 'as_of'")
+    con.close()
+    store = FeatureStore(path)
+    assert store.as_of_ is None and store.get("C1")["as_of"] == "2024-04-01"
+    assert store_as_of(path) == "2024-04-01"  # a command may read its rows for it
+    legacy = tmp_path / "old.sqlite"
+    with sqlite3.connect(legacy) as con:
+        con.execute("CREATE TABLE latest_features (customer_id TEXT, as_of TEXT, registry_version TEXT)")
+        con.execute("INSERT INTO latest_features VALUES ('C1', '2023-12-31', 'v0')")
+    con.close()
+    assert FeatureStore(legacy).as_of_ is None and store_as_of(legacy) == "2023-12-31"

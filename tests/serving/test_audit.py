@@ -39,8 +39,9 @@ def test_every_decision_is_recorded_with_its_reasons(core, customers, tmp_path):
         assert row["decision"] == d["decision"] and row["pd_12m"] == d["pd_12m"] and row["grade"] == d["grade"]
         assert row["model_version"] == core.model.version and bool(row["fallback"]) is False
         assert json.loads(row["reasons"]) == [{"feature": r["feature"], "text": r["text"]} for r in d["reasons"]]
-    # the record names the decision, not the customer's accounts
+    # the accounts the decision used are in its inputs, not spread over columns of their own
     assert not {"revenue", "operating_cash_flow", "open_receivables"} & set(rows.columns)
+    assert {"revenue", "operating_cash_flow", "open_receivables"} <= set(json.loads(rows["inputs"].iloc[0]))
     with sa.create_engine(sqlite_url(tmp_path / "audit.sqlite")).connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
