@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from riskcast.data.io import RawTables
@@ -136,8 +135,3 @@ def empty_book_message(tables: RawTables, as_of_dates: Sequence[pd.Timestamp]) -
     first = tables.customers["first_trade_date"].min()
     when = ", ".join(str(pd.Timestamp(d).date()) for d in as_of_dates)
     return f"as_of: no customer is trading on {when} (the first trade in the book is on {first.date()})"
-
-
-def missing_share(df: pd.DataFrame, registry: FeatureRegistry) -> np.ndarray:
-    """Share of registry features missing, per row."""
-    return df[registry.names].isna().mean(axis=1).to_numpy()
