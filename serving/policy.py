@@ -124,9 +124,8 @@ def _past_seller_cap(x: PolicyInputs, seller: SellerConfig, limit: np.ndarray) -
     the seller's cap (only a limit above the booked one adds to the total)."""
     if not isfinite(seller.total_cap):
         return np.zeros(len(limit), dtype=bool)
-    booked = np.where(np.isnan(x.booked_limit), 0.0, x.booked_limit)
-    total = x.book_limits_total - booked + limit
-    return ~np.isnan(x.book_limits_total) & (limit > booked) & (total > seller.total_cap)
+    booked = _booked(x)
+    return ~np.isnan(x.book_limits_total) & (limit > booked) & (_seller_totals(x, limit) > seller.total_cap)
 
 
 def apply_policy(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig | None = None,
@@ -169,9 +168,14 @@ def _book_texts(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig, rules:
     return why, conditions, discount
 
 
+def _booked(x: PolicyInputs) -> np.ndarray:
+    """Each customer's limit in the last rescore; 0 for one not in it."""
+    return np.where(np.isnan(x.booked_limit), 0.0, x.booked_limit)
+
+
 def _seller_totals(x: PolicyInputs, limit: np.ndarray) -> np.ndarray:
-    booked = np.where(np.isnan(x.booked_limit), 0.0, x.booked_limit)
-    return x.book_limits_total - booked + limit
+    """The book's total of limits with each customer's limit in place of its booked one."""
+    return x.book_limits_total - _booked(x) + limit
 
 
 def _shown(rule: str, band: str, overdue: float, refer: object, limit: float, exposure: float, order: float,
