@@ -90,7 +90,7 @@ def _prepare(args: argparse.Namespace, say) -> tuple[Path, Path]:
 
     core = build_core(trained_workdir(50_000, args.workdir))
     for path, gen in ((ref_path, GeneratorConfig(customers=args.customers, seed=7)),
-                      (cur_path, GeneratorConfig(customers=args.customers, seed=8, start="2022-04-01",
+                      (cur_path, GeneratorConfig(customers=args.customers, seed=8, start="2020-04-01",
                                                  scenario="recession"))):
         say(f"generating and rescoring a {gen.scenario} book of {gen.customers:,} customers ...")
         tables = generate_book(gen)

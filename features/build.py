@@ -50,9 +50,10 @@ def active_book(tables: RawTables, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistry,
-                ledger: InvoiceLedger | None = None) -> pd.DataFrame:
+                ledger: InvoiceLedger | None = None, fill: bool = True) -> pd.DataFrame:
     """The feature table of the active book on one date; ``ledger`` is ``tables.invoices``
-    already reduced, when the caller asks for several dates."""
+    already reduced, when the caller asks for several dates. ``fill=False``: without the
+    registry's fills (``finalize``)."""
     book = active_book(tables, as_of).set_index("customer_id")
     fin = financial_features(tables.financial_statements, as_of)
     ledger = ledger if ledger is not None else InvoiceLedger.from_invoices(tables.invoices)
@@ -65,18 +66,12 @@ def features_at(tables: RawTables, as_of: pd.Timestamp, registry: FeatureRegistr
     for c in ind.columns:
         out[c] = by_industry[c].to_numpy()
     out["relationship_months"] = (as_of - out["first_trade_date"]).dt.days / 30.4375
-    # never late while trading with us: as long ago as the relationship itself
-    out["months_since_late"] = out["months_since_late"].fillna(out["relationship_months"])
-    out["invoices_12m"] = out["invoices_12m"].fillna(0.0)
-    out["overdue_amount_open"] = out["overdue_amount_open"].fillna(0.0)
-    out["open_receivables"] = out["open_receivables"].fillna(0.0)
-    out["amount_12m"] = out["amount_12m"].fillna(0.0)
-    out["max_days_overdue_open"] = out["max_days_overdue_open"].fillna(0.0)
     for name, col in industry_position(out, INDUSTRY_RELATIVE).items():
         out[name] = col
     out = out.reset_index()
     out["as_of"] = as_of
-    return finalize(out, registry)
+    # what is missing takes the registry's fills there, as at order entry
+    return finalize(out, registry, fill)
 
 
 #: ratios compared with the industry median of the book on the same date
@@ -90,11 +85,13 @@ def industry_position(df: pd.DataFrame, ratios: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({f"{r}_vs_industry": df[r] - groups[r].transform("median") for r in ratios}, index=df.index)
 
 
-def finalize(df: pd.DataFrame, registry: FeatureRegistry) -> pd.DataFrame:
-    """Registry columns in registry order, as float, clipped to their valid ranges.
+def finalize(df: pd.DataFrame, registry: FeatureRegistry, fill: bool = True) -> pd.DataFrame:
+    """Registry columns in registry order, as float, clipped to their valid ranges, then filled
+    as the registry declares (``FeatureRegistry.fill``; ``fill=False``: the values as
+    computed, what a caller who knows the customer's facts would send).
 
     Clipping is the declared policy for computed values (ratios explode when a denominator
-    is near zero); infinities become the range's bound, NaN stays missing.
+    is near zero); infinities become the range's bound, NaN stays missing unless filled.
     """
     missing = [n for n in registry.names if n not in df.columns]
     if missing:
@@ -106,7 +103,7 @@ def finalize(df: pd.DataFrame, registry: FeatureRegistry) -> pd.DataFrame:
     for c in CONTEXT_COLUMNS:
         if c in df.columns:
             out[c] = df[c].astype("float64")
-    return out
+    return registry.fill(out) if fill else out
 
 
 def build_features(

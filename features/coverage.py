@@ -4,9 +4,11 @@ row to the scorecard, the same in training (which learns the limit) and in servi
 A customer without history with us cannot have payment features, and one without statements
 no ratios; counting them as missing referred every new customer, however full its statement.
 So a row is measured only against the features of the sources it holds (a source is held when
-any of its features is known, other than one whose missing value is no gap, ``nan_means``) and of the sources every customer has (industry statistics, the
-relationship's length). A row holding no source about the customer counts as all missing: an
-empty request is too little to score.
+any of its features is known, other than one whose missing value is no gap, ``nan_means``, or
+one the registry fills, ``fill``: 0 invoices because there are none tells nothing of a payment
+history) and of the sources every customer has (industry statistics, the relationship's
+length). A row holding no source about the customer counts as all missing: an empty request
+is too little to score. The rule reads the same whether the row is filled yet or not.
 """
 
 from __future__ import annotations
@@ -36,19 +38,33 @@ class SourceLayout:
         self.size = np.bincount(self.of_feature, minlength=len(self.sources)).astype(np.int64)
         #: sources whose presence tells about the customer (statements, payment history)
         self.customer = np.array([s.customer for s in self.sources], dtype=bool)
-        #: (features, sources) one-hot of the features whose missing value is a gap: a matrix
-        #: product sums them into their sources (a value missing by meaning, "no invoice
-        #: overdue", is not)
-        gap = np.array([not f.nan_means for f in registry.features], dtype=bool)
+        #: (features, sources) one-hot of the features whose missing impact is their source's
+        #: reason: a matrix product sums them into their sources (a value missing by meaning,
+        #: "no invoice overdue", is not)
+        member = np.array([not f.nan_means for f in registry.features], dtype=bool)
         self.members = np.zeros((len(registry), len(self.sources)))
-        self.members[np.flatnonzero(gap), self.of_feature[gap]] = 1.0
-        gaps = self.members.sum(axis=0).astype(np.int64)
+        self.members[np.flatnonzero(member), self.of_feature[member]] = 1.0
+        #: per feature, whether the registry fills it: never missing once filled, no evidence
+        self.filled = np.array([f.fill is not None for f in registry.features], dtype=bool)
+        # the features a value can be missing from, a gap: neither missing by meaning nor filled
+        gap = member & ~self.filled
+        gaps = np.bincount(self.of_feature[gap], minlength=len(self.sources)).astype(np.int64)
         # the gaps per source as one mixed-radix number: a missing feature adds its source's place
         place = np.cumprod(np.concatenate([[1], gaps[:-1] + 1])).astype(np.int64)
         self.feature_place = np.where(gap, place[self.of_feature], 0).astype(np.float64)
         states = np.arange(int(np.prod(gaps + 1)))
         gone = (states[:, None] // place[None, :]) % (gaps + 1)[None, :]
         self.held_, self.counted_, self.missing_, self.share_ = _rule(gone, gaps, self.size, self.customer)
+
+    def unknown(self, values: np.ndarray) -> np.ndarray:
+        """Per row and feature, whether the value is unknown for the reasons: missing, or
+        filled while the row does not hold the feature's source (a new customer's 0 invoices
+        are its missing payment history, one reason with its action, not "Only 0 invoices")."""
+        nan = np.isnan(values)
+        if not self.filled.any():
+            return nan
+        held = self.held_[(nan @ self.feature_place).astype(np.intp)]
+        return nan | (self.filled & ~held[:, self.of_feature])
 
 
 def _rule(gone: np.ndarray, gaps: np.ndarray, size: np.ndarray, customer: np.ndarray

@@ -10,11 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping, Sequence
 
+import numpy as np
+
+from riskcast.errors import InputError
+
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .coverage import SourceLayout
 
 Group = Literal["financial", "payment", "industry", "order", "table"]
@@ -84,6 +91,11 @@ class Feature:
     ``nan_means``, when set, says what a missing value states about a customer who does have
     the source (no invoice overdue): such a value is no gap, neither counted missing nor a
     reason.
+    ``fill`` is what a missing value becomes before the model sees it, the same in training
+    and at order entry (``FeatureRegistry.fill``): None leaves it missing; a number (no
+    invoice in 12 months: 0); or the name of the feature whose value it takes (never late:
+    as long ago as the relationship). A filled value is no evidence that the customer holds
+    the source, so the coverage rule counts it like a ``nan_means`` one.
     """
 
     name: str
@@ -98,6 +110,7 @@ class Feature:
     source: str = ""
     shown: Shown = "value"
     nan_means: str = ""
+    fill: float | str | None = None
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -108,6 +121,16 @@ class Feature:
             raise ValueError(f"feature {self.name}: unknown source {self.source!r} (known: {', '.join(SOURCES)})")
         if self.shown != "value" and self.shown not in SHOWN:
             raise ValueError(f"feature {self.name}: unknown display {self.shown!r} (known: value, {', '.join(SHOWN)})")
+        fill = self.fill
+        if isinstance(fill, bool) or not (fill is None or isinstance(fill, (numbers.Real, str))):
+            raise ValueError(f"feature {self.name}: fill must be None, a number or a feature's name, got {fill!r}")
+        if isinstance(fill, numbers.Real):
+            if not self.valid_min <= fill <= self.valid_max:  # NaN fails this too
+                raise ValueError(f"feature {self.name}: fill {fill!r} is outside its valid range "
+                                 f"[{self.valid_min}, {self.valid_max}]")
+            object.__setattr__(self, "fill", float(fill))
+        elif isinstance(fill, str) and fill in ("", self.name):
+            raise ValueError(f"feature {self.name}: fill must name another feature, got {fill!r}")
 
     def reason_text(self, value: float) -> str:
         """The sentence for a known value (a missing one is its source's reason)."""
@@ -160,7 +183,7 @@ _FEATURES: tuple[Feature, ...] = (
        0.0, 3650.0, "Latest financial statement is {value} days old", ".0f"),
     # payment behaviour: invoices known at as_of
     _F("invoices_12m", "payment", "Invoices issued in the last 12 months", 0, 0.0, 100_000.0,
-       "Only {value} invoices in the last 12 months", ".0f"),
+       "Only {value} invoices in the last 12 months", ".0f", fill=0.0),
     _F("dbt_mean_3m", "payment", "Mean days beyond terms, invoices due in the last 3 months", 1,
        0.0, 3650.0, "Invoices paid on average {value} days late over the last 3 months", ".0f"),
     _F("dbt_mean_12m", "payment", "Mean days beyond terms, invoices due in the last 12 months", 1,
@@ -180,7 +203,7 @@ _FEATURES: tuple[Feature, ...] = (
     _F("share_late_90_12m", "payment", "Share of invoices due in the last 12 months more than 90 days late",
        1, 0.0, 1.0, "{value} of invoices in the last 12 months were more than 90 days late", ".0%"),
     _F("overdue_amount_open", "payment", "Open overdue amount", 1, 0.0, 1e12,
-       "Open invoices of {value} in total are past due", ",.0f"),
+       "Open invoices of {value} in total are past due", ",.0f", fill=0.0),
     _F("overdue_share_open", "payment", "Overdue share of open receivables", 1, 0.0, 1.0,
        "{value} of the open receivables are overdue", ".0%"),
     _F("dbt_trend", "payment", "Mean days beyond terms, last 3 months minus last 12 months", 1,
@@ -188,7 +211,8 @@ _FEATURES: tuple[Feature, ...] = (
     _F("dispute_rate_12m", "payment", "Share of invoices disputed in the last 12 months", 1, 0.0, 1.0,
        "{value} of invoices disputed in the last 12 months", ".0%"),
     _F("months_since_late", "payment", "Months since the due date of the last invoice paid or still open late",
-       -1, 0.0, 1200.0, "Last late payment only {value} days ago", ".0f", shown="days"),
+       -1, 0.0, 1200.0, "Last late payment only {value} days ago", ".0f", shown="days",
+       fill="relationship_months"),  # never late while trading with us: as long ago as the relationship
     _F("days_since_payment", "payment", "Days since the customer last paid an invoice", 1, 0.0, 3650.0,
        "No payment received for {value} days", ".0f"),
     _F("unpaid_share_due_60d", "payment", "Share of invoices fallen due in the last 60 days still unpaid", 1,
@@ -234,7 +258,8 @@ _FEATURES: tuple[Feature, ...] = (
 class PolicyFact:
     """A fact the credit policy needs beside the model features (not a model input).
 
-    ``default`` is what a customer without statements or history is assumed to have.
+    ``default`` is what a customer without statements or history is assumed to have: a
+    missing value's fill, in training and at order entry alike (NaN: stays missing).
     ``from_request``: whether an order may bring it; the book's own figures (its limits after
     the seller's caps) come only from the last rescore.
     """
@@ -245,6 +270,11 @@ class PolicyFact:
     valid_min: float = 0.0
     valid_max: float = 1e13   # money: beyond any firm's turnover, and finite through the policy's arithmetic
     from_request: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isnan(self.default) or self.valid_min <= self.default <= self.valid_max):
+            raise ValueError(f"policy fact {self.name}: default {self.default!r} is outside its valid range "
+                             f"[{self.valid_min}, {self.valid_max}]")
 
 
 POLICY_FACTS: tuple[PolicyFact, ...] = (
@@ -264,8 +294,56 @@ POLICY_FACTS: tuple[PolicyFact, ...] = (
                valid_max=1e16, from_request=False),
 )
 
+#: what ``FeatureRegistry.fill_row`` reads for an entry its row lacks (NaN is not this)
+_ABSENT = object()
+
 #: the facts an order may supply (the others are the book's own)
 REQUEST_FACTS: tuple[PolicyFact, ...] = tuple(f for f in POLICY_FACTS if f.from_request)
+
+
+@dataclass(frozen=True)
+class FillStep:
+    """One declared fill, in the order fills apply: a missing ``name`` takes ``value``, or the
+    value of feature ``source`` (already filled itself when it has a fill of its own)."""
+
+    name: str
+    value: float | None = None
+    source: str | None = None
+
+
+def _fill_steps(features: Sequence[Feature]) -> tuple[FillStep, ...]:
+    """The features' fills as steps, a named source before what takes from it; the policy
+    facts' defaults after them. Raises ``ValueError`` for a source that is no feature of the
+    registry, whose valid range does not lie within the taker's (its value would need a clip
+    the frame and the row would have to agree on) or that takes, in the end, from itself."""
+    by_name = {f.name: f for f in features}
+    steps: list[FillStep] = []
+    done: set[str] = set()
+
+    def place(f: Feature, chain: tuple[str, ...]) -> None:
+        if f.name in done or f.fill is None:
+            return
+        if f.name in chain:
+            raise ValueError(f"feature {f.name}: its fill takes from itself ({' -> '.join((*chain, f.name))})")
+        if isinstance(f.fill, str):
+            src = by_name.get(f.fill)
+            if src is None:
+                raise ValueError(f"feature {f.name}: fill names {f.fill!r}, which is no feature of the registry")
+            if not f.valid_min <= src.valid_min <= src.valid_max <= f.valid_max:
+                raise ValueError(f"feature {f.name}: fill takes {src.name}, whose valid range "
+                                 f"[{src.valid_min}, {src.valid_max}] is not within [{f.valid_min}, {f.valid_max}]")
+            place(src, (*chain, f.name))  # the source is filled before it is taken
+            steps.append(FillStep(f.name, source=src.name))
+        else:
+            steps.append(FillStep(f.name, value=f.fill))
+        done.add(f.name)
+
+    for f in features:
+        place(f, ())
+    # a user's table may hold a column named like a fact: it is a feature, filled as one
+    steps += [FillStep(p.name, value=p.default) for p in POLICY_FACTS
+              if not math.isnan(p.default) and p.name not in by_name]
+    return tuple(steps)
 
 
 @dataclass(frozen=True)
@@ -279,6 +357,7 @@ class FeatureRegistry:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate feature names in registry: {sorted(dup)}")
+        self.fill_steps  # noqa: B018 - a fill that cannot apply is refused here, not on the first row
 
     @property
     def names(self) -> list[str]:
@@ -298,6 +377,58 @@ class FeatureRegistry:
 
     def group(self, group: Group) -> list[Feature]:
         return [f for f in self.features if f.group == group]
+
+    @cached_property
+    def fill_steps(self) -> tuple[FillStep, ...]:
+        """The declared fills in the order they apply (``fill`` and ``fill_row`` both follow it)."""
+        return _fill_steps(self.features)
+
+    @cached_property
+    def filled(self) -> frozenset[str]:
+        """The features with a fill: never missing once filled, so no evidence of their source."""
+        return frozenset(f.name for f in self.features if f.fill is not None)
+
+    def fill(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with its missing values filled as declared: every registry feature (all
+        must be columns) and the policy facts among its columns. Fills apply to the values as
+        the model takes them (clipped to their ranges): a taken value is within range already.
+        The frame form of ``fill_row``, for training and rescoring; bit for bit the same."""
+        absent = [n for n in self.names if n not in frame.columns]
+        if absent:
+            raise InputError(f"feature table lacks registry columns {absent}", field=absent[0])
+        out = frame.copy(deep=False)  # columns are replaced, never written into
+        for step in self.fill_steps:
+            if step.name not in out.columns:  # a policy fact the frame does not carry
+                continue
+            v = out[step.name].to_numpy(dtype=np.float64, na_value=np.nan)
+            gap = np.isnan(v)
+            if gap.any():
+                by = step.value if step.source is None else out[step.source].to_numpy(dtype=np.float64,
+                                                                                          na_value=np.nan)
+                out[step.name] = np.where(gap, by, v)
+        return out
+
+    def fill_row(self, row: Mapping[str, Any]) -> dict[str, float]:
+        """The values one row's missing entries (NaN or None) take, those only; an entry the row
+        lacks is left out, as ``fill`` leaves a fact the frame lacks. The row form of ``fill``,
+        for order entry, where a DataFrame per order would cost more than the whole decision
+        (a few microseconds, against ~0.2 ms an order). The caller lays them over its row."""
+        out: dict[str, float] = {}
+        get = row.get
+        for name, value, source in self._row_steps:
+            v = get(name, _ABSENT)
+            if v is None or v != v:  # (the marker for an absent entry equals itself)
+                if source is None:
+                    out[name] = value
+                else:
+                    by = out[source] if source in out else get(source)
+                    out[name] = math.nan if by is None else float(by)
+        return out
+
+    @cached_property
+    def _row_steps(self) -> tuple[tuple[str, float | None, str | None], ...]:
+        """``fill_steps`` as plain tuples: the per-order loop reads no attribute."""
+        return tuple((s.name, s.value, s.source) for s in self.fill_steps)
 
     @cached_property
     def sources(self) -> tuple[Source, ...]:
@@ -334,11 +465,11 @@ class FeatureRegistry:
     def version(self) -> str:
         """A short hash of the definitions: tables built under another registry are told apart.
 
-        How rules treat a feature (its source, what a missing value means) is left out, and so
-        is a plain display: a registry saved before features had them keeps its version (the
-        store it was built with still matches it)."""
+        How rules treat a feature (its source, what a missing value means, its fill) is left
+        out, and so is a plain display: a registry saved before features had them keeps its
+        version (the store it was built with still matches it)."""
         feats = [{k: v for k, v in asdict(f).items()
-                  if k not in ("source", "nan_means") and not (k == "shown" and v == "value")}
+                  if k not in ("source", "nan_means", "fill") and not (k == "shown" and v == "value")}
                  for f in self.features]
         text = json.dumps({"features": feats}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -346,12 +477,14 @@ class FeatureRegistry:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FeatureRegistry":
         """The registry a bundle was trained with; one saved before features named their source
-        takes a built-in feature's source by its name (else its group's)."""
+        or declared their fill takes a built-in feature's by its name (else its group's source,
+        and no fill): such a bundle was trained on the fills training applied then, these."""
         builtin = {f.name: f for f in _FEATURES}
 
         def later(f: Mapping[str, Any]) -> dict[str, Any]:
             known = builtin.get(f["name"]) if f["group"] != "table" else None
-            return {"source": known.source, "nan_means": known.nan_means} if known is not None else {}
+            return {"source": known.source, "nan_means": known.nan_means, "fill": known.fill} \
+                if known is not None else {}
         return cls(tuple(Feature(**{**later(f), **f}) for f in data["features"]))
 
     @classmethod

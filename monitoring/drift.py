@@ -25,7 +25,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from riskcast.config import MonitoringConfig
 from riskcast.data.io import json_ready, write_text
 from riskcast.errors import DataValidationError, InputError
-from riskcast.training.masterscale import grade_key, grade_migration
+from riskcast.training.masterscale import grade_key, grade_migration, scale_difference, table_scales
 
 from .psi import psi, psi_band
 
@@ -67,6 +67,8 @@ class DriftSummary:
     alert_reasons: tuple[str, ...]
     grade_distribution: dict[str, dict[str, float]] = field(default_factory=dict)
     grade_migration: dict[str, Any] = field(default_factory=dict)
+    #: the scales the two sides' grades are on, and whether their grades may be compared
+    grade_scale: dict[str, Any] = field(default_factory=dict)
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -191,6 +193,22 @@ def _grade_distribution(reference: pd.DataFrame, current: pd.DataFrame, grade_co
             for g in sorted(set(r) | set(c), key=grade_key)}
 
 
+#: how the two sides are named when their grades are on different scales
+SIDE_NAMES = ("the reference", "the current table")
+
+
+def _grade_scale(reference: pd.DataFrame, current: pd.DataFrame, grade_column: str | None) -> dict[str, Any]:
+    """The scale versions of both sides' grades (``scale_version`` columns) and, when they
+    differ, why the grade distributions and the migration are not comparable; {} without grades."""
+    if not grade_column or grade_column not in reference.columns or grade_column not in current.columns:
+        return {}
+    ref, cur = table_scales(reference), table_scales(current)
+    note = scale_difference(ref, cur, SIDE_NAMES)
+    return {"reference": [None if t is None else t.version for t in ref],
+            "current": [None if t is None else t.version for t in cur],
+            "comparable": note is None, "note": note}
+
+
 def summarize_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_columns: Sequence[str],
                     config: MonitoringConfig, score_column: str = "pd_12m",
                     grade_column: str | None = "grade") -> DriftSummary:
@@ -201,6 +219,11 @@ def summarize_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_colu
     ``drift_share`` is over the features present in both tables. Alert when the
     score shifted, the drift share is above ``config.drift_share_alert``, or a feature column
     is missing from the current table (a broken pipeline, not a changed population).
+
+    Grades are compared only on the same scale: when the sides' ``scale_version`` columns
+    differ (or one side records none), ``grade_scale`` says so, the distributions are shown
+    side by side under that note, and the migration is refused with the reason. No alert:
+    a new scale is not drift.
     """
     features = _feature_list(feature_columns, score_column)
     _check_inputs(reference, current, features, score_column, config)
@@ -217,7 +240,8 @@ def summarize_drift(reference: pd.DataFrame, current: pd.DataFrame, feature_colu
         score_psi=score_psi, score_band=psi_band(score_psi, config.psi_watch, config.psi_alert),
         drift_share=share, missing_columns=missing, alert=bool(reasons), alert_reasons=reasons,
         grade_distribution=_grade_distribution(reference, current, grade_column),
-        grade_migration=grade_migration(reference, current, grade_column),
+        grade_migration=grade_migration(reference, current, grade_column, names=SIDE_NAMES),
+        grade_scale=_grade_scale(reference, current, grade_column),
     )
 
 

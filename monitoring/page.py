@@ -59,11 +59,21 @@ def _drift_section(p: dict[str, Any]) -> list[str]:
          _num(c["missing_share_reference"], ".1%"), _num(c["missing_share_current"], ".1%"),
          "yes" if c["drifted"] else ""] for c in cols)))
     dist = p.get("grade_distribution") or {}
+    scales = p.get("grade_scale") or {}
     if dist:
         out.append("<h2>Grades</h2>")
-        out.append(_table(["grade", "share, reference", "share, current"], (
+        if scales.get("note"):
+            out.append(f"<p><b>Different scales:</b> {escape(scales['note'])}. Each side's shares are on its own "
+                       "scale; a grade of one is not the same PD range as the grade of that name on the other.</p>")
+
+        def on(side: str) -> str:
+            versions = [v for v in scales.get(side) or [] if v is not None]
+            return f" (scale {', '.join(versions)})" if versions else ""  # headers are escaped by _table
+        out.append(_table(["grade", f"share, reference{on('reference')}", f"share, current{on('current')}"], (
             [escape(g), _num(v["reference"], ".1%"), _num(v["current"], ".1%")] for g, v in dist.items())))
     mig = p.get("grade_migration") or {}
+    if mig.get("compared") is False:
+        out.append(f"<p>No migration: {escape(mig['reason'])}.</p>")
     if mig.get("customers"):
         grades = mig["grades"]
         out.append(f"<p>Migration of the {mig['customers']:,} customers in both tables (rows: grade then, "

@@ -117,38 +117,30 @@ def _print_metrics(metrics: dict) -> None:
         print(f"{'cross-validated AUC':22s} {metrics['cv_auc']:7.4f} (+/- {metrics['cv_auc_std']:.4f})")
 
 
-def _train(tables, cfg: RiskcastConfig, paths: WorkPaths, say: Progress, tune: int = 0):
-    from riskcast.data.io import write_parquet
-    from riskcast.training import tracking
-    from riskcast.training.pipeline import train_on_book
-
-    uri = tracking.configure(paths.root)
-    say(f"MLflow tracking at {uri}")
-    outcome = train_on_book(tables, cfg, paths.root, progress=say, tune=tune)
-    write_parquet(outcome.reference, paths.reference)
+def _print_trained(outcome) -> None:
     run = outcome.run
     print(f"MLflow run {run.run_id}: registered {run.model_name} version {run.version}")
     print(f"promotion gate: {run.gate['reason']} -> "
           + ("alias 'champion'" if run.promoted else "alias 'challenger' only"))
     _print_metrics(outcome.metrics)
-    print(f"monitoring reference (test window, scored): {paths.reference}")
-    return outcome
+    print("monitoring reference (test window, scored): logged with the bundle of version "
+          f"{run.version}; `riskcast monitor` compares with the champion's")
 
 
 def cmd_train(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.training.pipeline import train_on_book
+
     tables = _read_book(args)
-    _train(tables, _config(args), _paths(args), say, tune=args.tune)
+    _print_trained(train_on_book(tables, _config(args), _paths(args).root, progress=say, tune=args.tune))
     return 0
 
 
 def cmd_train_table(args: argparse.Namespace, say: Progress) -> int:
     from riskcast.data.io import read_any
-    from riskcast.training import tracking
     from riskcast.training.pipeline import train_on_table
 
     paths = _paths(args)
     df = read_any(args.table)
-    tracking.configure(paths.root)
     name = args.name or Path(args.table).stem
     out = train_on_table(df, args.target, _config(args), paths.root, name=name, id_col=args.id_col,
                          time_col=args.time_col, folds=args.folds, progress=say)
@@ -158,78 +150,21 @@ def cmd_train_table(args: argparse.Namespace, say: Progress) -> int:
     return 0
 
 
-def _file_key(path: str | Path | None) -> list | None:
-    """What identifies an input for resuming: its files' names, sizes and modification times
-    (a folder's own files, not hidden ones: an output written beside the tables, or its
-    unfinished work, must not change the key)."""
-    if not path:
-        return None
-    p = Path(path)
-    files = sorted(f for f in p.iterdir() if not f.name.startswith(".")) if p.is_dir() else [p]
-    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+def _print_rescored(job, out: Path) -> None:
+    from riskcast.serving.rescore import print_summary
 
-
-def _store_rule(path: Path, as_of, forced: bool) -> tuple[bool, str | None]:
-    """Whether a rescore as of ``as_of`` may replace the live order-entry store, and what to say:
-    a back-dated rescore (a what-if, a rerun of an old day) must not put older features in front
-    of order entry unless the command says so."""
-    from riskcast.features.store import store_as_of
-
-    if not path.exists():
-        return True, None
-    new = as_of.strftime("%Y-%m-%d")
-    try:
-        live = store_as_of(path)
-    except InputError:
-        return True, f"the live order-entry store cannot be read; replaced by this rescore as of {new}"
-    if live is None:
-        return True, f"the live order-entry store does not record its date; replaced by this rescore as of {new}"
-    if live <= new:
-        return True, None
-    if forced:
-        return True, f"order-entry store as of {live} replaced by this rescore as of {new} (--replace-store)"
-    return False, (f"order-entry store left as it is: it is as of {live}, this rescore as of {new} "
-                   f"(older); rerun with --replace-store to replace it")
-
-
-def _book_meta(features) -> dict[str, str]:
-    """What the store keeps of the whole book: the sum of its limits (for the seller's cap)."""
-    from riskcast.serving.core import BOOK_LIMITS_TOTAL
-
-    if BOOK_LIMITS_TOTAL not in features.columns or features.empty:
-        return {}
-    return {BOOK_LIMITS_TOTAL: repr(float(features[BOOK_LIMITS_TOTAL].iloc[0]))}
-
-
-def _rescore(tables, paths: WorkPaths, cfg: RiskcastConfig, as_of, out: Path, say: Progress, config_path=None,
-             previous: Path | None = None, run_key: dict | None = None, engine: str = "local",
-             spark_master: str | None = None, replace_store: bool = False):
-    from riskcast.features.store import write_store
-    from riskcast.serving.rescore import print_summary, read_previous, rescore_to_file
-    from riskcast.serving.runtime import build_core
-
-    core = build_core(paths.root, config_path)
-    if core.model is None:
-        raise RiskcastError(f"no champion model to rescore with: {core.model_error}")
-    say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
-    prev = read_previous(previous) if previous else None
-    result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
-                             run_key={**(run_key or {}), "previous": _file_key(previous)},
-                             engine=engine, spark_master=spark_master)
-    replace, note = _store_rule(paths.store, as_of, replace_store)
-    if note:
-        print(f"riskcast: {note}", file=sys.stderr, flush=True)  # not a progress line: --quiet keeps it
-    if replace:
-        say(f"writing the order-entry feature store {paths.store}")
-        write_store(result.features, paths.store, core.registry.version, meta=_book_meta(result.features))
-    say("done")
+    result = job.result
     print(f"scored book: {result.summary['scored']:,} customers -> {out}")
     print(f"rejected: {result.rejected_path}   summary: {result.summary_path}")
     print_summary(result.summary)
-    if note:
-        print(note)
-    print(f"latest-features store for order entry{'' if replace else ' (unchanged)'}: {paths.store}")
-    return result
+    if job.store_note:
+        print(job.store_note)
+    print(f"latest-features store for order entry{'' if job.store_replaced else ' (unchanged)'}: {job.store}")
+
+
+def _store_note(job) -> None:
+    if job.store_note:  # not a progress line: --quiet keeps it
+        print(f"riskcast: {job.store_note}", file=sys.stderr, flush=True)
 
 
 def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
@@ -250,10 +185,16 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
     def tables():  # read when needed (not at all when resuming after the features were built)
         return read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True)
 
-    _rescore(tables, _paths(args), _config(args), as_of[0], Path(args.out), say, getattr(args, "config", None),
-             previous=Path(args.previous) if args.previous else None,
-             run_key={"data": _file_key(args.data), "mapping": _file_key(args.mapping)},
-             engine=args.engine, spark_master=args.spark_master, replace_store=args.replace_store)
+    from riskcast.serving.rescore_job import input_key, rescore_workdir
+
+    out = Path(args.out)
+    job = rescore_workdir(tables, _paths(args).root, as_of[0], out, config_path=getattr(args, "config", None),
+                          previous=Path(args.previous) if args.previous else None,
+                          run_key={"data": input_key(args.data), "mapping": input_key(args.mapping)},
+                          engine=args.engine, spark_master=args.spark_master, replace_store=args.replace_store,
+                          progress=say)
+    _store_note(job)
+    _print_rescored(job, out)
     return 0
 
 
@@ -266,92 +207,26 @@ def _who() -> str:
         return "riskcast monitor"
 
 
-#: what monitoring reads of a table besides the registry's features
-MONITORED_EXTRA = ("customer_id", "as_of", "pd_12m", "grade", "band", "default_12m")
-
-
-def _backtest(args: argparse.Namespace, ref, cur, cfg: RiskcastConfig, say: Progress):
-    """The backtest asked for by ``--labels``: the scored book of ``--backtest`` (default: the
-    current table) against the defaults table, discrimination judged against the reference."""
-    import pandas as pd
-
-    from riskcast.data.io import read_any
-    from riskcast.features.build import parse_as_of
-    from riskcast.monitoring.backtest import backtest, hanley_mcneil_se, matured_outcomes
-    from riskcast.training.masterscale import grade_key
-
-    scored = read_any(args.backtest, columns=MONITORED_EXTRA) if args.backtest else cur
-    labels_as_of = parse_as_of(args.labels_as_of)[0] if args.labels_as_of else pd.Timestamp.today().normalize()
-    rows, left_out = matured_outcomes(scored, read_any(args.labels), labels_as_of, cfg.training.horizon_months)
-    if left_out["defaulted_before"]:
-        say(f"backtest: {left_out['defaulted_before']:,} row(s) left out: the customer had defaulted by the "
-            f"date it was scored")
-    if left_out["no_pd"]:
-        say(f"backtest: {left_out['no_pd']:,} row(s) left out: scored without a PD")
-    if args.validation_auc is not None:
-        if not 0.0 < args.validation_auc <= 1.0:
-            raise InputError(f"validation_auc: {args.validation_auc} is not an AUC in (0, 1]", field="validation_auc")
-        ref_auc, ref_se = args.validation_auc, 0.0
-    elif {"default_12m", "pd_12m"} <= set(ref.columns) and ref["default_12m"].nunique() == 2:
-        from sklearn.metrics import roc_auc_score
-
-        y = ref["default_12m"].to_numpy()
-        ref_auc = float(roc_auc_score(y, ref["pd_12m"].to_numpy(dtype=float)))
-        ref_se = hanley_mcneil_se(ref_auc, int(y.sum()), int(len(y) - y.sum()))
-    else:
-        raise InputError("validation_auc: the reference holds no outcomes (default_12m) to take the AUC at "
-                         "validation from; give --validation-auc", field="validation_auc")
-    grades = rows["grade"].astype(str)
-    say(f"backtest: {len(rows):,} scored rows with matured outcomes")
-    return backtest(rows["default_12m"].to_numpy(), rows["pd_12m"].to_numpy(dtype=float), grades.to_numpy(),
-                    sorted(grades.unique(), key=grade_key), ref_auc, cfg.monitoring, ref_se), left_out
-
-
-def _monitor(reference: Path, current: Path, out: Path, cfg: RiskcastConfig, paths: WorkPaths, say: Progress,
-             args: argparse.Namespace | None = None) -> int:
-    """Drift (and, with ``--labels``, the backtest); on a severe alert the fallback switch is set."""
-    from riskcast.data.io import read_any
-    from riskcast.features.registry import default_registry
-    from riskcast.monitoring.alerts import severe_reasons
-    from riskcast.monitoring.drift import summarize_drift, write_drift_report
-    from riskcast.serving.switch import FallbackSwitch
-
-    features = default_registry().names
-    wanted = [*features, *MONITORED_EXTRA]  # not the reason texts: most of a scored book's size
-    ref, cur = read_any(reference, columns=wanted), read_any(current, columns=wanted)
-    say(f"drift: reference {len(ref):,} rows vs current {len(cur):,} rows")
-    summary = summarize_drift(ref, cur, features, cfg.monitoring)
-    bt, left_out = _backtest(args, ref, cur, cfg, say) if args is not None and args.labels else (None, None)
-    severe = severe_reasons(summary, bt, cfg.monitoring)
-    alerts = [*summary.alert_reasons, *(f"red backtest: {r}" for r in (bt.reasons() if bt else []))]
-    switch_note = None
-    if severe and cfg.monitoring.switch:
-        switch = FallbackSwitch(paths.fallback_switch)
-        before = switch.state()
-        if before is not None and before.active:
-            switch_note = f"already in fallback mode ({before.fallback_reason})"
-        else:
-            state = switch.set("severe monitoring alert: " + "; ".join(severe), by=_who())
-            switch_note = (f"set by {state.set_by} at {state.at}: order entry is decided by the scorecard until "
-                           f"someone runs riskcast monitor --clear --reason ...")
-    extra = {"alert": bool(alerts), "alert_reasons": alerts,
-             "backtest": {**bt.to_dict(), "left_out": left_out} if bt else None,
-             "severe_reasons": list(severe), "fallback_switch": switch_note}
-    say("drift: Evidently report and summary page")
-    write_drift_report(ref, cur, features, out, cfg.monitoring, summary=summary, extra=extra)
-    d = summary.to_dict()
+def _print_monitored(m) -> int:
+    """The run's verdict; the exit code: 1 when an alert threshold is crossed."""
+    d = m.drift.to_dict()
+    out = m.out
+    print(f"reference: {m.reference}")
     print(f"summary: {out / 'summary.html'}  Evidently report: {out / 'drift_report.html'}  "
           f"JSON: {out / 'drift_summary.json'}")
     print(f"score PSI {d['score_psi']:.3f} ({d['score_band']}); drifted features {d['drift_share']:.0%}")
+    bt = m.backtest
     if bt is not None:
         print(f"backtest: {bt.light} (AUC {bt.auc:.3f} against {bt.reference_auc:.3f}, {bt.auc_light}; "
               f"{bt.defaults:,} defaults of {bt.rows:,} against a mean PD of {bt.mean_pd:.2%}, {bt.portfolio_light}; "
               f"grades: {' '.join(f'{g.grade}:{g.light}' for g in bt.grades)})")
-    for r in alerts:
+    for r in m.alerts:
         print(f"ALERT: {r}")
-    if switch_note:
-        print(f"FALLBACK: {switch_note}")
-    if alerts:
+    if m.severe and m.switch_note is None:
+        print("SEVERE (monitoring.switch is off, fallback mode not set): " + "; ".join(m.severe))
+    if m.switch_note:
+        print(f"FALLBACK: {m.switch_note}")
+    if m.alert:
         return 1
     print("no alert: the book is stable against the reference")
     return 0
@@ -370,12 +245,20 @@ def cmd_monitor(args: argparse.Namespace, say: Progress) -> int:
         print(("fallback mode cleared" if before is not None and before.active else "fallback mode was not set; recorded")
               + f" by {state.set_by} at {state.at}: {state.reason} ({paths.fallback_switch})")
         return 0
-    for opt in ("reference", "current", "out"):
+    for opt in ("current", "out"):
         if not getattr(args, opt):
-            raise InputError(f"{opt}: monitor needs --reference, --current and --out (or --clear --reason)", field=opt)
-    if not args.labels and (args.backtest or args.labels_as_of or args.validation_auc is not None):
-        raise InputError("labels: --backtest, --labels-as-of and --validation-auc need --labels", field="labels")
-    return _monitor(Path(args.reference), Path(args.current), Path(args.out), _config(args), paths, say, args)
+            raise InputError(f"{opt}: monitor needs --current and --out (or --clear --reason)", field=opt)
+    from riskcast.features.build import parse_as_of
+    from riskcast.monitoring.run import Labels, check_labels_options, monitor
+
+    check_labels_options(args.labels, args.backtest, args.labels_as_of, args.validation_auc)
+    labels = None
+    if args.labels:
+        labels = Labels(Path(args.labels), Path(args.backtest) if args.backtest else None,
+                        parse_as_of(args.labels_as_of)[0] if args.labels_as_of else None, args.validation_auc)
+    m = monitor(Path(args.current), Path(args.out), _config(args), paths,
+                reference=Path(args.reference) if args.reference else None, labels=labels, who=_who(), progress=say)
+    return _print_monitored(m)
 
 
 def cmd_replay(args: argparse.Namespace, say: Progress) -> int:
@@ -411,61 +294,111 @@ def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
     return 0  # pragma: no cover - exec does not return
 
 
-def _demo_config(args: argparse.Namespace, paths: WorkPaths, seller: dict[str, float]
-                 ) -> tuple[RiskcastConfig, Path]:
-    """The work directory's ``riskcast.toml``: the ``--config`` given (if any) with the book's
-    seller figures, unless it names its own; every later command on the work directory reads it."""
-    import tomllib
-
-    from riskcast.data.io import write_text
-
-    text = Path(args.config).read_text(encoding="utf-8") if getattr(args, "config", None) else ""
-    load_config(args.config) if getattr(args, "config", None) else None  # a bad file is refused first
-    if "seller" not in tomllib.loads(text):
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + (
-            "# the demo's seller: its credit sales are the book (half its turnover), 10% of revenue as cash flow\n"
-            "[seller]\n" + "".join(f"{k} = {v!r}\n" for k, v in seller.items()))
-    paths.root.mkdir(parents=True, exist_ok=True)
-    write_text(text, paths.config)
-    return load_config(paths.config), paths.config
-
-
 def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
-    import pandas as pd
+    from .demo import run_demo
 
-    from riskcast.data.io import write_tables
-    from riskcast.data.synthetic import book_seller, generate_book
-
-    cfg = _config(args)
     paths = _paths(args)
-    gen = _generator_config(cfg, args)
-    say(f"work directory {paths.root}")
-    say(f"1/5 generating a synthetic book: {gen.customers:,} customers over {gen.years} years")
-    tables = generate_book(gen, progress=say)
-    write_tables(tables, paths.book)
-    print(f"synthetic book (five raw tables + truth): {paths.book}")
-    cfg, config_file = _demo_config(args, paths, book_seller(tables.invoices, tables.data_end))
-    print(f"configuration, with the seller's figures set from the book: {config_file}")
-    say("2/5 features, LightGBM, calibration, scorecard, MLflow")
-    _train(tables, cfg, paths, say)
-    as_of = tables.data_end
-    say("3/5 rescoring the book")
-    _rescore(tables, paths, cfg, as_of, paths.scored, say, paths.config)
-    scored = pd.read_parquet(paths.scored, columns=["customer_id", "pd_12m"])
-    example = scored.sort_values("pd_12m")["customer_id"].iloc[len(scored) // 2]
-    say("4/5 drift report: training reference against the latest rescore")
-    alert = _monitor(paths.reference, paths.scored, paths.drift, cfg, paths, say)
-    say("5/5 done")
+    gen = _generator_config(_config(args), args)
+    d = run_demo(gen, paths, getattr(args, "config", None), progress=say)
+    print(f"synthetic book (five raw tables + truth): {d.book}")
+    print(f"configuration, with the seller's figures set from the book: {d.config_file}")
+    _print_trained(d.train)
+    if d.gate_override:
+        print(f"GATE OVERRIDDEN: {d.gate_override}")
+    _store_note(d.rescore)
+    _print_rescored(d.rescore, paths.scored)
+    alert = _print_monitored(d.monitor)
     home = paths.root
     bin_dir = Path(sys.executable).parent
     print()
     print("next steps:")
     print(f"  start the service : {bin_dir / 'riskcast'} serve --workdir {home} --host 127.0.0.1 --port 3000")
     print(f"  score an order    : curl -s -X POST http://127.0.0.1:3000/score -H 'content-type: application/json' "
-          f"-d '{{\"customer_id\": \"{example}\", \"order_amount\": 25000}}'")
+          f"-d '{{\"customer_id\": \"{d.example_customer}\", \"order_amount\": 25000}}'")
     print(f"  MLflow UI         : MLFLOW_DISABLE_TELEMETRY=true {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
     if alert:
         print("(the drift report raised an alert: see above)")
+    return 0
+
+
+def _print_walk_forward(result) -> None:
+    """One line per origin and the pooled line: what the model of each date made of the quarters after it."""
+    rows = [(str(o.origin.date()), o.row()["train_window"], o.row()["scored_window"], o.figures) for o in result.origins]
+    rows.append(("pooled", "", "", result.pooled))
+    truth = "auc_vs_true_pd" in result.pooled
+    print(f"{'origin':10s} {'trained on':23s} {'scored':23s} {'rows':>7s} {'defaults':>8s} {'AUC':>6s} {'Brier':>7s} "
+          f"{'mean PD':>7s} {'observed':>8s}" + (f" {'AUC/true':>8s} {'Brier/true':>10s}" if truth else ""))
+    for origin, trained, scored, f in rows:
+        print(f"{origin:10s} {trained:23s} {scored:23s} {int(f['rows']):7,d} {int(f['defaults']):8,d} {f['auc']:6.3f} "
+              f"{f['brier']:7.4f} {f['mean_pd']:7.2%} {f['default_rate']:8.2%}"
+              + (f" {f['auc_vs_true_pd']:8.3f} {f['brier_vs_true_pd']:10.3f}" if truth else ""))
+
+
+def cmd_backtest(args: argparse.Namespace, say: Progress) -> int:
+    """The walk-forward backtest: for each origin, a model of the outcomes known on that date
+    scores the next snapshots."""
+    from riskcast.data.io import write_text
+    from riskcast.training.walkforward import walk_forward_on_book
+
+    tables = _read_book(args)
+    cfg = _config(args)
+    updates = {k: v for k, v in (("walk_forward_origins", args.origins), ("walk_forward_snapshots", args.snapshots))
+               if v is not None}
+    if updates:
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update=updates)})
+    result = walk_forward_on_book(tables, cfg, progress=say)
+    _print_walk_forward(result)
+    if args.out:
+        import json
+
+        write_text(json.dumps(result.to_dict(), indent=2, default=str), Path(args.out))
+        print(f"walk-forward backtest: {args.out}")
+    return 0
+
+
+def _who_acts() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def cmd_models(args: argparse.Namespace, say: Progress) -> int:
+    """List the registered versions, or move the champion alias with a recorded reason."""
+    from riskcast.training import lifecycle, tracking
+
+    cfg = _config(args)
+    tracking.configure(_paths(args).root)
+    name = cfg.serving.model_name
+    if args.action == "list":
+        versions = lifecycle.list_versions(name)
+        print(lifecycle.format_versions(versions))
+        return 0
+    if args.action == "promote":
+        if args.version is None:
+            raise InputError("version: models promote needs the VERSION to promote", field="version")
+        done = lifecycle.promote(name, args.version, args.reason, by=_who_acts(), override_gate=args.override_gate)
+    else:
+        if args.version is not None:
+            raise InputError("version: models rollback takes the version to go back to as --to VERSION",
+                             field="version")
+        done = lifecycle.rollback(name, args.reason, by=_who_acts(), to=args.to)
+    print(done)
+    print("the service keeps the version it loaded until POST /admin/reload")
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace, say: Progress) -> int:
+    """Suggest master-scale edges from a scored table's PDs: printed, never applied."""
+    from riskcast.data.io import read_any
+    from riskcast.training.masterscale import pds_of, scale_toml, suggest_scale
+
+    pds = pds_of(read_any(args.scored, columns=["pd_12m"]))
+    cfg = _config(args)
+    print(scale_toml(suggest_scale(pds, args.grades, "even" if args.even_bands else None, args.version), pds,
+                     cfg.master_scale))
     return 0
 
 
@@ -551,9 +484,43 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=_positive, default=3000, help="port (default 3000)")
     with_workdir(sp)
 
+    sp = add("backtest", cmd_backtest, "walk-forward backtest: for each of several dates, train only on the "
+                                       "outcomes known on that date and score the next quarters")
+    sp.add_argument("--data", required=True, help="folder with the raw tables (Parquet or CSV)")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the tables")
+    sp.add_argument("--origins", type=_positive, help="origin dates, a quarter apart, the newest last "
+                                                      "(default training.walk_forward_origins)")
+    sp.add_argument("--snapshots", type=_positive, help="snapshots scored after each origin "
+                                                        "(default training.walk_forward_snapshots)")
+    sp.add_argument("--out", help="JSON file for the figures of every origin and the pooled ones")
+    with_workdir(sp)
+
+    sp = add("models", cmd_models, "the registered model versions: list them, promote one to champion, roll "
+                                   "the champion back; every move records who and why")
+    sp.add_argument("action", choices=["list", "promote", "rollback"])
+    sp.add_argument("version", nargs="?", help="promote: the version to make champion")
+    sp.add_argument("--to", help="rollback: the former champion to go back to (default: the one before the "
+                                 "current champion)")
+    sp.add_argument("--reason", help="why (recorded on the model version; promote and rollback need it)")
+    sp.add_argument("--override-gate", action="store_true",
+                    help="promote a version whose promotion gate failed (the reason says why)")
+    with_workdir(sp)
+
+    sp = add("scale", cmd_scale, "master scale: suggest grade edges from a scored table's PDs (printed as TOML "
+                                 "to paste into the configuration with a new version; never applied)")
+    sp.add_argument("action", choices=["suggest"])
+    sp.add_argument("--scored", required=True, help="a scored book or reference with pd_12m")
+    sp.add_argument("--grades", type=_positive, default=10, help="number of grades (default 10)")
+    sp.add_argument("--version", default=None, help="the new scale's version (default: suggested-<fingerprint>)")
+    sp.add_argument("--even-bands", action="store_true",
+                    help="deal the A-E bands out evenly over the grades (moves PDs between bands, so it changes "
+                         "decisions); by default the bands keep their PD ranges")
+    with_workdir(sp)
+
     sp = add("monitor", cmd_monitor, "drift and stability report (HTML + JSON), backtest on matured outcomes; exit "
                                      "code 1 when an alert threshold is crossed; a severe alert sets fallback mode")
-    sp.add_argument("--reference", help="reference table (e.g. reference.parquet from training)")
+    sp.add_argument("--reference", help="reference table (default: the one the champion's training run logged "
+                                        "with its bundle: its scored test window)")
     sp.add_argument("--current", help="current table (e.g. a scored book from rescore)")
     sp.add_argument("--out", help="folder for summary.html, drift_report.html and drift_summary.json")
     sp.add_argument("--labels", help="defaults table (customer_id, default_date) to backtest a scored book against")

@@ -25,9 +25,11 @@ class GeneratorConfig(_Section):
     """Synthetic book: size, history and the economic scenario."""
 
     customers: int = Field(3000, ge=50, le=5_000_000)
-    years: int = Field(4, ge=3, le=10)
+    #: six years: a year of history, then room for training, validation and test windows each
+    #: a full outcome horizon apart (the embargo of ``TrainingConfig``)
+    years: int = Field(6, ge=3, le=20)
     #: first month of the book (a date; the book starts on the first of its month)
-    start: str = "2022-01-01"
+    start: str = "2020-01-01"
     seed: int = 7
     scenario: Literal["baseline", "recession"] = "baseline"
 
@@ -77,6 +79,19 @@ class TrainingConfig(_Section):
     history_months: int = Field(12, ge=3, le=36)
     test_snapshots: int = Field(2, ge=1)
     valid_snapshots: int = Field(1, ge=1)
+    #: months between the last outcome a fit may know and the first date it is tested on: no
+    #: training or validation row's outcome window (as_of + horizon) ends after the first test
+    #: snapshot. None: the horizon (a 12-month label, a 12-month gap); 0 turns it off (the
+    #: test then overlaps training outcomes and flatters the model)
+    embargo_months: int | None = Field(None, ge=0, le=60)
+    #: also keep training rows' outcome windows before the first validation snapshot, so the
+    #: calibration (fitted on validation) sees margins of trees that never saw those outcomes
+    embargo_validation: bool = True
+    #: walk-forward backtest (``riskcast backtest``): this many origin dates, a quarter apart,
+    #: the newest last; each trains on the outcomes known on its date and scores the next
+    #: ``walk_forward_snapshots`` snapshots
+    walk_forward_origins: int = Field(4, ge=1, le=40)
+    walk_forward_snapshots: int = Field(2, ge=1, le=12)
     pd_floor: float = Field(0.0003, gt=0, lt=0.01)
     #: after early stopping, fit the same number of trees again on training + validation rows,
     #: so the model also learns from the months closest to today (the calibration stays the
@@ -112,8 +127,15 @@ def _default_scale() -> tuple[GradeBand, ...]:
 
 
 class MasterScaleConfig(_Section):
-    """PD bands of the grades, best first; the last band must end at 1."""
+    """PD bands of the grades, best first; the last band must end at 1.
 
+    The scale is configuration, never learned: every model version grades on the same edges,
+    so grade 4 means the same PD range in all of them. A new scale is a new ``version``;
+    grades are compared (migrations, grade changes) only between rows graded on the same one.
+    """
+
+    #: the scale's name, recorded in every bundle and scored file; change it with the edges
+    version: str = Field("1", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
     grades: tuple[GradeBand, ...] = Field(default_factory=_default_scale)
 
     @model_validator(mode="after")
@@ -269,9 +291,10 @@ class MonitoringConfig(_Section):
     backtest_yellow: float = Field(0.95, gt=0.5, lt=1)
     backtest_red: float = Field(0.999, gt=0.5, lt=1)
     #: severe alert: score PSI above this, or more than this share of features drifted, or a
-    #: red backtest; then `riskcast monitor` puts serving in fallback mode (if `switch`)
-    severe_score_psi: float = Field(0.25, gt=0)
-    severe_drift_share: float = Field(0.30, gt=0, le=1)
+    #: red backtest; then `riskcast monitor` puts serving in fallback mode (if `switch`). Set
+    #: above the alert thresholds: an ordinary alert reports, only a severe one switches
+    severe_score_psi: float = Field(0.50, gt=0)
+    severe_drift_share: float = Field(0.50, gt=0, le=1)
     severe_on_red_backtest: bool = True
     switch: bool = True
 
@@ -281,6 +304,12 @@ class MonitoringConfig(_Section):
             raise ValueError(f"psi_watch ({self.psi_watch}) must be below psi_alert ({self.psi_alert})")
         if self.backtest_yellow >= self.backtest_red:
             raise ValueError(f"backtest_yellow ({self.backtest_yellow}) must be below backtest_red ({self.backtest_red})")
+        # a severe condition that is no alert would switch order entry without a report
+        if self.severe_score_psi < self.psi_alert:
+            raise ValueError(f"severe_score_psi ({self.severe_score_psi}) must not be below psi_alert ({self.psi_alert})")
+        if self.severe_drift_share < self.drift_share_alert:
+            raise ValueError(f"severe_drift_share ({self.severe_drift_share}) must not be below drift_share_alert "
+                             f"({self.drift_share_alert})")
         return self
 
 
@@ -364,10 +393,6 @@ class WorkPaths(BaseModel):
     @property
     def store(self) -> Path:
         return self.root / "features.sqlite"
-
-    @property
-    def reference(self) -> Path:
-        return self.root / "reference.parquet"
 
     @property
     def scored(self) -> Path:

@@ -34,7 +34,8 @@ from .policy import PolicyInputs, apply_policy
 from .reasons import reason_columns, top_reasons
 from .switch import FallbackSwitch
 
-#: what a customer without history or statements is assumed to have
+#: what a customer without history or statements is assumed to have: each fact's declared
+#: default, the fill training gives it too (``FeatureRegistry.fill_row`` lays it over a NaN)
 CONTEXT_DEFAULTS: dict[str, float] = {f.name: f.default for f in POLICY_FACTS}
 
 
@@ -255,7 +256,9 @@ class ScoringCore:
     def lookup(self, order: Order) -> dict[str, Any]:
         """The customer's latest features, with the request's values laid over them: for a
         customer in the book only what the book lacks, or what ``serving.allow_overrides``
-        lets it replace (listed under ``overridden`` with the book's values)."""
+        lets it replace (listed under ``overridden`` with the book's values). What is still
+        missing then takes the registry's fills, as in training: a new customer's row is one
+        training could have held (no invoices: 0 of them), and so is what the audit records."""
         if not isinstance(order.order_amount, (int, float)) or not math.isfinite(order.order_amount) or order.order_amount <= 0:
             raise InputError(f"order_amount: must be a finite number > 0, got {order.order_amount!r}", field="order_amount")
         terms = order.requested_terms_days
@@ -278,10 +281,22 @@ class ScoringCore:
             base["book_limits_total"] = _book_total(self.store)
         base.update(row or {})
         base.update({k: (math.nan if v is None else float(v)) for k, v in overrides.items()})
+        base.update(self.registry.fill_row(base))
         base["customer_id"] = order.customer_id
         base["in_book"] = row is not None
         base["overridden"] = replaced
         return base
+
+    def order_rows(self, bases: Sequence[Mapping[str, Any]]) -> _Rows:
+        """The arrays orders are decided on, from their ``lookup`` rows: order entry's only way
+        from a looked-up row to what the model is given."""
+        return _Rows.from_dicts(bases, self._names)
+
+    def model_input(self, order: Order) -> tuple[np.ndarray, dict[str, float]]:
+        """What an order's customer is decided on, as ``score_order`` builds it: the model's row
+        (registry features, registry order) and the policy facts."""
+        rows = self.order_rows([self.lookup(order)])
+        return rows.X[0].copy(), {name: float(v[0]) for name, v in rows.facts.items()}
 
     # -- scoring ------------------------------------------------------------------------
     def _foreign_rows(self, rows: _Rows) -> list[int]:
@@ -516,7 +531,7 @@ class ScoringCore:
 
     def _orders(self, orders: list[Order], bases: list[dict[str, Any]], forced_fallback: str | None,
                 each: bool) -> list[dict[str, Any]]:
-        rows = _Rows.from_dicts(bases, self._names)
+        rows = self.order_rows(bases)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
         ids = [o.request_id or uuid.uuid4().hex for o in orders]

@@ -3,7 +3,7 @@ field in the documented shape, and an OpenAPI document that says what the servic
 
 BentoML answers a malformed body with pydantic's error list (its own document promises a
 string) and logs a traceback for it; a request without a body is valid by its document. The
-gate validates scoring bodies with the same models first, so a caller gets
+gate validates scoring and reload bodies with the same models first, so a caller gets
 ``{"error": "<field>: <problem>", "detail": "..."}`` and the log one line.
 
 A path in ``direct`` (``POST /score``) is then answered by the gate itself with the service's
@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 import os
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -29,6 +29,13 @@ MAX_BODY = 1_048_576
 _SCORING = ("/score", "/score_batch")
 _GUARDED = (*_SCORING, "/admin/")
 _ERROR = {"$ref": "#/components/schemas/InvalidArgument"}
+_RELOAD = "/admin/reload"
+_RELOAD_RESPONSES = {
+    "400": "The body is neither empty nor {}: `body: <problem>` or `<field>: Extra inputs are not permitted`",
+    "401": "X-API-Key missing or wrong (when the service has a key)",
+    "413": "Body larger than 1 MiB",
+    "503": "No model could be loaded or announced to the other workers; the service keeps the version it had",
+}
 _EXTRA_RESPONSES = {
     "401": "X-API-Key missing or wrong (when the service has a key)",
     "413": "Body larger than 1 MiB, or more than 10,000 orders in a batch",
@@ -55,12 +62,13 @@ def field_errors(exc: ValidationError) -> tuple[str, str]:
 
 
 class RequestGate:
-    """ASGI middleware; ``validators`` maps a path to the model its JSON body must fit, and
-    ``direct`` a path to the function that answers its validated body with the response's
-    JSON (raising ``RiskcastError`` for a 4xx/5xx)."""
+    """ASGI middleware; ``validators`` maps a path to the model its JSON body must fit (those in
+    ``optional_body`` also take no body), and ``direct`` a path to the function that answers
+    its validated body with the response's JSON (raising ``RiskcastError`` for a 4xx/5xx)."""
 
     def __init__(self, app: Any, validators: dict[str, type[BaseModel] | TypeAdapter],
-                 direct: dict[str, Answer] | None = None, ready: Callable[[], dict] | None = None) -> None:
+                 direct: dict[str, Answer] | None = None, ready: Callable[[], dict] | None = None,
+                 optional_body: Collection[str] = ()) -> None:
         self.app = app
         #: the body of a ready /readyz (BentoML's own probe decides the status)
         self.ready = ready
@@ -68,6 +76,11 @@ class RequestGate:
         self.key = key.encode() if key else None
         self.validators = validators
         self.direct = direct or {}
+        #: paths of ``validators`` whose body may be left out (it then stands for ``{}``)
+        self.optional_body = frozenset(optional_body)
+        unknown = sorted(self.optional_body - set(validators))
+        if unknown:
+            raise ValueError(f"optional_body: {', '.join(unknown)} has no validator")
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -98,10 +111,15 @@ class RequestGate:
         elif path in self.direct:
             await _answer(send, self.direct[path], request, path)
         else:
-            await self.app(scope, _replay(body), _plain_errors(send))
+            # the body is JSON whatever its Content-Type said (BentoML answers a 500 for an
+            # undeclared or malformed one), and an optional body left out stands for {}
+            forwarded = body if body.strip() else b"{}"
+            await self.app(_as_json(scope, forwarded), _replay(forwarded), _plain_errors(send))
 
     def _check(self, path: str, body: bytes) -> tuple[tuple[str, str] | None, Any]:
         """(problem, None) for a body the path refuses, else (None, the validated body)."""
+        if not body.strip() and path in self.optional_body:
+            body = b"{}"
         if not body.strip():
             return ("body: a JSON object is required", "the request has no body"), None
         try:
@@ -144,6 +162,13 @@ async def _read(receive: Receive) -> tuple[bytes, bool]:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks), False
+
+
+def _as_json(scope: dict, body: bytes) -> dict:
+    """``scope`` with the headers of a JSON body of ``body``'s length."""
+    headers = [(k, v) for k, v in scope.get("headers") or [] if k.lower() not in (b"content-type", b"content-length")]
+    headers += [_JSON, (b"content-length", str(len(body)).encode())]
+    return {**scope, "headers": headers}
 
 
 def _replay(body: bytes) -> Receive:
@@ -237,9 +262,24 @@ def _batch_entries(doc: dict) -> None:
                                                 {"$ref": "#/components/schemas/OrderError"}]}
 
 
+def _reload_entry(doc: dict) -> None:
+    """``POST /admin/reload`` as the gate and the service answer it: no body or ``{}``, and the
+    errors in the scoring paths' shape."""
+    op = doc.get("paths", {}).get(_RELOAD, {}).get("post")
+    if op is None:
+        return
+    op["requestBody"] = {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {}, "additionalProperties": False,
+        "description": "Nothing, or an empty object: the champion alias says what to load"}}}}
+    responses = op.setdefault("responses", {})
+    responses.pop("404", None)  # a fixed route: the service never answers it with 404
+    for code, text in _RELOAD_RESPONSES.items():
+        responses[code] = {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+
+
 def _fix_document(send: Send) -> Send:
     """Buffer the generated document and state what it leaves out: scoring bodies are required,
-    and the statuses the gate and the audit log add."""
+    the statuses the gate and the audit log add, and what ``/admin/reload`` takes and answers."""
     start: dict = {}
     parts: list[bytes] = []
 
@@ -269,6 +309,7 @@ def _fix_document(send: Send) -> Send:
                 for code, text in _EXTRA_RESPONSES.items():
                     op["responses"].setdefault(code, {"description": text, "content": {"application/json": {"schema": _ERROR}}})
             _batch_entries(doc)
+            _reload_entry(doc)
             body = json.dumps(doc).encode()
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))

@@ -363,7 +363,9 @@ def seller_ceilings(band: np.ndarray, limit: np.ndarray, exposure: np.ndarray, s
         new = new * (cap / float(new.sum()))
         by_band["all"] = {"customers": n, "cut": left, "share_of_unused_limit": 1.0}
     cut = new < limit
-    new = np.where(cut, np.floor(new * 100.0) / 100.0, limit)  # down to the cent: within the cap
+    # down to the cent, within the cap; the float noise of ``limit - room * 1`` first rounded away,
+    # else a customer cut to its exposure lands a cent below it and is referred as over its limit
+    new = np.where(cut, np.floor(np.round(new * 100.0, 4)) / 100.0, limit)
     ceiling[cut] = new[cut]
     return SellerCut(ceiling, total, float(new.sum()), cap, by_band)
 

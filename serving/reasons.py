@@ -22,7 +22,7 @@ def candidates(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry
     """The impacts reasons are chosen from, ``(n, features + sources)``: each known feature's
     own (0 when missing) and each source's missing features' summed (0 when none is missing);
     and which values are missing."""
-    missing = np.isnan(values)
+    missing = registry.layout.unknown(values)
     out = np.concatenate([np.where(missing, 0.0, impact), np.where(missing, impact, 0.0) @ registry.layout.members],
                          axis=1)
     return out, missing

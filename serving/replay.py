@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
@@ -138,35 +136,15 @@ def _core_for(row: dict[str, Any], log: AuditLog, paths: WorkPaths, cache: _Cach
 
 def _load_version(paths: WorkPaths, name: str, version: str) -> LoadedModel | str:
     """Model ``name`` version ``version``: the service's local copy, else the registry's
-    (copied beside the others). Returns why not, as text, when neither can be read."""
-    from riskcast.training.bundle import ModelBundle
+    (copied beside the others, as the service copies it). Returns why not, as text, when
+    neither can be read."""
+    from riskcast.training import tracking
 
-    from .runtime import _first_line
+    from .runtime import load_model_version
 
-    target = paths.model_cache / name / version
-    if not (target / "bundle" / "metadata.json").exists():
-        try:
-            import mlflow
-
-            from riskcast.training import tracking
-
-            tracking.configure(paths.root)
-            home = target.parent
-            home.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=home) as tmp:
-                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp))
-                staged = Path(tmp) / "staged"
-                shutil.copytree(local / "artifacts" / "bundle", staged / "bundle")
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(staged, target)
-        except Exception as exc:  # noqa: BLE001 - said per decision, the others still replay
-            return f"model {name} version {version}: no local copy and the registry cannot give it: {_first_line(exc)}"
-    try:
-        bundle = ModelBundle.load(target / "bundle", strict=False)
-    except Exception as exc:  # noqa: BLE001
-        return f"model {name} version {version} cannot be read: {_first_line(exc)}"
-    bundle.compile_dir = target / "compiled"
-    return LoadedModel(bundle, name, version, "replay")
+    tracking.configure(paths.root)
+    model, error = load_model_version(paths, name, version, "replay")
+    return model if model is not None else str(error)
 
 
 def _differences(recorded: Any, replayed: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:

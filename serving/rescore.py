@@ -27,7 +27,8 @@ from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, rel
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
 from riskcast.features.payment import InvoiceLedger
-from riskcast.training.masterscale import grade_migration
+from riskcast.training.masterscale import (SCALE_FINGERPRINT_COLUMN, SCALE_VERSION_COLUMN, concentration,
+                                           describe_concentration, grade_migration)
 
 from .core import ScoringCore
 from .policy import seller_ceilings
@@ -36,11 +37,16 @@ Progress = Callable[[str], None]
 REJECTED_COLUMNS = ["customer_id", "kind", "reason"]
 #: columns of a previous rescore that the comparison reads
 PREVIOUS_COLUMNS = ["customer_id", "pd_12m", "grade", "exposure", "credit_limit"]
+#: and the scale its grades are on, when it records it (older rescores do not: then no grade is compared)
+PREVIOUS_SCALE_COLUMNS = [SCALE_VERSION_COLUMN, SCALE_FINGERPRINT_COLUMN]
+#: how the two runs are named in the summary's reasons
+RUN_NAMES = ("previous rescore", "this one")
 
 
 _FLOAT = ("pd_12m", "score", "credit_limit", "exposure", "previous_pd_12m")
 _TEXT = ("customer_id", "grade", "band", "decision", "decision_rule", "decision_reason", "conditions",
-         "early_payment_discount", "fallback_reason", "model_version", "model_kind", "previous_grade", "industry")
+         "early_payment_discount", "fallback_reason", "model_version", "model_kind", "previous_grade", "industry",
+         SCALE_VERSION_COLUMN, SCALE_FINGERPRINT_COLUMN)
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,6 +122,11 @@ def with_features(decided: pd.DataFrame, chunk: pd.DataFrame, core: ScoringCore,
     decided, meta = decided.copy(deep=False), chunk.copy(deep=False)
     decided.index = meta.index = pd.RangeIndex(len(chunk))
     scored = pd.concat([decided, meta.drop(columns=["customer_id"])], axis=1, copy=False)
+    if core.model is not None:  # the scale the grades are on, beside them
+        scale = core.model.bundle.master_scale
+        at = scored.columns.get_loc("band") + 1 if "band" in scored.columns else len(scored.columns)
+        scored.insert(at, SCALE_VERSION_COLUMN, scale.version)
+        scored.insert(at + 1, SCALE_FINGERPRINT_COLUMN, scale.fingerprint)
     if previous is not None:
         scored = compare(scored, previous, core)
     return _typed(scored)
@@ -123,16 +134,22 @@ def with_features(decided: pd.DataFrame, chunk: pd.DataFrame, core: ScoringCore,
 
 def compare(scored: pd.DataFrame, previous: pd.DataFrame, core: ScoringCore) -> pd.DataFrame:
     """``previous_grade``, ``previous_pd_12m``, ``grade_change`` (grades moved; positive is
-    worse) and ``newly_over_limit`` (over the limit now, not before or not in the previous run)."""
+    worse) and ``newly_over_limit`` (over the limit now, not before or not in the previous run).
+
+    ``grade_change`` only where the previous row was graded on this run's scale (same version
+    and edges): against another scale, or a previous rescore that records none, it is NA."""
     out = scored.copy(deep=False)  # new columns only
     prev = previous.reindex(out["customer_id"])
     out["previous_grade"] = prev["grade"].to_numpy(dtype=object)
     out["previous_pd_12m"] = prev["pd_12m"].to_numpy(dtype=float)
-    grades = core.model.bundle.master_scale.grades if core.model is not None else []
-    rank = {str(g): i for i, g in enumerate(grades)}
+    scale = core.model.bundle.master_scale if core.model is not None else None
+    rank = {str(g): i for i, g in enumerate(scale.grades if scale is not None else [])}
     now = out["grade"].astype(str).map(rank)
     before = pd.Series(out["previous_grade"]).astype(str).map(rank)
-    out["grade_change"] = (now - before).astype("Int64")
+    change = (now - before).astype("Int64")
+    if scale is not None:
+        change = change.where(_on_scale(prev, scale.version, scale.fingerprint), pd.NA)
+    out["grade_change"] = change
     over_now = out["exposure"] > out["credit_limit"]
     over_before = (prev["exposure"] > prev["credit_limit"]).to_numpy()
     out["newly_over_limit"] = (over_now & ~over_before).to_numpy()
@@ -183,13 +200,29 @@ def _bar(done: int, total: int, rate: float, width: int = 24) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {done:,}/{total:,} customers, {rate:,.0f} rows/s"
 
 
+def _on_scale(prev: pd.DataFrame, version: str, fingerprint: str) -> np.ndarray:
+    """Which previous rows were graded on this scale: the same version and, where recorded,
+    the same fingerprint. A previous table without the columns is on none."""
+    if SCALE_VERSION_COLUMN not in prev.columns:
+        return np.zeros(len(prev), dtype=bool)
+    same = (prev[SCALE_VERSION_COLUMN].astype("string") == version).fillna(False).to_numpy(dtype=bool)
+    if SCALE_FINGERPRINT_COLUMN in prev.columns:
+        fp = prev[SCALE_FINGERPRINT_COLUMN].astype("string")
+        same &= (fp.isna() | (fp == fingerprint)).fillna(False).to_numpy(dtype=bool)
+    return same
+
+
 def read_previous(path: str | Path) -> pd.DataFrame:
-    """A previous rescore's comparison columns, indexed by customer id (last row per id)."""
+    """A previous rescore's comparison columns, indexed by customer id (last row per id); its
+    scale columns NA when it records none (written before scales had versions)."""
     prev = read_any(path)
     for col in PREVIOUS_COLUMNS:
         if col not in prev.columns:
             raise DataValidationError("previous", col, "column is missing (expected a file written by riskcast rescore)")
-    prev = prev[PREVIOUS_COLUMNS].copy()
+    prev = prev[PREVIOUS_COLUMNS + [c for c in PREVIOUS_SCALE_COLUMNS if c in prev.columns]].copy()
+    for col in PREVIOUS_SCALE_COLUMNS:
+        prev[col] = prev[col].astype("string") if col in prev.columns else pd.Series(pd.NA, index=prev.index,
+                                                                                    dtype="string")
     prev["customer_id"] = prev["customer_id"].astype(str)
     return prev.drop_duplicates("customer_id", keep="last").set_index("customer_id")
 
@@ -429,8 +462,8 @@ def _reader(files: list[Path], size: int):
 
 
 def _summary_columns(with_previous: bool) -> list[str]:
-    cols = ["customer_id", "pd_12m", "grade", "band", "exposure", "credit_limit", "industry", "fallback", "decision",
-            "decision_rule"]
+    cols = ["customer_id", "pd_12m", "grade", "band", SCALE_VERSION_COLUMN, SCALE_FINGERPRINT_COLUMN, "exposure",
+            "credit_limit", "industry", "fallback", "decision", "decision_rule"]
     return cols + (["previous_grade", "grade_change", "newly_over_limit"] if with_previous else [])
 
 
@@ -442,7 +475,10 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
     """What the risk team reads after a rescore (pure).
 
     Expected loss is PD x LGD x EAD with EAD the open receivables; concentration is the
-    largest industry's share of the exposure.
+    largest industry's share of the exposure; ``grade_concentration`` is how crowded the grades
+    are (Herfindahl of the grade shares, the largest grade): the scale is configuration, so a
+    crowded grade is reported, not split. Against a previous rescore on another scale (or
+    none recorded) ``migration`` says why no grades are compared.
     """
     n = len(scored)
     pd_ = scored["pd_12m"].astype(float)
@@ -461,7 +497,9 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
         "decisions_by_band": {str(b): {str(k): int(v) for k, v in g.value_counts().items()}
                               for b, g in scored["decision"].groupby(scored["band"].astype(str))},
         "credit_limits": float(scored["credit_limit"].sum()),
+        "scale": _scale_of(scored),
         "grade_distribution": {g: {"customers": int(counts[g]), "share": float(counts[g] / n)} for g in order},
+        "grade_concentration": concentration(scored["grade"], _scale_order(scored["grade"], grades)),
         "exposure": float(ead.sum()), "lgd": lgd, "expected_loss": float(el.sum()),
         "expected_loss_share_of_exposure": float(el.sum() / ead.sum()) if ead.sum() > 0 else 0.0,
         "mean_pd": float(pd_.mean()),
@@ -473,11 +511,29 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
                              if len(by_industry) else None),
     }
     if previous is not None:
-        prev = previous.reset_index()[["customer_id", "grade"]]
-        out["migration"] = grade_migration(prev, scored[["customer_id", "grade"]], "grade")
+        keep = ["customer_id", "grade", *PREVIOUS_SCALE_COLUMNS]
+        prev = previous.reset_index()
+        out["migration"] = grade_migration(prev[[c for c in keep if c in prev.columns]],
+                                           scored[[c for c in keep if c in scored.columns]], "grade", names=RUN_NAMES)
         out["newly_over_limit"] = int(scored["newly_over_limit"].sum())
         out["new_customers"] = int(scored["previous_grade"].isna().sum())
     return out
+
+
+def _scale_order(labels: pd.Series, grades: list[str]) -> list[str]:
+    """The scale's grades, then any other label the book holds (rows without a grade left out)."""
+    found = set(labels.dropna().astype(str))
+    return list(grades) + sorted(found - set(grades)) or ["-"]
+
+
+def _scale_of(scored: pd.DataFrame) -> dict[str, Any] | None:
+    """The scale the book was graded on, from its columns (None when it records none)."""
+    if SCALE_VERSION_COLUMN not in scored.columns or not scored[SCALE_VERSION_COLUMN].notna().any():
+        return None
+    versions = sorted(scored[SCALE_VERSION_COLUMN].dropna().astype(str).unique())
+    prints = (sorted(scored[SCALE_FINGERPRINT_COLUMN].dropna().astype(str).unique())
+              if SCALE_FINGERPRINT_COLUMN in scored.columns else [])
+    return {"version": ", ".join(versions), "fingerprint": ", ".join(prints) or None}
 
 
 def _reason_counts(rejected: pd.DataFrame) -> dict[str, int]:
@@ -490,7 +546,12 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
     s = summary
     say(f"customers in {s['customers_in']:,} = scored {s['scored']:,} + rejected {s['rejected']:,}"
         + (f"  ({', '.join(f'{k}: {v:,}' for k, v in s['rejected_by_reason'].items())})" if s["rejected"] else ""))
-    say("grades: " + "  ".join(f"{g}:{v['customers']:,}" for g, v in s["grade_distribution"].items()))
+    scale = s.get("scale")
+    say(("grades" + (f" (scale {scale['version']})" if scale else "") + ": ")
+        + "  ".join(f"{g}:{v['customers']:,}" for g, v in s["grade_distribution"].items()))
+    if s.get("grade_concentration"):
+        say("grade concentration: " + describe_concentration(s["grade_concentration"])
+            + " (the scale is configuration: crowded grades are reported, never split)")
     say("decisions: " + "  ".join(f"{k}:{v:,}" for k, v in s["decisions"].items())
         + f"; scorecard fallback for {s['fallback']:,}")
     say("why: " + "  ".join(f"{k}:{v:,}" for k, v in s["decisions_by_rule"].items()))
@@ -508,6 +569,9 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
     say("top exposures: " + "  ".join(f"{t['customer_id']} {t['exposure']:,.0f} (grade {t['grade']})"
                                       for t in s["top_exposures"][:5]))
     mig = s.get("migration")
+    if mig and mig.get("compared") is False:
+        say(f"migration against the previous run: {mig['reason']}; newly over limit {s['newly_over_limit']:,}; "
+            f"new customers {s['new_customers']:,}")
     if mig and mig.get("customers"):
         grades = mig["grades"]
         say(f"migration against the previous run ({mig['customers']:,} customers in both; rows: then, columns: now): "

@@ -21,14 +21,19 @@ def _bounds(lo: float, hi: float) -> dict[str, float]:
     return {k: v for k, v in (("ge", lo), ("le", hi)) if math.isfinite(v)}
 
 
+#: a JSON number and nothing else: lax validation would take ``true`` as 1.0 and ``"12.5"`` as
+#: 12.5, which the published document (``type: number``) refuses
+_NUMBER = Optional[Annotated[float, Field(strict=True)]]
+
+
 def features_model(registry: FeatureRegistry) -> type[BaseModel]:
     """Optional feature values (and policy facts) a request may supply or override."""
     fields = {}
     for f in registry.features:
-        fields[f.name] = (Optional[float], Field(None, description=f"{f.description} ({f.group})",
-                                                 **_bounds(f.valid_min, f.valid_max)))
+        fields[f.name] = (_NUMBER, Field(None, description=f"{f.description} ({f.group})",
+                                         **_bounds(f.valid_min, f.valid_max)))
     for p in REQUEST_FACTS:
-        fields[p.name] = (Optional[float], Field(None, description=p.description, **_bounds(p.valid_min, p.valid_max)))
+        fields[p.name] = (_NUMBER, Field(None, description=p.description, **_bounds(p.valid_min, p.valid_max)))
     return create_model("Features", __config__=_STRICT, **fields)
 
 
@@ -105,3 +110,18 @@ class OrderError(BaseModel):
 
 
 ScoreRequest = request_model(default_registry())
+
+
+class ReloadRequest(BaseModel):
+    """The body of ``POST /admin/reload``: none, or an empty object. What to load is the
+    champion alias's to say, so the request names nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReloadResponse(BaseModel):
+    """What ``POST /admin/reload`` loaded; every worker decides with it from its next call."""
+
+    model: str = Field(description="Registered model name")
+    version: str = Field(description="The version every worker of the service now decides with")
+    previous_version: Optional[str] = _maybe("The version this worker decided with before; null when it had none")

@@ -11,7 +11,7 @@ import gc
 import logging
 import os
 from http import HTTPStatus
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import bentoml
 from bentoml.exceptions import BentoMLException
@@ -20,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from riskcast.errors import RiskcastError
 
 from .gate import MAX_BODY, RequestGate
-from .schemas import OrderError, ScoreRequest, ScoreResponse
+from .schemas import OrderError, ReloadRequest, ReloadResponse, ScoreRequest, ScoreResponse
+
+if TYPE_CHECKING:
+    from .core import ScoringCore
 
 
 def _to_http(exc: RiskcastError) -> BentoMLException:
@@ -48,18 +51,25 @@ class RiskcastService:
     champion alias moved; /livez, /readyz, /metrics built in."""
 
     def __init__(self) -> None:
-        from .runtime import build_core
+        from .runtime import serve_core
 
         for name in ("bentoml._internal.server.http_app", "bentoml.access", "uvicorn.error"):
             logging.getLogger(name).addFilter(_OneLine())
-        self.core = build_core(os.environ.get("RISKCAST_HOME"), os.environ.get("RISKCAST_CONFIG"), audit=True)
+        #: this worker's core, kept on the version the service serves: a reload reaches one
+        #: worker, which publishes the version; the others load it on their next call
+        self.served = serve_core(os.environ.get("RISKCAST_HOME"), os.environ.get("RISKCAST_CONFIG"), on_swap=_settle)
         # what start-up loaded lives as long as the worker: out of the collector's sight, a full
         # collection no longer walks ~460k objects (230 ms, paid by whichever order triggered it)
         gc.collect()
         gc.freeze()
         # after the freeze, so that the compiler's passing objects are not kept with start-up's;
         # orders take the compiled trees once ready (~30 us less each)
-        self.core.compile_in_background()
+        self.served.core.compile_in_background()
+
+    @property
+    def core(self) -> "ScoringCore":
+        """The core of the version the service serves (a stat of ``served.json`` per call)."""
+        return self.served.current()
 
     @staticmethod
     def _order(fields: dict):
@@ -100,23 +110,24 @@ class RiskcastService:
         return [OrderError(**d) if "error" in d else ScoreResponse(**d) for d in answers]
 
     @bentoml.api(route="/admin/reload")
-    def reload(self) -> dict:
-        """Load the bundle the alias points to now and swap it in; requests keep being answered."""
-        from .runtime import load_champion
+    def reload(self) -> ReloadResponse:
+        """Load the bundle the champion alias points to now and swap it in, in every worker:
+        this one before it answers, the others on their next call. Requests keep being answered.
+        The body is empty or ``{}`` (the gate refuses anything else)."""
+        try:
+            model, previous = self.served.reload()
+        except RiskcastError as exc:
+            raise _to_http(exc) from None
+        return ReloadResponse(model=model.name, version=model.version, previous_version=previous)
 
-        core = self.core
-        previous = core.model.version if core.model else None
-        model, error = load_champion(core.cfg, _paths())
-        if model is None:
-            raise BentoMLException(f"reload: {error}; still serving version {previous}",
-                                   error_code=HTTPStatus.SERVICE_UNAVAILABLE)
-        self.core = core.with_model(model, error)
-        # the replaced model was frozen with start-up: let the collector see it once to free it
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        self.core.compile_in_background()
-        return {"model": model.name, "version": model.version, "previous_version": previous}
+
+def _settle(core: "ScoringCore") -> None:
+    """After a swap: the replaced model was frozen with start-up, so the collector sees it once
+    to free it; then the new model's trees compile (a copy another worker compiled is reused)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    core.compile_in_background()
 
 
 def answer_order(request: Any) -> bytes:
@@ -126,17 +137,13 @@ def answer_order(request: Any) -> bytes:
 
 
 def ready_status() -> dict:
-    """The body of a ready /readyz: the model this worker decides with and how old its
-    order-entry store is, and whether the store was built with the model's feature registry."""
-    core = bentoml.get_current_service().core
+    """The body of a ready /readyz: the model this worker decides with, how old its order-entry
+    store is and whether the store was built with the model's feature registry, and whether the
+    worker decides with the version the service serves (``served``: when not, why)."""
+    service = bentoml.get_current_service()
+    core = service.core
     model = {"name": core.model.name, "version": core.model.version} if core.model else None
-    return {"model": model, "store": core.store_status()}
-
-
-def _paths():
-    from riskcast.config import WorkPaths, workdir
-
-    return WorkPaths(root=workdir(os.environ.get("RISKCAST_HOME")))
+    return {"model": model, "store": core.store_status(), "served": service.served.status()}
 
 
 class _Batch(BaseModel):
@@ -144,5 +151,7 @@ class _Batch(BaseModel):
     requests: list[ScoreRequest] = Field(max_length=10_000)  # type: ignore[valid-type]
 
 
-RiskcastService.add_asgi_middleware(RequestGate, validators={"/score": ScoreRequest, "/score_batch": _Batch},
-                                    direct={"/score": answer_order}, ready=ready_status)
+RiskcastService.add_asgi_middleware(RequestGate, validators={"/score": ScoreRequest, "/score_batch": _Batch,
+                                                            "/admin/reload": ReloadRequest},
+                                    direct={"/score": answer_order}, ready=ready_status,
+                                    optional_body=("/admin/reload",))

@@ -55,6 +55,20 @@ def pytest_sessionfinish(session, exitstatus):
         print("\nnetwork access attempted during the tests:\n  " + "\n  ".join(sorted(set(NETWORK_ATTEMPTS))))
         session.exitstatus = 1
 
+def dated_table(seed: int, n: int = 2000):
+    """A user's feature table of ``n`` rows: three features (the first drives a 0/1 target ``y``)
+    and a date column ``when`` over six quarters, for tests of the table path."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    df["y"] = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * X[:, 0] - 2.5)))).astype(int)
+    df["when"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 6, n) * 91, unit="D")
+    return df
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 POLISH = SHARED / "benchmarks" / "polish-bankruptcy"
 
@@ -64,7 +78,7 @@ def small_book():
     from riskcast.config import GeneratorConfig
     from riskcast.data.synthetic import generate_book
 
-    return generate_book(GeneratorConfig(customers=1500, years=4, seed=11))
+    return generate_book(GeneratorConfig(customers=1500, years=6, seed=11))
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +93,16 @@ def demo_workdir(tmp_path_factory, small_book):
     if old is not None:
         os.environ["MLFLOW_TRACKING_URI"] = old
     return home
+
+
+@pytest.fixture(scope="session")
+def demo_reference(demo_workdir):
+    """The champion's monitoring reference: the scored test window logged with its bundle."""
+    from riskcast.config import WorkPaths, load_config
+    from riskcast.monitoring.run import champion_reference
+
+    path, _ = champion_reference(load_config(demo_workdir / "riskcast.toml"), WorkPaths(root=demo_workdir))
+    return path
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from riskcast.cli import build_parser, main
 
 from conftest import POLISH
 
-COMMANDS = ["demo", "generate", "features", "train", "train-table", "rescore", "serve", "monitor"]
+COMMANDS = ["demo", "generate", "features", "train", "train-table", "rescore", "replay", "serve", "monitor",
+            "backtest", "models", "scale"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -52,8 +53,10 @@ def test_wrong_columns_name_table_and_column(tmp_path, small_book, capsys):
     assert "invoices.due_date: required column is missing" in capsys.readouterr().err
 
 
-def test_demo_leaves_every_result_behind(demo_workdir):
-    for name in ("mlflow.db", "features.sqlite", "scored_book.parquet", "reference.parquet",
+def test_demo_leaves_every_result_behind(demo_workdir, demo_reference):
+    assert demo_reference.exists() and demo_reference.name == "reference.parquet"
+    assert not (demo_workdir / "reference.parquet").exists()  # none beside the models: each has its own
+    for name in ("mlflow.db", "features.sqlite", "scored_book.parquet",
                  "drift/drift_report.html", "drift/drift_summary.json", "book/invoices.parquet", "book/truth.parquet"):
         assert (demo_workdir / name).exists(), name
     summary = json.loads((demo_workdir / "drift" / "drift_summary.json").read_text())
@@ -90,18 +93,18 @@ def test_rescore_and_features_commands(demo_workdir, workdir_copy, tmp_path, cap
     assert set(f["as_of"].dt.strftime("%Y-%m-%d")) == {"2024-01-01", "2024-04-01"}
 
 
-def test_monitor_exit_code_follows_the_verdict(demo_workdir, tmp_path):
-    ref = pd.read_parquet(demo_workdir / "reference.parquet")
+def test_monitor_exit_code_follows_the_verdict(demo_reference, tmp_path):
+    ref = pd.read_parquet(demo_reference)
     same = tmp_path / "same.parquet"
     ref.sample(frac=1.0, random_state=1).to_parquet(same)
     home = ["--workdir", str(tmp_path / "home")]  # a severe alert sets fallback mode there, not in the demo's
-    assert main(["--quiet", "monitor", "--reference", str(demo_workdir / "reference.parquet"),
+    assert main(["--quiet", "monitor", "--reference", str(demo_reference),
                  "--current", str(same), "--out", str(tmp_path / "a"), *home]) == 0
     shifted = ref.copy()
     shifted["pd_12m"] = (shifted["pd_12m"] * 4).clip(upper=1)
     shifted["dbt_mean_3m"] = shifted["dbt_mean_3m"] + 40
     shifted.to_parquet(tmp_path / "shifted.parquet")
-    assert main(["--quiet", "monitor", "--reference", str(demo_workdir / "reference.parquet"),
+    assert main(["--quiet", "monitor", "--reference", str(demo_reference),
                  "--current", str(tmp_path / "shifted.parquet"), "--out", str(tmp_path / "b"), *home]) == 1
     assert (tmp_path / "b" / "drift_report.html").exists() and (tmp_path / "b" / "summary.html").exists()
     assert json.loads((tmp_path / "home" / "serving" / "fallback.json").read_text())["active"] is True
@@ -191,3 +194,90 @@ def test_a_date_before_the_book_is_a_clear_input_error(demo_workdir, tmp_path, c
     err = capsys.readouterr().err
     assert "no customer is trading on 1990-01-01" in err and "Traceback" not in err
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_failed_challenger_leaves_the_champions_reference_and_models_moves_the_alias(workdir_copy, tmp_path, capsys):
+    """Monitoring compares with the model serving: a retrain that fails the gate registers its
+    own reference with its bundle and changes nothing monitoring reads; `riskcast models` moves
+    the champion with a recorded reason, and monitoring follows the alias."""
+    from mlflow.tracking import MlflowClient
+
+    from riskcast.config import WorkPaths, load_config
+    from riskcast.monitoring.run import champion_reference
+    from riskcast.training import tracking
+
+    home = workdir_copy
+    before, label = champion_reference(load_config(home / "riskcast.toml"), WorkPaths(root=home))
+    assert label.startswith("riskcast-pd v1 ")
+    strict = tmp_path / "strict.toml"
+    strict.write_text((home / "riskcast.toml").read_text() + "\n[training]\npromotion_min_auc = 0.99\n"
+                      "[training.lightgbm]\nn_estimators = 60\n")
+    assert main(["--quiet", "train", "--data", str(home / "book"), "--workdir", str(home), "--config", str(strict)]) == 0
+    out = capsys.readouterr().out
+    assert "version 2" in out and "alias 'challenger' only" in out
+    tracking.configure(home)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("riskcast-pd", "champion").version) == "1"
+    after, label = champion_reference(load_config(home / "riskcast.toml"), WorkPaths(root=home))
+    assert label.startswith("riskcast-pd v1 ") and pd.read_parquet(after).equals(pd.read_parquet(before))
+    scored = home / "scored_book.parquet"
+    assert main(["--quiet", "monitor", "--current", str(scored), "--out", str(tmp_path / "m"),
+                 "--workdir", str(home)]) in (0, 1)
+    assert "reference: riskcast-pd v1 (champion)" in capsys.readouterr().out
+
+    # a version whose gate failed is promoted only on purpose, with the reason on record
+    assert main(["--quiet", "models", "promote", "2", "--reason", "validated by hand", "--workdir", str(home)]) == 2
+    assert "gate" in capsys.readouterr().err
+    assert main(["--quiet", "models", "promote", "2", "--reason", "validated by hand", "--override-gate",
+                 "--workdir", str(home)]) == 0
+    assert str(client.get_model_version_by_alias("riskcast-pd", "champion").version) == "2"
+    _, label = champion_reference(load_config(home / "riskcast.toml"), WorkPaths(root=home))
+    assert label.startswith("riskcast-pd v2 ")
+    assert main(["--quiet", "models", "rollback", "--workdir", str(home)]) == 2  # no reason
+    assert "reason" in capsys.readouterr().err
+    assert main(["--quiet", "models", "rollback", "--reason", "v2 refers too many orders", "--workdir", str(home)]) == 0
+    assert str(client.get_model_version_by_alias("riskcast-pd", "champion").version) == "1"
+    capsys.readouterr()
+    assert main(["--quiet", "models", "list", "--workdir", str(home)]) == 0
+    listing = capsys.readouterr().out
+    assert "validated by hand" in listing and "v2 refers too many orders" in listing
+
+
+def test_the_walk_forward_backtest_from_the_command_line(demo_workdir, tmp_path, capsys):
+    """Each origin's model knows only the outcomes closed on its date; the command prints a line
+    per origin and the pooled one, and writes the figures as JSON."""
+    cheap = tmp_path / "cheap.toml"
+    cheap.write_text("[training.lightgbm]\nn_estimators = 60\nnum_threads = 1\n")
+    out = tmp_path / "walk.json"
+    assert main(["--quiet", "backtest", "--data", str(demo_workdir / "book"), "--origins", "2", "--config", str(cheap),
+                 "--out", str(out), "--workdir", str(tmp_path / "home")]) == 0
+    printed = capsys.readouterr().out
+    assert "pooled" in printed and "AUC/true" in printed
+    figures = json.loads(out.read_text())
+    assert len(figures["origins"]) == 2
+    for o in figures["origins"]:
+        assert o["train_outcome_end"] <= o["origin"] and o["valid_outcome_end"] <= o["origin"]
+        assert 0.5 < o["auc"] <= 1
+    assert main(["--quiet", "backtest", "--data", str(demo_workdir / "book"), "--origins", "40",
+                 "--workdir", str(tmp_path / "home")]) == 2
+    assert "walk_forward_origins" in capsys.readouterr().err
+
+
+def test_a_demo_whose_gate_refuses_the_first_model_promotes_it_on_record(tmp_path, capsys):
+    """The demo must show the whole job: a first model refused by the gate (here an AUC floor
+    no model reaches) becomes champion by hand, said on stdout and kept in the registry."""
+    from mlflow.tracking import MlflowClient
+
+    from riskcast.training import lifecycle, tracking
+
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[training]\npromotion_min_auc = 0.99\n[training.lightgbm]\nn_estimators = 60\n")
+    home = tmp_path / "home"
+    assert main(["--quiet", "demo", "--customers", "1000", "--workdir", str(home), "--config", str(strict)]) == 0
+    out = capsys.readouterr().out
+    assert "alias 'challenger' only" in out and "GATE OVERRIDDEN" in out and "below the floor" in out
+    assert (home / "scored_book.parquet").exists()
+    tracking.configure(home)
+    assert str(MlflowClient().get_model_version_by_alias("riskcast-pd", "champion").version) == "1"
+    (v1,) = lifecycle.list_versions("riskcast-pd")
+    assert v1.gate_passed is False and any("riskcast demo" in str(e) for e in v1.history)

@@ -21,7 +21,7 @@ from riskcast.features.registry import FeatureRegistry
 
 from .attribution import LeafAttribution
 from .calibration import Calibrator, calibrator_from_dict
-from .masterscale import MasterScale
+from .masterscale import SCALE_FINGERPRINT_COLUMN, SCALE_VERSION_COLUMN, MasterScale, scale_fingerprint
 from .scorecard import CreditScorecard, logit_to_points, quiet_solvers
 
 BUNDLE_FORMAT = 1
@@ -103,8 +103,10 @@ class ModelBundle:
         else:
             raise ValueError(f"kind must be 'lightgbm' or 'scorecard', not {kind!r}")
         grade, band = self.master_scale.grade_and_band(pd_)
-        return pd.DataFrame({"pd_12m": pd_, "score": self.points(logit), "grade": grade, "band": band},
-                            index=df.index)
+        # the scale travels with the grades: only grades on the same scale are compared
+        return pd.DataFrame({"pd_12m": pd_, "score": self.points(logit), "grade": grade, "band": band,
+                             SCALE_VERSION_COLUMN: self.master_scale.version,
+                             SCALE_FINGERPRINT_COLUMN: self.master_scale.fingerprint}, index=df.index)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -143,8 +145,19 @@ class ModelBundle:
             booster_error=error,
             calibrator=calibrator_from_dict(json.loads((path / "calibrator.json").read_text())),
             scorecard=scorecard,
-            master_scale=MasterScaleConfig.model_validate_json((path / "master_scale.json").read_text()),
+            master_scale=read_master_scale(path / "master_scale.json"),
             scorecard_config=ScorecardConfig.model_validate_json((path / "scorecard_config.json").read_text()),
             metadata=meta,
             source=path,
         )
+
+
+def read_master_scale(path: Path) -> MasterScaleConfig:
+    """The bundle's scale. One saved before scales had versions (no ``version`` in the file) is
+    a scale of its own, ``unversioned-<fingerprint>``, not version "1": its edges may have been
+    refitted to that model's validation window."""
+    raw = json.loads(path.read_text())
+    if isinstance(raw, dict) and "version" not in raw:
+        plain = MasterScaleConfig.model_validate(raw)
+        raw = {**raw, "version": f"unversioned-{scale_fingerprint(plain)}"}
+    return MasterScaleConfig.model_validate(raw)

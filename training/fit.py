@@ -14,7 +14,7 @@ from riskcast.features.registry import FeatureRegistry
 
 from .bundle import ModelBundle
 from .calibration import Calibrator, choose_calibrator
-from .masterscale import fit_scale
+from .masterscale import MasterScale, concentration, describe_concentration
 from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split
 from .evaluation import binary_metrics, calibration_metrics, grade_table
 from .model import LightGBMPD
@@ -24,10 +24,12 @@ from .scorecard import CreditScorecard
 def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
                master_scale: MasterScaleConfig, progress: Callable[[str], None] | None = None) -> ModelBundle:
     """LightGBM (early-stopped on the validation window), calibration chosen and fitted on the
-    same window (Platt or isotonic), the master scale checked on it, and the scorecard on the
-    training window. With ``refit_with_validation`` the final trees are grown again, as many,
-    on training + validation rows: the newest labelled months are the closest to the test and
-    serving period, and the calibration stays the out-of-sample one."""
+    same window (Platt or isotonic), and the scorecard on the training window. The master scale
+    is the configured one, as given: every model grades on the same edges, and a crowded grade
+    is reported (its concentration on the validation window), never split. With
+    ``refit_with_validation`` the final trees are grown again, as many, on training +
+    validation rows: the newest labelled months are the closest to the test and serving
+    period, and the calibration stays the out-of-sample one."""
     say = progress or (lambda _m: None)
     names = registry.names
     Xtr, ytr = split.train[names].to_numpy(float), split.train[LABEL].to_numpy()
@@ -52,27 +54,31 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
         else:
             final_fit += f"; the refit was not kept: {moved}"
         say(f"final trees: {final_fit}")
-    # no grade may hold more than a third of the book (validation window, calibrated PDs)
-    scale = fit_scale(master_scale, calibrator.transform(margin_va))
-    if scale is not master_scale:
-        say(f"master scale: crowded grades split, {len(master_scale.grades)} -> {len(scale.grades)} grades")
+    scale = MasterScale(master_scale)
+    crowding = concentration(scale.grade(calibrator.transform(margin_va)), scale)
+    say(f"master scale {scale.version} ({scale.fingerprint}) as configured, nothing split; validation window: "
+        + describe_concentration(crowding))
     say("scorecard: WoE binning and logistic regression")
     scorecard = CreditScorecard(registry.scorecard_trends, cfg.scorecard, random_state=cfg.seed).fit(split.train, ytr)
     # what serving measures: the share missing of what a customer of its kind can have
     missing = coverage(Xtr, registry).share
     meta = {
         **split.windows(),
-        "max_missing_share": float(np.quantile(missing, 0.99)),
+        # of the rows holding something about the customer: a book with many rows holding
+        # nothing (no statement, no invoice: share 1) must not learn to score empty requests
+        "max_missing_share": float(np.quantile(missing[missing < 1.0], 0.99)) if (missing < 1.0).any() else 0.5,
         "n_train": len(split.train), "n_valid": len(split.valid), "n_test": len(split.test),
         "best_iteration": model.best_iteration_,
         "final_fit": final_fit,
         "min_child_samples": model.min_child_samples_,
         "features": names,
-        "master_scale_refined": scale is not master_scale,
+        "master_scale_version": scale.version,
+        "master_scale_fingerprint": scale.fingerprint,
+        "valid_grade_concentration": crowding,
         "calibration": calibrator.kind,
         "calibration_oof_logloss": losses,
     }
-    return ModelBundle(registry, booster, calibrator, scorecard, scale, cfg.scorecard, meta)
+    return ModelBundle(registry, booster, calibrator, scorecard, master_scale, cfg.scorecard, meta)
 
 
 def calibration_moved(calibrator: Calibrator, stopped: LightGBMPD, refit: LightGBMPD, X: np.ndarray,
@@ -103,7 +109,9 @@ def calibration_by_grade(bundle: ModelBundle, y: np.ndarray, p: np.ndarray) -> p
 
 def evaluate_bundle(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float]:
     """Test-window metrics of the model, the scorecard and, on synthetic data, the true PD:
-    discrimination, and calibration overall (ECE, Hosmer-Lemeshow) and per grade (Jeffreys)."""
+    discrimination, calibration overall (ECE, Hosmer-Lemeshow) and per grade (Jeffreys), and how
+    crowded the model's grades are (Herfindahl of the grade shares; the largest share is
+    ``test_max_grade_share``)."""
     y = test[LABEL].to_numpy()
     metrics: dict[str, Any] = {}
     sources = {"test": bundle.model_pd(bundle.matrix(test)), "scorecard_test": bundle.scorecard_pd(test)}
@@ -114,6 +122,9 @@ def evaluate_bundle(bundle: ModelBundle, test: pd.DataFrame) -> dict[str, float]
         metrics.update(calibration_metrics(y, p, calibration_by_grade(bundle, y, p), prefix))
     if HINDSIGHT_PD in test.columns and test[HINDSIGHT_PD].notna().all():
         metrics.update(binary_metrics(y, test[HINDSIGHT_PD].to_numpy(), "hindsight_test"))
+    crowding = concentration(bundle.master_scale.grade(sources["test"]), bundle.master_scale)
+    metrics["test_grade_herfindahl"] = crowding["herfindahl"]
+    metrics["test_grade_herfindahl_normalised"] = crowding["herfindahl_normalised"]
     metrics["test_default_rate"] = float(np.mean(y))
     metrics["test_rows"] = float(len(y))
     return metrics

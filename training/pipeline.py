@@ -18,7 +18,8 @@ from riskcast.features.registry import FeatureRegistry, default_registry
 
 from . import tracking
 from .bundle import ModelBundle
-from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split, attach_labels, snapshot_dates, split_out_of_time
+from .dataset import (HINDSIGHT_PD, LABEL, TRUE_PD, Split, attach_labels, outcome_overlap, snapshot_dates,
+                      split_out_of_time)
 from .evaluation import binary_metrics
 from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
 from .report import model_card
@@ -83,7 +84,9 @@ def book_limitations(metrics: dict[str, float]) -> list[str]:
         "Customers without filed statements are scored on payment behaviour and industry alone.",
         "Monotone in every feature with a declared direction; the scorecard fallback ranks less well "
         + (f"({metrics['scorecard_test_auc'] / metrics['test_auc']:.3f} of the model's AUC)." if "scorecard_test_auc" in metrics else "."),
-        "Validated out of time on the newest snapshots only; watch drift before trusting it on a changed book.",
+        "Validated out of time on the newest snapshots, with no training or validation outcome known after the "
+        "first test date (the embargo); `riskcast backtest` gives the walk-forward figures. Watch drift before "
+        "trusting it on a changed book.",
     ]
     if "oracle_test_auc" in metrics:
         out.append("Synthetic book: the true PD knows a firm's distress from its first day, before any invoice "
@@ -96,18 +99,31 @@ def _reference(bundle: ModelBundle, test: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([test.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
 
 
+def book_split(data: pd.DataFrame, cfg: RiskcastConfig) -> Split:
+    """The labelled snapshots of a book split out of time, with the configured embargo: no
+    training or validation outcome known after the first test date."""
+    t = cfg.training
+    return split_out_of_time(data, t.valid_snapshots, t.test_snapshots, horizon_months=t.horizon_months,
+                             embargo_months=t.embargo_months, embargo_validation=t.embargo_validation)
+
+
 def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, experiment: str = "riskcast-book",
                   progress: Progress | None = None, tune: int = 0) -> TrainOutcome:
-    """Quarterly snapshots -> labels -> out-of-time split -> bundle -> MLflow run and registry.
-    ``tune`` > 0 first searches that many LightGBM settings on the validation window (each a
-    nested run)."""
+    """Quarterly snapshots -> labels -> embargoed out-of-time split -> bundle -> MLflow run and
+    registry (the work directory's, unless ``MLFLOW_TRACKING_URI`` names a server). ``tune`` > 0
+    first searches that many LightGBM settings on the validation window (each a nested run).
+    The scored test window travels with the bundle: the reference monitoring compares with."""
     say = progress or (lambda _m: None)
+    uri = tracking.configure(workdir)
+    say(f"MLflow tracking at {uri}")
     registry = default_registry()
     dates = snapshot_dates(tables, cfg.training)
     say(f"building features for {len(dates)} quarterly snapshots {dates[0].date()}..{dates[-1].date()}")
     feats = build_features(tables, dates, registry, progress=say)
     data = attach_labels(feats, tables, cfg.training.horizon_months)
-    split = split_out_of_time(data, cfg.training.valid_snapshots, cfg.training.test_snapshots)
+    split = book_split(data, cfg)
+    say(f"out of time: train {split.windows()['train_window']}, validation {split.windows()['valid_window']}, "
+        f"test {split.windows()['test_window']} (embargo {split.embargo_months} months)")
     trials = []
     if tune > 0:
         best, trials = search_settings(split, registry, cfg.training.lightgbm, tune, seed=cfg.training.seed, progress=say)
@@ -123,23 +139,32 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     exp_id = tracking.ensure_experiment(experiment, workdir)
     tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD, HINDSIGHT_PD], errors="ignore")),
             **{k: v for k, v in split.windows().items()}}
-    bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"]})
+    # what a validator checks first: no outcome the fit knew reaches into the test window
+    overlap = outcome_overlap(split, cfg.training.horizon_months)
+    tags.update({"outcome_overlap": str(overlap["overlap"]).lower(),
+                 "train_outcome_end": overlap["train_outcome_end"], "valid_outcome_end": overlap["valid_outcome_end"]})
+    bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"],
+                            "outcome_overlap": overlap})
 
     def card(gate: dict, run_id: str, version: str) -> str:
         return model_card(
-            name=cfg.serving.model_name, version=version, run_id=run_id, windows=split.windows(),
+            name=cfg.serving.model_name, version=version, run_id=run_id,
+            windows={**split.windows(), "outcomes known to the fit": f"training to {overlap['train_outcome_end']}, "
+                     f"validation to {overlap['valid_outcome_end']}; first test date {overlap['first_test']}"},
             fingerprint=tags["training_fingerprint"],
             n_rows={"train": len(split.train), "validation": len(split.valid), "test": len(split.test)},
             features=registry.names, params=params, metrics=metrics, by_grade=by_grade, gate=gate,
             limitations=book_limitations(metrics))
 
+    reference = _reference(bundle, split.test)
     run = tracking.log_and_register(
         bundle, experiment_id=exp_id, model_name=cfg.serving.model_name, params=params,
         metrics=metrics, tags=tags, sample=split.test, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
         artifacts={"calibration_by_grade.csv": by_grade.to_csv(index=False, float_format="%.6g")}, test=split.test,
-        figures=figures, card=card, trials=trials)
-    return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
+        figures=figures, card=card, trials=trials, run_name=f"train {tables.data_end.date()}",
+        reference=reference)
+    return TrainOutcome(run, metrics, bundle, reference)
 
 
 # -- a user's own feature table -----------------------------------------------------------------
@@ -181,12 +206,14 @@ def prepare_table(df: pd.DataFrame, target: str, id_col: str | None, time_col: s
 
 
 def _time_split(df: pd.DataFrame) -> Split:
+    """A user's table by its dates: no embargo, since riskcast does not know over which window
+    the table's own label was observed (the model card says so)."""
     dates = sorted(df["as_of"].unique())
     if len(dates) >= 3:
         n = len(dates)
         n_test = max(1, round(n * 0.2))
         n_valid = max(1, round(n * 0.15))
-        return split_out_of_time(df, n_valid, n_test)
+        return split_out_of_time(df, n_valid, n_test, embargo_months=0)
     raise InputError("time column: at least 3 distinct dates are needed for an out-of-time split", field="time_col")
 
 
@@ -218,6 +245,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
                    progress: Progress | None = None) -> TrainOutcome:
     """With a time column: out-of-time split. Without: stratified K-fold CV, then a final fit."""
     say = progress or (lambda _m: None)
+    tracking.configure(workdir)
     data = prepare_table(df, target, id_col, time_col)
     exclude = [c for c in (LABEL, id_col, "as_of") if c]
     registry = table_registry(data, LABEL, exclude)
@@ -226,7 +254,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
         split = _time_split(data)
         bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
         metrics = evaluate_bundle(bundle, split.test)
-        protocol = "out-of-time"
+        protocol = "out-of-time (no embargo: the label's outcome window is the table's own)"
     else:
         if folds < 2:
             raise InputError("folds: must be at least 2", field="folds")
@@ -236,6 +264,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
         say("final fit on the whole table")
         bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
         protocol = f"stratified {folds}-fold cross-validation"
+    reference = _reference(bundle, split.test)
     exp_id = tracking.ensure_experiment(f"riskcast-table-{name}", workdir)
     tags = {"data_source": f"table:{name}", "protocol": protocol,
             "training_fingerprint": tracking.fingerprint(data)}
@@ -245,5 +274,5 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
         params={**_params(cfg, registry), **_fitted_params(bundle), "protocol": protocol, "folds": folds if time_col is None else 0},
         metrics=metrics, tags=tags, sample=data, max_auc_drop=cfg.training.promotion_max_auc_drop,
         min_auc=cfg.training.promotion_min_auc, max_rejected_share=cfg.training.promotion_max_rejected_share,
-        test=split.test if time_col is not None else None)
-    return TrainOutcome(run, metrics, bundle, _reference(bundle, split.test))
+        test=split.test if time_col is not None else None, run_name=f"train-table {name}", reference=reference)
+    return TrainOutcome(run, metrics, bundle, reference)

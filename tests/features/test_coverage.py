@@ -26,14 +26,14 @@ def _plain_rule(x: np.ndarray, reg: FeatureRegistry) -> float:
     """The rule written out feature by feature, to check the tabulated one against."""
     held, counted, missing = set(), 0, 0
     for f, v in zip(reg.features, x):
-        if not math.isnan(v) and not f.nan_means:
+        if not math.isnan(v) and not f.nan_means and f.fill is None:
             held.add(f.source)
     if not any(SOURCES[s].customer for s in held):
         return 1.0
     for f, v in zip(reg.features, x):
         if f.source in held or not SOURCES[f.source].customer:
             counted += 1
-            missing += bool(math.isnan(v) and not f.nan_means)
+            missing += bool(math.isnan(v) and not f.nan_means and f.fill is None)
     return missing / counted
 
 
@@ -73,6 +73,49 @@ def test_a_value_missing_by_meaning_is_no_gap_and_holds_nothing():
     assert coverage(_row(**known), REG).share[0] == 0.0
     # nor does its value alone tell that the customer has a payment history to judge
     assert coverage(_row(overdue_beyond_usual_days=4.0, relationship_months=5.0), REG).share[0] == 1.0
+
+
+def _filled(x: np.ndarray) -> np.ndarray:
+    """A row as order entry and training give it to the model: with the registry's fills."""
+    row = dict(zip(REG.names, x[0].tolist()))
+    row.update(REG.fill_row(row))
+    return np.array([[row[n] for n in REG.names]])
+
+
+def test_fills_are_no_evidence_of_the_source_they_fill():
+    """0 invoices because there are none, never late because never invoiced: a new customer's
+    filled row measures as its unfilled one, so a full statement still goes to the model and
+    an empty request is still too little to score."""
+    statement = {n: 1.0 for n in _of("financial_statements")}
+    for values in ({**statement, "relationship_months": 0.0}, {"relationship_months": 0.0}, {}):
+        bare = _row(**values)
+        filled = _filled(bare)
+        assert np.isnan(bare).sum() > np.isnan(filled).sum()  # the fills did fill
+        a, b = coverage(bare, REG), coverage(filled, REG)
+        assert a.code[0] == b.code[0] and a.share[0] == b.share[0]
+        assert not b.held[0][[s.name for s in REG.sources].index("payment_history")]
+    full = coverage(_filled(_row(**statement, relationship_months=0.0)), REG)
+    assert full.share[0] < 0.1
+    empty = coverage(_filled(_row(relationship_months=0.0)), REG)
+    assert empty.share[0] == 1.0
+    assert empty.shortfall(0, 0.2) == "no financial statements and no payment history: too little to score"
+    # a filled value alone holds nothing, whatever it is
+    assert coverage(_row(invoices_12m=12.0, months_since_late=3.0, overdue_amount_open=5.0,
+                         relationship_months=5.0), REG).share[0] == 1.0
+
+
+def test_a_filled_value_is_unknown_to_the_reasons_only_where_its_source_is_not_held():
+    lay = REG.layout
+    inv, msl = REG.names.index("invoices_12m"), REG.names.index("months_since_late")
+    new = _filled(_row(current_ratio=1.0, relationship_months=2.0))
+    unknown = lay.unknown(new)[0]
+    assert unknown[inv] and unknown[msl]  # no payment history: its fills are that, not facts
+    assert not unknown[REG.names.index("current_ratio")] and not unknown[REG.names.index("relationship_months")]
+    assert (unknown == (np.isnan(new[0]) | lay.filled)).all()
+    paying = _filled(_row(current_ratio=1.0, relationship_months=2.0, dbt_mean_12m=4.0))
+    unknown = lay.unknown(paying)[0]
+    assert not unknown[inv] and not unknown[msl]  # a payment history: its 0 invoices in 12 months are one
+    assert (unknown == np.isnan(paying[0])).all()
 
 
 def test_the_tabulated_rule_is_the_rule_on_random_rows():

@@ -95,3 +95,27 @@ def test_bad_as_of_is_named(bad):
 def test_no_invoice_known_yet_gives_the_columns_not_a_crash(small_book):
     f = payment_features(small_book.invoices, pd.Timestamp("1990-01-01"))
     assert f.empty and {"dbt_mean_3m", "open_receivables", "overdue_share_open"} <= set(f.columns)
+
+
+def test_training_fills_exactly_what_the_registry_declares(small_book):
+    """The computed table and the training table differ only by the registry's declared fills,
+    the same ``fill`` order entry's rows follow."""
+    as_of = pd.Timestamp("2024-01-01")
+    reg = default_registry()
+    raw = features_at(small_book, as_of, reg, fill=False)
+    filled = features_at(small_book, as_of, reg)
+    pd.testing.assert_frame_equal(reg.fill(raw), filled)
+    numbers = [c for c in filled.columns if c not in ("customer_id", "as_of", "industry")]
+    changed = {c for c in numbers if not raw[c].equals(filled[c])}
+    facts = {s.name for s in reg.fill_steps if s.name not in reg}
+    assert changed == set(reg.filled) | facts
+    assert not filled[sorted(changed - {"months_since_late"})].isna().any().any()
+    # never late: as long ago as the relationship
+    never = raw["months_since_late"].isna()
+    assert never.sum() > 20
+    assert filled.loc[never, "months_since_late"].equals(filled.loc[never, "relationship_months"])
+    # a customer without an invoice yet has no payment value but what the fills give
+    invoiced = raw["customer_id"].isin(payment_features(small_book.invoices, as_of).index)
+    payment = [f.name for f in reg.features if f.source == "payment_history"]
+    assert (~invoiced).sum() >= 3 and raw.loc[~invoiced, payment].isna().all().all()
+    assert filled.loc[~invoiced, "invoices_12m"].eq(0.0).all()

@@ -215,3 +215,28 @@ def test_customers_without_a_grade_are_not_a_grade_of_the_migration():
     m = grade_migration(then, now, "grade")
     assert m["grades"] == ["1", "2"] and m["customers"] == 2
     assert m["counts"] == {"1": {"1": 0, "2": 1}, "2": {"1": 0, "2": 1}} and m["downgrades"] == 1
+
+
+def test_grades_on_different_scale_versions_are_flagged_and_not_migrated():
+    ref, cur = _frame(0), _frame(1)
+    for df in (ref, cur):
+        df["customer_id"] = [f"c{i}" for i in range(len(df))]
+    same = summarize_drift(ref.assign(scale_version="1"), cur.assign(scale_version="1"), COLS, CFG)
+    assert same.grade_scale == {"reference": ["1"], "current": ["1"], "comparable": True, "note": None}
+    assert same.grade_migration["compared"] is True and same.grade_migration["customers"] == len(ref)
+    moved = summarize_drift(ref.assign(scale_version="1"), cur.assign(scale_version="2"), COLS, CFG)
+    note = "the reference graded on scale 1, the current table on 2: grades not compared"
+    assert moved.grade_scale["note"] == note and moved.grade_scale["comparable"] is False
+    assert moved.grade_migration == {"compared": False, "reason": note,
+                                     "scales": {"reference": ["1"], "current": ["2"]}}
+    assert not moved.alert  # a new scale is not drift
+    assert set(moved.grade_distribution) == {"3", "9"}  # each side's shares, under the note
+    # a reference from before scales had versions against a versioned book
+    old = summarize_drift(ref, cur.assign(scale_version="1"), COLS, CFG)
+    assert old.grade_migration["compared"] is False and "no recorded scale" in old.grade_scale["note"]
+    json.dumps(moved.to_dict())
+    from riskcast.monitoring.page import summary_page
+
+    page = summary_page(json.loads(json.dumps(moved.to_dict(), default=str)))
+    assert "Different scales:" in page and "No migration: the reference graded on scale 1" in page
+    assert "share, reference (scale 1)" in page and "share, current (scale 2)" in page

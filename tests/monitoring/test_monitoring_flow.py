@@ -16,7 +16,7 @@ def books(tmp_path_factory, core):
     from riskcast.serving.rescore import rescore_book
 
     root = tmp_path_factory.mktemp("books")
-    specs = {"now": ["--seed", "7"],
+    specs = {"now": ["--seed", "7", "--start", "2022-01-01"],
              "next_quarter": ["--seed", "8", "--start", "2022-04-01"],
              "recession": ["--seed", "8", "--start", "2022-04-01", "--scenario", "recession"]}
     out = {}
@@ -30,8 +30,8 @@ def books(tmp_path_factory, core):
 
 
 def _monitor(ref, cur, out, home, *extra):
-    code = main(["--quiet", "monitor", "--reference", str(ref), "--current", str(cur), "--out", str(out),
-                 "--workdir", str(home), *extra])
+    code = main(["--quiet", "monitor", *(["--reference", str(ref)] if ref else []), "--current", str(cur),
+                 "--out", str(out), "--workdir", str(home), *extra])
     return code, json.loads((out / "drift_summary.json").read_text(encoding="utf-8"))
 
 
@@ -49,17 +49,24 @@ def test_a_quarter_later_is_stable_and_a_recession_alerts_naming_industry_and_pa
     named = {groups[c] for c in hit["drifted_columns"]}
     assert {"industry", "payment"} <= named
     assert {"industry_default_rate_12m", "dbt_mean_3m"} <= set(hit["drifted_columns"])
-    # more than 30% of the features drifted: severe, so order entry goes to the scorecard
-    assert hit["severe_reasons"] and "features drifted" in hit["severe_reasons"][0]
-    switch = json.loads((tmp_path / "home2" / "serving" / "fallback.json").read_text())
+    # an ordinary alert reports: the severe thresholds are stricter, order entry keeps the model
+    assert hit["drift_share"] < 0.5 and not hit["severe_reasons"]
+    assert not (tmp_path / "home2" / "serving" / "fallback.json").exists()
+
+    # a team that wants the switch at 40% of features drifted says so in its configuration
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[monitoring]\nsevere_drift_share = 0.40\n")
+    code, hit = _monitor(books["now"], books["recession"], tmp_path / "r3", tmp_path / "home3", "--config", str(strict))
+    assert code == 1 and hit["severe_reasons"] and "features drifted" in hit["severe_reasons"][0]
+    switch = json.loads((tmp_path / "home3" / "serving" / "fallback.json").read_text())
     assert switch["active"] is True and "severe monitoring alert" in switch["reason"]
-    page = (tmp_path / "r" / "summary.html").read_text(encoding="utf-8")
+    page = (tmp_path / "r3" / "summary.html").read_text(encoding="utf-8")
     assert "Severe alert" in page and "dbt_mean_3m" in page
 
 
 def test_the_service_moves_to_the_scorecard_on_a_severe_alert_and_back_when_cleared(
-        demo_workdir, service_client, core, tmp_path):
-    ref = pd.read_parquet(demo_workdir / "reference.parquet")
+        demo_workdir, demo_reference, service_client, core, tmp_path):
+    ref = pd.read_parquet(demo_reference)
     shifted = ref.copy()
     shifted["pd_12m"] = (shifted["pd_12m"] * 4).clip(upper=1)  # the score moved: PSI far above 0.25
     shifted.to_parquet(tmp_path / "shifted.parquet")
@@ -69,15 +76,13 @@ def test_the_service_moves_to_the_scorecard_on_a_severe_alert_and_back_when_clea
     before = service_client.post("/score", json=order).json()
     assert before["fallback"] is False
     try:
-        code, payload = _monitor(demo_workdir / "reference.parquet", tmp_path / "shifted.parquet", tmp_path / "m",
-                                 demo_workdir)
+        code, payload = _monitor(None, tmp_path / "shifted.parquet", tmp_path / "m", demo_workdir)
         assert code == 1 and payload["severe_reasons"][0].startswith("score PSI")
         during = service_client.post("/score", json=order).json()
         assert during["fallback"] is True and during["model"]["kind"] == "scorecard"
         assert "severe monitoring alert" in during["fallback_reason"] and "score PSI" in during["fallback_reason"]
         # a second severe run does not stack a new order on the one standing
-        code, again = _monitor(demo_workdir / "reference.parquet", tmp_path / "shifted.parquet", tmp_path / "m2",
-                               demo_workdir)
+        code, again = _monitor(None, tmp_path / "shifted.parquet", tmp_path / "m2", demo_workdir)
         assert code == 1 and again["fallback_switch"].startswith("already in fallback mode")
     finally:
         assert main(["--quiet", "monitor", "--clear", "--reason", "risk team reviewed the drift report",
@@ -95,13 +100,13 @@ def test_clearing_needs_a_reason(tmp_path, capsys):
     assert "reason" in capsys.readouterr().err
 
 
-def test_the_backtest_from_the_command_line(demo_workdir, tmp_path):
+def test_the_backtest_from_the_command_line(demo_workdir, demo_reference, tmp_path):
     """The demo's test window has matured outcomes: backtested against the book's defaults table.
     Halving every PD turns it red, which is severe and sets fallback mode."""
-    ref = pd.read_parquet(demo_workdir / "reference.parquet")
+    ref = pd.read_parquet(demo_reference)
     labels = demo_workdir / "book" / "defaults.parquet"
     matured = (ref["as_of"].max() + pd.DateOffset(months=12)).date().isoformat()
-    code, payload = _monitor(demo_workdir / "reference.parquet", demo_workdir / "reference.parquet", tmp_path / "a",
+    code, payload = _monitor(demo_reference, demo_reference, tmp_path / "a",
                              tmp_path / "home", "--labels", str(labels), "--labels-as-of", matured)
     bt = payload["backtest"]
     assert bt["rows"] == len(ref) and bt["defaults"] == int(ref["default_12m"].sum())
@@ -110,7 +115,7 @@ def test_the_backtest_from_the_command_line(demo_workdir, tmp_path):
 
     halved = ref.assign(pd_12m=ref["pd_12m"] / 2)
     halved.to_parquet(tmp_path / "halved.parquet")
-    code, payload = _monitor(demo_workdir / "reference.parquet", demo_workdir / "reference.parquet", tmp_path / "b",
+    code, payload = _monitor(demo_reference, demo_reference, tmp_path / "b",
                              tmp_path / "home", "--labels", str(labels), "--labels-as-of", matured,
                              "--backtest", str(tmp_path / "halved.parquet"))
     assert code == 1 and payload["backtest"]["portfolio_light"] == "red"
@@ -125,10 +130,10 @@ def test_the_backtest_from_the_command_line(demo_workdir, tmp_path):
     (["--labels", "LABELS", "--labels-as-of", "not-a-date"], "not a date"),
     (["--labels", "LABELS", "--validation-auc", "1.7"], "not an AUC"),
 ])
-def test_backtest_mistakes_are_one_line_errors(demo_workdir, tmp_path, capsys, extra, needle):
+def test_backtest_mistakes_are_one_line_errors(demo_workdir, demo_reference, tmp_path, capsys, extra, needle):
     extra = [str(demo_workdir / "book" / "defaults.parquet") if x == "LABELS" else x for x in extra]
-    code = main(["--quiet", "monitor", "--reference", str(demo_workdir / "reference.parquet"), "--current",
-                 str(demo_workdir / "reference.parquet"), "--out", str(tmp_path / "o"), "--workdir", str(tmp_path),
+    code = main(["--quiet", "monitor", "--reference", str(demo_reference), "--current",
+                 str(demo_reference), "--out", str(tmp_path / "o"), "--workdir", str(tmp_path),
                  *extra])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err

@@ -157,6 +157,22 @@ def test_the_book_is_brought_within_the_sellers_total_cutting_the_weakest_bands_
     assert tight.total_after <= 300 and (~np.isnan(tight.ceiling)).all() and "all" in tight.cut_by_band
 
 
+def test_a_customer_whose_whole_unused_limit_is_cut_keeps_its_exposure_to_the_cent():
+    """Cutting all of a band's unused limit leaves each customer its exposure: never a cent below
+    it (float noise floored to the cent put three demo customers a cent over their limit, and
+    they were referred as over it)."""
+    rng = np.random.default_rng(4)
+    n = 2000
+    exposure = np.round(rng.uniform(1_000, 200_000, n), 2)
+    limit = np.round(exposure + rng.uniform(1, 50_000, n), 2)
+    band = np.array(["D"] * n, dtype=object)
+    steep = SellerConfig(annual_revenue=float(exposure.sum()) * 2, max_total_share_of_revenue=0.5,
+                         cut_weights={"A": 0.1, "B": 0.1, "C": 0.1, "D": 10.0, "E": 1.0})
+    cut = seller_ceilings(band, limit, exposure, steep)  # the cap is the exposures: all room goes
+    assert cut.cut_by_band["D"]["share_of_unused_limit"] == pytest.approx(1.0)
+    assert (cut.ceiling >= exposure).all() and cut.ceiling == pytest.approx(exposure, abs=0.005)
+
+
 @pytest.mark.parametrize("over, decision, rule", [
     ({}, "approve", "within_limit"),
     ({"band": "E"}, "decline", "declined_band"),

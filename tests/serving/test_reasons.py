@@ -89,3 +89,23 @@ def test_book_and_order_paths_agree_on_random_books():
     for row in rows:
         names = [r["feature"] for r in row]
         assert len(names) == len(set(names))
+
+
+def test_a_filled_value_of_a_source_not_held_is_the_source_s_reason():
+    """A customer without invoices has 0 of them and was never late only by the registry's
+    fills: that is no payment history, one reason with its action, not "Only 0 invoices"."""
+    inv, msl = REG.names.index("invoices_12m"), REG.names.index("months_since_late")
+    values = np.full((2, len(REG)), np.nan)
+    values[:, STATEMENTS] = 1.0
+    values[:, REG.names.index("relationship_months")] = 1.0
+    values[:, [inv, msl]] = [0.0, 1.0]                       # what the fills give a new customer
+    values[1, REG.names.index("dbt_mean_12m")] = 2.0         # the second has a payment history
+    impact = np.zeros((2, len(REG)))
+    impact[:, inv], impact[:, msl] = 0.4, 0.3
+    impact[:, REG.names.index("current_ratio")] = 0.2
+    new, paying = _both(impact, values)
+    assert [r["feature"] for r in new] == ["payment_history", "current_ratio"]
+    assert new[0]["text"] == SOURCES["payment_history"].absent and new[0]["impact"] == 0.7
+    # with a history, its 0 invoices in the last 12 months are a fact of its own
+    assert [r["feature"] for r in paying] == ["invoices_12m", "months_since_late", "current_ratio"]
+    assert paying[0]["text"] == "Only 0 invoices in the last 12 months"

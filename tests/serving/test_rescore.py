@@ -147,6 +147,10 @@ def test_against_the_previous_run_it_prints_the_migration_and_the_expected_loss(
     changes = both["grade"].map(rank) - both["grade_a"].map(rank)
     assert mig["downgrades"] == int((changes > 0).sum()) and mig["upgrades"] == int((changes < 0).sum())
     assert np.isfinite(b["previous_pd_12m"].dropna()).all()
+    # both runs on one scale: grade changes are counted, and agree with the migration
+    assert mig["compared"] is True and mig["scale_version"] == b["scale_version"].iloc[0] == a["scale_version"].iloc[0]
+    change = b.set_index("customer_id").loc[both["customer_id"], "grade_change"]
+    assert change.notna().all() and int((change > 0).sum()) == mig["downgrades"]
 
 
 def test_a_previous_file_without_the_columns_is_a_clear_error(demo_workdir, workdir_copy, tmp_path, capsys):
@@ -171,3 +175,54 @@ def test_in_fallback_mode_the_scorecard_rescores_the_book(demo_workdir, workdir_
     assert summary["fallback"] == summary["scored"] and "score PSI 0.41" in summary["fallback_mode"]
     # the decision is referred to an analyst while the model is not trusted
     assert set(scored["decision"]) <= {"refer", "decline"}
+
+
+def test_the_scored_book_records_its_scale_and_the_summary_its_concentration(demo_workdir, workdir_copy, tmp_path,
+                                                                             capsys):
+    from riskcast.training import tracking
+
+    out = tmp_path / "scored.parquet"
+    assert _run(demo_workdir / "book", out, workdir_copy) == 0
+    scored = pd.read_parquet(out)
+    tracking.configure(workdir_copy)
+    bundle = tracking.load_registered("riskcast-pd", "champion").bundle
+    assert (scored["scale_version"] == bundle.master_scale.version).all()
+    assert (scored["scale_fingerprint"] == bundle.master_scale.fingerprint).all()
+    summary = json.loads((tmp_path / "scored.summary.json").read_text())
+    assert summary["scale"] == {"version": bundle.master_scale.version, "fingerprint": bundle.master_scale.fingerprint}
+    shares = scored["grade"].value_counts(normalize=True)
+    c = summary["grade_concentration"]
+    assert c["herfindahl"] == pytest.approx(float((shares ** 2).sum()))
+    assert c["max_share"] == pytest.approx(shares.max()) and c["max_grade"] == shares.idxmax()
+    assert "never split" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("previous_scale", ["another version", "none recorded"])
+def test_against_a_previous_run_on_another_scale_no_grade_is_compared(demo_workdir, workdir_copy, tmp_path, capsys,
+                                                                        previous_scale):
+    book = demo_workdir / "book"
+    before, now = tmp_path / "before.parquet", tmp_path / "now.parquet"
+    assert main(["--quiet", "rescore", "--data", str(book), "--as-of", "2025-03-31", "--out", str(before),
+                 "--workdir", str(workdir_copy)]) == 0
+    a = pd.read_parquet(before)
+    version = a["scale_version"].iloc[0]
+    if previous_scale == "another version":
+        a["scale_version"] = "0"
+        why = f"previous rescore graded on scale 0, this one on {version}: grades not compared"
+    else:
+        a = a.drop(columns=["scale_version", "scale_fingerprint"])
+        why = f"previous rescore graded on no recorded scale (written before scales had versions), this one on " \
+              f"scale {version}: grades not compared"
+    a.to_parquet(before)
+    capsys.readouterr()
+    assert _run(book, now, workdir_copy, "--previous", str(before)) == 0
+    b = pd.read_parquet(now)
+    summary = json.loads((tmp_path / "now.summary.json").read_text())
+    assert summary["migration"] == {"compared": False, "reason": why,
+                                    "scales": {"reference": ["0"] if previous_scale == "another version" else [],
+                                               "current": [version]}}
+    assert b["grade_change"].isna().all()
+    # the rest of the comparison stands: it does not depend on the scale
+    assert b["previous_grade"].notna().sum() > 0 and b["previous_pd_12m"].notna().sum() > 0
+    assert summary["new_customers"] == int(b["previous_grade"].isna().sum())
+    assert f"migration against the previous run: {why}" in capsys.readouterr().out

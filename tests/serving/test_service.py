@@ -55,6 +55,47 @@ def test_a_reload_swaps_the_champion_in_and_orders_keep_being_answered(client, c
     assert after["pd_12m"] == before["pd_12m"] and after["model"] == before["model"]
 
 
+@pytest.mark.parametrize("body", [None, b"{}", b" { } ", b"\n"])
+def test_a_reload_takes_no_body_or_an_empty_object(client, body):
+    r = client.post("/admin/reload", content=body)
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"model", "version", "previous_version"}
+
+
+@pytest.mark.parametrize("body, field", [
+    (b"[null, null]", "body"), (b"null", "body"), (b"[]", "body"), (b'"reload"', "body"), (b"0", "body"),
+    (b"not json", "body"), (b'{"version": "2"}', "version"),
+])
+def test_a_reload_with_any_other_body_is_a_400_in_the_documented_shape(client, body, field):
+    r = client.post("/admin/reload", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    payload = r.json()
+    assert set(payload) <= {"error", "detail"} and all(isinstance(v, str) for v in payload.values())
+    assert payload["error"].startswith(f"{field}:")
+
+
+@pytest.mark.parametrize("path, body", [("/admin/reload", b"{}"), ("/score_batch", b'{"requests": []}')])
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded"])
+def test_a_json_body_under_another_content_type_is_read_as_json_not_a_500(client, path, body, content_type):
+    r = client.post(path, content=body, headers={"content-type": content_type})
+    assert r.status_code == 200, r.text
+
+
+def test_the_document_says_what_a_reload_takes_and_answers(client):
+    op = client.get("/docs.json").json()["paths"]["/admin/reload"]["post"]
+    assert op["requestBody"]["required"] is False
+    assert op["requestBody"]["content"]["application/json"]["schema"]["additionalProperties"] is False
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(ok["properties"]) == {"model", "version", "previous_version"} and set(ok["required"]) == {"model", "version"}
+    for code in ("400", "401", "503"):
+        assert op["responses"][code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/InvalidArgument"}
+
+
+def test_readyz_says_the_worker_decides_with_the_version_the_service_serves(client):
+    body = client.get("/readyz").json()
+    assert body["served"] == {"version": body["model"]["version"], "in_sync": True, "error": None}
+
+
 @pytest.mark.parametrize("payload, field", [
     ({"customer_id": "C000001"}, "order_amount"),
     ({"customer_id": "C000001", "order_amount": "25000"}, "order_amount"),
@@ -62,6 +103,9 @@ def test_a_reload_swaps_the_champion_in_and_orders_keep_being_answered(client, c
     ({"order_amount": 10}, "customer_id"),
     ({"customer_id": "C000001", "order_amount": 10, "features": {"dbt_mean_3m": -1}}, "dbt_mean_3m"),
     ({"customer_id": "C000001", "order_amount": 10, "colour": "red"}, "colour"),
+    # a feature is a JSON number: neither true (lax validation's 1.0) nor a numeric string
+    ({"customer_id": "C000001", "order_amount": 10, "features": {"dbt_mean_3m": True}}, "dbt_mean_3m"),
+    ({"customer_id": "C000001", "order_amount": 10, "features": {"dbt_mean_3m": "12.5"}}, "dbt_mean_3m"),
 ])
 def test_malformed_requests_get_a_400_naming_the_field(client, payload, field):
     r = client.post("/score", json=payload)
@@ -138,3 +182,10 @@ def test_with_an_api_key_set_scoring_needs_it_and_health_does_not(monkeypatch):
     assert c.get("/livez").status_code == 200
     monkeypatch.delenv("RISKCAST_API_KEY")
     assert TestClient(RequestGate(app, validators={})).post("/score", json={}).status_code == 200
+
+
+def test_a_gate_told_a_body_may_be_left_out_on_a_path_it_does_not_validate_refuses_to_start():
+    from riskcast.serving.gate import RequestGate
+
+    with pytest.raises(ValueError, match="optional_body: /admin/reload"):
+        RequestGate(lambda *a: None, validators={}, optional_body=("/admin/reload",))

@@ -55,7 +55,7 @@ def test_a_back_dated_rescore_leaves_the_live_store_alone_unless_told(demo_workd
 def test_the_rule_on_stores_that_cannot_tell_their_date(tmp_path):
     import sqlite3
 
-    from riskcast.cli import _store_rule
+    from riskcast.serving.rescore_job import store_rule as _store_rule
 
     date = pd.Timestamp("2025-01-31")
     assert _store_rule(tmp_path / "none.sqlite", date, False) == (True, None)

@@ -14,10 +14,10 @@ from riskcast.training.fit import fit_bundle
 
 
 @pytest.fixture(scope="module")
-def champion(demo_workdir):
+def champion(demo_workdir, demo_reference):
     tracking.configure(demo_workdir)
     bundle = tracking.load_registered("riskcast-pd").bundle
-    rows = pd.read_parquet(demo_workdir / "reference.parquet")
+    rows = pd.read_parquet(demo_reference)
     return bundle, rows
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 from riskcast.training import tracking
 
 
-def test_registry_round_trip_reproduces_training_predictions(demo_workdir):
-    reference = pd.read_parquet(demo_workdir / "reference.parquet")  # scored in memory at training
+def test_registry_round_trip_reproduces_training_predictions(demo_workdir, demo_reference):
+    reference = pd.read_parquet(demo_reference)  # scored in memory at training
     tracking.configure(demo_workdir)
     loaded = tracking.load_registered("riskcast-pd", "champion")
     again = loaded.bundle.score_frame(reference)
@@ -23,10 +23,10 @@ def test_registry_round_trip_reproduces_training_predictions(demo_workdir):
     assert card["pd_12m"].between(0, 1).all()
 
 
-def test_scores_and_points_follow_the_logit(demo_workdir):
+def test_scores_and_points_follow_the_logit(demo_workdir, demo_reference):
     tracking.configure(demo_workdir)
     bundle = tracking.load_registered("riskcast-pd").bundle
-    reference = pd.read_parquet(demo_workdir / "reference.parquet")
+    reference = pd.read_parquet(demo_reference)
     p = reference["pd_12m"].to_numpy()
     cfg = bundle.scorecard_config
     factor = cfg.pdo / np.log(2)
@@ -36,3 +36,17 @@ def test_scores_and_points_follow_the_logit(demo_workdir):
     card = bundle.scorecard
     np.testing.assert_allclose(card.points_by_feature(reference).sum(axis=1),
                                card.offset_ - card.factor_ * card.logit(reference), atol=1e-8)
+
+
+def test_the_reference_records_the_scale_of_the_registered_bundle(demo_workdir, demo_reference):
+    from riskcast.config import load_config
+
+    tracking.configure(demo_workdir)
+    bundle = tracking.load_registered("riskcast-pd", "champion").bundle
+    reference = pd.read_parquet(demo_reference)
+    scale = bundle.master_scale
+    assert (reference["scale_version"] == scale.version).all()
+    assert (reference["scale_fingerprint"] == scale.fingerprint).all()
+    # the configured scale, as given: the work directory's configuration names the same one
+    assert bundle.master_scale_config == load_config(demo_workdir / "riskcast.toml").master_scale
+    assert bundle.metadata["master_scale_version"] == scale.version

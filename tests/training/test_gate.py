@@ -1,13 +1,54 @@
-"""The promotion gate on real runs: the champion is scored on the challenger's own test window."""
+"""The promotion gate: every check stated with its figure, and on real runs the champion is
+scored on the challenger's own test window."""
 
 import json
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from riskcast.config import RiskcastConfig
 from riskcast.training import tracking
 from riskcast.training.pipeline import train_on_book
+
+
+def _by_name(gate: dict) -> dict:
+    return {c["check"]: c for c in gate["checks"]}
+
+
+def test_every_check_is_stated_with_its_figure_whichever_decided():
+    # the floor decides, and the calibration and the comparison are still stated
+    g = tracking.promotion_gate(0.55, ("3", 0.70), 0.005, min_auc=0.6, rejected=(1, 10), max_rejected_share=0.10)
+    assert not g["passed"]
+    assert g["reason"] == ("AUC 0.5500 is below the floor 0.60: fails; "
+                           "calibration (Jeffreys): 1 of 10 grades rejected, at most 10%: ok; "
+                           "AUC 0.5500 vs champion v3 0.7000, allowed drop 0.005: fails")
+    checks = _by_name(g)
+    assert [c["check"] for c in g["checks"]] == ["auc_floor", "calibration", "champion"]
+    assert {k: checks["auc_floor"][k] for k in ("figure", "threshold", "passed")} == {
+        "figure": 0.55, "threshold": 0.6, "passed": False}
+    assert checks["calibration"]["figure"] == 0.1 and checks["calibration"]["passed"] is True
+    assert checks["champion"]["threshold"] == pytest.approx(0.695) and checks["champion"]["passed"] is False
+    assert g["champion_version"] == "3" and g["champion_test_auc"] == 0.70
+
+    # the calibration decides: a good ranker whose PDs fail in 3 of 8 grades
+    g = tracking.promotion_gate(0.90, ("3", 0.85), 0.005, rejected=(3, 8))
+    assert not g["passed"] and [c["passed"] for c in g["checks"]] == [True, False, True]
+    assert "AUC 0.9000 >= floor 0.60: ok" in g["reason"]
+    assert "calibration rejected (Jeffreys): 3 of 8 grades rejected, above 10% and more than chance explains: fails" \
+        in g["reason"]
+    assert "AUC 0.9000 vs champion v3 0.8500, allowed drop 0.005: ok" in g["reason"]
+    # one grade of eight failing is above the share but within chance: stated, and not decisive
+    g = tracking.promotion_gate(0.90, None, 0.005, rejected=(1, 8))
+    assert g["passed"] and "1 of 8 grades rejected, above 10% but no more than chance explains: ok" in g["reason"]
+    assert g["reason"].endswith("no champion yet") and _by_name(g)["champion"]["passed"] is None
+    # nothing to test, and a champion that cannot be scored
+    g = tracking.promotion_gate(0.90, ("4", float("nan")), 0.005, min_auc=0.655)
+    assert not g["passed"] and "champion_test_auc" not in g
+    assert g["reason"] == ("AUC 0.9000 >= floor 0.655: ok; calibration (Jeffreys): no grade tested: not checked; "
+                           "champion v4 cannot be scored on this test window: promote by hand")
+    assert _by_name(g)["calibration"]["passed"] is None and _by_name(g)["champion"]["figure"] == 0.9
+    json.dumps(g, allow_nan=False)  # the record is plain JSON: no NaN in it
 
 
 def _comparison(run_id: str) -> dict:
@@ -42,6 +83,23 @@ def test_a_second_run_replaces_the_champion_only_through_the_gate(small_book, tm
     cmp3 = _comparison(third.run.run_id)
     assert not third.run.promoted and "fails" in cmp3["reason"]
     assert cmp3["champion_test_auc"] > third.metrics["test_auc"] + cfg.training.promotion_max_auc_drop
+    # the whole case is stated, each check with its figure: the floor and the calibration
+    # passed, the comparison decided
+    m = third.metrics
+    tested = int(m["test_grades_tested"])
+    rejected = int(round(m["test_jeffreys_rejected_share"] * tested))
+    assert f"AUC {m['test_auc']:.4f} >= floor {cfg.training.promotion_min_auc:.2f}: ok" in cmp3["reason"]
+    assert f"{rejected} of {tested} grades rejected" in cmp3["reason"]
+    assert (f"AUC {m['test_auc']:.4f} vs champion v2 {cmp3['champion_test_auc']:.4f}, allowed drop "
+            f"{cfg.training.promotion_max_auc_drop}: fails") in cmp3["reason"]
+    checks = _by_name(cmp3)
+    assert checks["auc_floor"]["passed"] and checks["champion"]["passed"] is False
+    assert checks["champion"]["figure"] == m["test_auc"]
+    assert checks["champion"]["threshold"] == pytest.approx(cmp3["champion_test_auc"] - cfg.training.promotion_max_auc_drop)
+    assert client.get_run(third.run.run_id).data.tags["gate.reason"] == cmp3["reason"]
+    # runs are named after the version they made
+    assert [client.get_run(r.run.run_id).info.run_name.rsplit(" ", 1)[1] for r in (first, second, third)] == \
+        ["v1", "v2", "v3"]
     assert str(client.get_model_version_by_alias("riskcast-pd", "champion").version) == "2"
     assert str(client.get_model_version_by_alias("riskcast-pd", "challenger").version) == "3"
     assert client.get_run(third.run.run_id).data.metrics["champion_test_auc"] == cmp3["champion_test_auc"]

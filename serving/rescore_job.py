@@ -1,0 +1,106 @@
+"""The rescore of a work directory: the champion scores the book on one date, the scored files
+are written, and the order-entry store is replaced when the date allows it.
+
+What ``riskcast rescore`` does, as a function: a notebook or an orchestrator calling it gets
+the same files and the same store as the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from riskcast.config import WorkPaths
+from riskcast.data.io import RawTables
+from riskcast.errors import InputError, RiskcastError
+from riskcast.features.store import store_as_of, write_store
+
+from .rescore import RescoreResult, read_previous, rescore_to_file
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RescoreJob:
+    """What a rescore of a work directory did."""
+
+    result: RescoreResult
+    model: str
+    version: str
+    #: whether the order-entry store was replaced by this rescore
+    store_replaced: bool
+    #: why the store was (or was not) replaced when that is worth saying; None when plain
+    store_note: str | None
+    store: Path
+
+
+def input_key(path: str | Path | None) -> list | None:
+    """What identifies an input for resuming: its files' names, sizes and modification times
+    (a folder's own files, not hidden ones: an output written beside the tables, or its
+    unfinished work, must not change the key)."""
+    if not path:
+        return None
+    p = Path(path)
+    files = sorted(f for f in p.iterdir() if not f.name.startswith(".")) if p.is_dir() else [p]
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+
+
+def store_rule(path: Path, as_of: pd.Timestamp, forced: bool) -> tuple[bool, str | None]:
+    """Whether a rescore as of ``as_of`` may replace the live order-entry store, and what to say:
+    a back-dated rescore (a what-if, a rerun of an old day) must not put older features in front
+    of order entry unless the caller says so (``forced``)."""
+    if not path.exists():
+        return True, None
+    new = as_of.strftime("%Y-%m-%d")
+    try:
+        live = store_as_of(path)
+    except InputError:
+        return True, f"the live order-entry store cannot be read; replaced by this rescore as of {new}"
+    if live is None:
+        return True, f"the live order-entry store does not record its date; replaced by this rescore as of {new}"
+    if live <= new:
+        return True, None
+    if forced:
+        return True, f"order-entry store as of {live} replaced by this rescore as of {new} (--replace-store)"
+    return False, (f"order-entry store left as it is: it is as of {live}, this rescore as of {new} "
+                   f"(older); rerun with --replace-store to replace it")
+
+
+def book_meta(features: pd.DataFrame) -> dict[str, str]:
+    """What the store keeps of the whole book: the sum of its limits (for the seller's cap)."""
+    from .core import BOOK_LIMITS_TOTAL
+
+    if BOOK_LIMITS_TOTAL not in features.columns or features.empty:
+        return {}
+    return {BOOK_LIMITS_TOTAL: repr(float(features[BOOK_LIMITS_TOTAL].iloc[0]))}
+
+
+def rescore_workdir(tables: RawTables | Callable[[], RawTables], workdir: Path, as_of: pd.Timestamp, out: Path, *,
+                    config_path: str | Path | None = None, previous: Path | None = None,
+                    run_key: dict | None = None, engine: str = "local", spark_master: str | None = None,
+                    replace_store: bool = False, progress: Progress | None = None) -> RescoreJob:
+    """Score the book as of ``as_of`` with the work directory's champion into ``out`` (and its
+    rejected rows and summary beside it), then refresh the order-entry store unless the store is
+    newer than ``as_of`` and ``replace_store`` is not set. ``tables`` may be a function, called
+    only when the features must be built (not when resuming after they were)."""
+    from .runtime import build_core
+
+    say = progress or (lambda _m: None)
+    paths = WorkPaths(root=Path(workdir))
+    core = build_core(paths.root, config_path)
+    if core.model is None:
+        raise RiskcastError(f"no champion model to rescore with: {core.model_error}")
+    say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
+    prev = read_previous(previous) if previous else None
+    result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
+                             run_key={**(run_key or {}), "previous": input_key(previous)},
+                             engine=engine, spark_master=spark_master)
+    replace, note = store_rule(paths.store, as_of, replace_store)
+    if replace:
+        say(f"writing the order-entry feature store {paths.store}")
+        write_store(result.features, paths.store, core.registry.version, meta=book_meta(result.features))
+    say("done")
+    return RescoreJob(result, core.model.name, core.model.version, replace, note, paths.store)
