@@ -55,7 +55,7 @@ def test_a_reload_swaps_the_champion_in_and_orders_keep_being_answered(client, c
     assert after["pd_12m"] == before["pd_12m"] and after["model"] == before["model"]
 
 
-@pytest.mark.parametrize("body", [None, b"{}", b" { } ", b"\n"])
+@pytest.mark.parametrize("body", [None, b"{}", b" { } "])
 def test_a_reload_takes_no_body_or_an_empty_object(client, body):
     r = client.post("/admin/reload", content=body)
     assert r.status_code == 200, r.text
@@ -64,7 +64,7 @@ def test_a_reload_takes_no_body_or_an_empty_object(client, body):
 
 @pytest.mark.parametrize("body, field", [
     (b"[null, null]", "body"), (b"null", "body"), (b"[]", "body"), (b'"reload"', "body"), (b"0", "body"),
-    (b"not json", "body"), (b'{"version": "2"}', "version"),
+    (b"not json", "body"), (b'{"version": "2"}', "version"), (b" ", "body"), (b"\n", "body"),
 ])
 def test_a_reload_with_any_other_body_is_a_400_in_the_documented_shape(client, body, field):
     r = client.post("/admin/reload", content=body, headers={"content-type": "application/json"})
