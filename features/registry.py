@@ -95,7 +95,9 @@ class Feature:
     and at order entry (``FeatureRegistry.fill``): None leaves it missing; a number (no
     invoice in 12 months: 0); or the name of the feature whose value it takes (never late:
     as long ago as the relationship). A filled value is no evidence that the customer holds
-    the source, so the coverage rule counts it like a ``nan_means`` one.
+    the source, so the coverage rule counts it like a ``nan_means`` one. ``reason_filled`` is
+    the sentence when the value is the one it took from the feature its ``fill`` names (never
+    late: "last late payment N days ago" would be false), formatted as ``reason`` is.
     """
 
     name: str
@@ -111,6 +113,7 @@ class Feature:
     shown: Shown = "value"
     nan_means: str = ""
     fill: float | str | None = None
+    reason_filled: str = ""
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -131,15 +134,19 @@ class Feature:
             object.__setattr__(self, "fill", float(fill))
         elif isinstance(fill, str) and fill in ("", self.name):
             raise ValueError(f"feature {self.name}: fill must name another feature, got {fill!r}")
+        if self.reason_filled and not isinstance(fill, str):
+            raise ValueError(f"feature {self.name}: reason_filled needs a fill that names a feature")
 
-    def reason_text(self, value: float) -> str:
-        """The sentence for a known value (a missing one is its source's reason)."""
+    def reason_text(self, value: float, filled: bool = False) -> str:
+        """The sentence for a known value (a missing one is its source's reason); ``filled``:
+        the value is the one its fill took (``reason_filled``, when declared)."""
         if value is None or math.isnan(value):
             raise ValueError(f"{self.name}: a missing value has no sentence of its own; its source gives the reason")
         show = SHOWN.get(self.shown)
         if show is not None:
             value = show(value)
-        return self.reason.format(value=format(value, self.fmt))
+        sentence = self.reason_filled if filled and self.reason_filled else self.reason
+        return sentence.format(value=format(value, self.fmt))
 
 
 _F = Feature
@@ -212,7 +219,8 @@ _FEATURES: tuple[Feature, ...] = (
        "{value} of invoices disputed in the last 12 months", ".0%"),
     _F("months_since_late", "payment", "Months since the due date of the last invoice paid or still open late",
        -1, 0.0, 1200.0, "Last late payment only {value} days ago", ".0f", shown="days",
-       fill="relationship_months"),  # never late while trading with us: as long ago as the relationship
+       fill="relationship_months",  # never late while trading with us: as long ago as the relationship
+       reason_filled="Never late, but trading with us for only {value} days"),
     _F("days_since_payment", "payment", "Days since the customer last paid an invoice", 1, 0.0, 3650.0,
        "No payment received for {value} days", ".0f"),
     _F("unpaid_share_due_60d", "payment", "Share of invoices fallen due in the last 60 days still unpaid", 1,
@@ -384,6 +392,14 @@ class FeatureRegistry:
         return _fill_steps(self.features)
 
     @cached_property
+    def filled_from(self) -> dict[int, int]:
+        """Column of each feature with a ``reason_filled`` -> column of the feature its fill takes
+        from: where both hold the same value, the value is the fill's (the reasons say so)."""
+        at = {n: i for i, n in enumerate(self.names)}
+        return {at[f.name]: at[f.fill] for f in self.features
+                if f.reason_filled and isinstance(f.fill, str) and f.fill in at}
+
+    @cached_property
     def filled(self) -> frozenset[str]:
         """The features with a fill: never missing once filled, so no evidence of their source."""
         return frozenset(f.name for f in self.features if f.fill is not None)
@@ -469,7 +485,7 @@ class FeatureRegistry:
         out, and so is a plain display: a registry saved before features had them keeps its
         version (the store it was built with still matches it)."""
         feats = [{k: v for k, v in asdict(f).items()
-                  if k not in ("source", "nan_means", "fill") and not (k == "shown" and v == "value")}
+                  if k not in ("source", "nan_means", "fill", "reason_filled") and not (k == "shown" and v == "value")}
                  for f in self.features]
         text = json.dumps({"features": feats}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -483,8 +499,8 @@ class FeatureRegistry:
 
         def later(f: Mapping[str, Any]) -> dict[str, Any]:
             known = builtin.get(f["name"]) if f["group"] != "table" else None
-            return {"source": known.source, "nan_means": known.nan_means, "fill": known.fill} \
-                if known is not None else {}
+            return {"source": known.source, "nan_means": known.nan_means, "fill": known.fill,
+                    "reason_filled": known.reason_filled} if known is not None else {}
         return cls(tuple(Feature(**{**later(f), **f}) for f in data["features"]))
 
     @classmethod

@@ -60,7 +60,7 @@ def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistr
     # one stable sort per row: for the few rows of order entry cheaper than ``reason_order``'s
     # partition, and the same order (largest first, ties by feature order, then sources)
     idx = np.argsort(-impact, axis=1, kind="stable")[:, :k]
-    feats, sources = registry.features, registry.sources
+    feats, sources, took = registry.features, registry.sources, registry.filled_from
     nf = len(feats)
     out: list[list[dict]] = []
     for r in range(impact.shape[0]):
@@ -70,7 +70,8 @@ def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistr
                 break
             if j < nf:
                 value = float(values[r, j])
-                row.append({"feature": feats[j].name, "text": feats[j].reason_text(value),
+                filled = j in took and value == values[r, took[j]]
+                row.append({"feature": feats[j].name, "text": feats[j].reason_text(value, filled),
                             "impact": round(float(impact[r, j]), 4), "value": value})
             else:
                 if absent is None:
@@ -91,7 +92,7 @@ def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegi
     impact, missing = candidates(impact, values, registry)
     absent = _absent(missing, registry)
     idx, shown = reason_order(impact, k)
-    feats, sources = registry.features, registry.sources
+    feats, sources, took = registry.features, registry.sources, registry.filled_from
     nf = len(feats)
     out: dict[str, np.ndarray] = {}
     for p in range(k):
@@ -103,6 +104,9 @@ def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegi
                 rows = np.flatnonzero(ok & (col == j))
                 if j < nf:
                     text[rows] = _sentences(feats[j], values[rows, j])
+                    if j in took:  # the fill's value: its own sentence
+                        same = rows[values[rows, j] == values[rows, took[j]]]
+                        text[same] = _sentences(feats[j], values[same, j], filled=True)
                     name[rows] = feats[j].name
                 else:
                     src = sources[j - nf]
@@ -112,10 +116,11 @@ def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegi
     return out
 
 
-def _sentences(feature: Feature, values: np.ndarray) -> list[str]:
+def _sentences(feature: Feature, values: np.ndarray, filled: bool = False) -> list[str]:
     """``feature.reason_text`` of each (known) value: each distinct value formatted once, the
     lookups hoisted out of the loop (a book formats millions of sentences)."""
-    sentence, fmt, show = feature.reason.format, feature.fmt, SHOWN.get(feature.shown)
+    sentence = (feature.reason_filled if filled and feature.reason_filled else feature.reason).format
+    fmt, show = feature.fmt, SHOWN.get(feature.shown)
     distinct, at = np.unique(values, return_inverse=True)  # a book repeats its day counts and shares
     few = len(distinct) * 2 < len(values)
     xs = (distinct if few else values).tolist()

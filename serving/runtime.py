@@ -323,6 +323,9 @@ class ServedCore:
         with self._lock:
             core = self._core
             previous = core.model.version if core.model else None
+            # the registry of this work directory (or the one the environment names now), not
+            # whatever else in the process pointed MLflow at since the worker started
+            tracking.configure(self.paths.root)
             version, error = resolve_champion(core.cfg, self.paths)
             if version is None:
                 raise ModelUnavailableError(f"reload: {error}; still serving version {previous}")

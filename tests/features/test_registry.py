@@ -93,7 +93,7 @@ def test_a_registry_saved_before_sources_keeps_its_version_and_gets_them():
     import json
 
     reg = default_registry()
-    later = {"source", "shown", "nan_means", "fill"}
+    later = {"source", "shown", "nan_means", "fill", "reason_filled"}
     old = {"features": [{k: v for k, v in dataclasses.asdict(f).items() if k not in later} for f in reg.features]}
     loaded = FeatureRegistry.from_dict(old)
     old_version = hashlib.sha256(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -102,9 +102,11 @@ def test_a_registry_saved_before_sources_keeps_its_version_and_gets_them():
     assert loaded["overdue_beyond_usual_days"].nan_means
     # such a bundle was trained on the fills training applied then: the built-in ones
     assert [f.fill for f in loaded.features] == [f.fill for f in reg.features]
+    assert loaded["months_since_late"].reason_filled == reg["months_since_late"].reason_filled
     assert loaded.fill_steps == reg.fill_steps
     # one saved before fills only: the very registry, version and all (its stores still match)
-    before_fills = {"features": [{k: v for k, v in dataclasses.asdict(f).items() if k != "fill"} for f in reg.features]}
+    before_fills = {"features": [{k: v for k, v in dataclasses.asdict(f).items() if k not in ("fill", "reason_filled")}
+                                 for f in reg.features]}
     assert FeatureRegistry.from_dict(before_fills) == reg
     assert FeatureRegistry.from_dict(before_fills).version == reg.version
 

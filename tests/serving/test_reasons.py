@@ -109,3 +109,19 @@ def test_a_filled_value_of_a_source_not_held_is_the_source_s_reason():
     # with a history, its 0 invoices in the last 12 months are a fact of its own
     assert [r["feature"] for r in paying] == ["invoices_12m", "months_since_late", "current_ratio"]
     assert paying[0]["text"] == "Only 0 invoices in the last 12 months"
+    assert paying[1]["text"] == "Never late, but trading with us for only 30 days"
+
+
+def test_a_customer_never_late_is_not_told_of_a_late_payment():
+    """``months_since_late`` of a customer never late is its relationship's length (the fill):
+    its reason says so, on both paths, instead of quoting a late payment that never was."""
+    msl, rel = REG.names.index("months_since_late"), REG.names.index("relationship_months")
+    values = np.full((3, len(REG)), 1.0)
+    values[:, rel] = [4.0, 4.0, 30.0]
+    values[:, msl] = [4.0, 2.0, 30.0]      # never late, late two months ago, never late
+    impact = np.zeros((3, len(REG)))
+    impact[:, msl] = 0.3
+    never, late, long_never = (row[0]["text"] for row in _both(impact, values))
+    assert never == "Never late, but trading with us for only 122 days"
+    assert late == "Last late payment only 61 days ago"
+    assert long_never == "Never late, but trading with us for only 913 days"
