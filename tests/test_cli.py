@@ -209,6 +209,13 @@ def test_a_failed_challenger_leaves_the_champions_reference_and_models_moves_the
     home = workdir_copy
     before, label = champion_reference(load_config(home / "riskcast.toml"), WorkPaths(root=home))
     assert label.startswith("riskcast-pd v1 ")
+    # other edges under the champion's scale version are refused before anything is built
+    moved = tmp_path / "moved.toml"
+    grades = "".join(f'[[master_scale.grades]]\ngrade = "{g}"\npd_max = {p}\nband = "{b}"\n'
+                     for g, p, b in (("1", 0.01, "A"), ("2", 0.05, "C"), ("3", 1.0, "E")))
+    moved.write_text((home / "riskcast.toml").read_text() + '\n[master_scale]\nversion = "1"\n' + grades)
+    assert main(["--quiet", "train", "--data", str(home / "book"), "--workdir", str(home), "--config", str(moved)]) == 2
+    assert "master_scale.version" in capsys.readouterr().err
     strict = tmp_path / "strict.toml"
     strict.write_text((home / "riskcast.toml").read_text() + "\n[training]\npromotion_min_auc = 0.99\n"
                       "[training.lightgbm]\nn_estimators = 60\n")

@@ -22,6 +22,7 @@ from .dataset import (HINDSIGHT_PD, LABEL, TRUE_PD, Split, attach_labels, outcom
                       split_out_of_time)
 from .evaluation import binary_metrics
 from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
+from .masterscale import scale_fingerprint
 from .report import model_card
 from .tuning import tune as search_settings
 
@@ -107,6 +108,24 @@ def book_split(data: pd.DataFrame, cfg: RiskcastConfig) -> Split:
                              embargo_months=t.embargo_months, embargo_validation=t.embargo_validation)
 
 
+def check_scale_against_champion(cfg: RiskcastConfig) -> None:
+    """Refuse a master scale that takes the champion's scale version with other edges: grades of
+    one version must mean one PD range, so changed edges need a new ``master_scale.version``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        mv = MlflowClient().get_model_version_by_alias(cfg.serving.model_name, tracking.CHAMPION)
+        tags = MlflowClient().get_run(mv.run_id).data.tags
+    except MlflowException:
+        return  # no champion (or no registry entry yet): nothing to agree with
+    theirs, mine = tags.get("master_scale_version"), scale_fingerprint(cfg.master_scale)
+    if theirs == cfg.master_scale.version and tags.get("master_scale_fingerprint") not in (None, mine):
+        raise InputError(f"master_scale.version: {theirs!r} is the scale of champion v{mv.version}, with other edges "
+                         f"(fingerprint {tags['master_scale_fingerprint']}, these {mine}); a changed scale needs a new "
+                         f"version", field="master_scale.version")
+
+
 def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, experiment: str = "riskcast-book",
                   progress: Progress | None = None, tune: int = 0) -> TrainOutcome:
     """Quarterly snapshots -> labels -> embargoed out-of-time split -> bundle -> MLflow run and
@@ -116,6 +135,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     say = progress or (lambda _m: None)
     uri = tracking.configure(workdir)
     say(f"MLflow tracking at {uri}")
+    check_scale_against_champion(cfg)
     registry = default_registry()
     dates = snapshot_dates(tables, cfg.training)
     say(f"building features for {len(dates)} quarterly snapshots {dates[0].date()}..{dates[-1].date()}")
@@ -141,7 +161,9 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
             **{k: v for k, v in split.windows().items()}}
     # what a validator checks first: no outcome the fit knew reaches into the test window
     overlap = outcome_overlap(split, cfg.training.horizon_months)
-    tags.update({"outcome_overlap": str(overlap["overlap"]).lower(),
+    tags.update({"master_scale_version": cfg.master_scale.version,
+                 "master_scale_fingerprint": scale_fingerprint(cfg.master_scale),
+                 "outcome_overlap": str(overlap["overlap"]).lower(),
                  "train_outcome_end": overlap["train_outcome_end"], "valid_outcome_end": overlap["valid_outcome_end"]})
     bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"],
                             "outcome_overlap": overlap})
