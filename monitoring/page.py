@@ -110,6 +110,8 @@ def summary_page(payload: dict[str, Any]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>riskcast monitoring summary</title>"
              f"<style>{_STYLE}</style></head><body>", "<h1>riskcast monitoring summary</h1>",
              f'<p class="verdict" style="background:{colour}">{escape(verdict)}</p>']
+    if payload.get("reference"):  # what the book is compared with: the champion's own test window
+        parts.append(f"<p><b>Reference:</b> {escape(str(payload['reference']))}</p>")
     reasons = [*payload.get("severe_reasons", []), *payload.get("alert_reasons", [])]
     if reasons:
         parts.append("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in dict.fromkeys(reasons)) + "</ul>")

@@ -231,6 +231,7 @@ def test_a_failed_challenger_leaves_the_champions_reference_and_models_moves_the
     assert main(["--quiet", "monitor", "--current", str(scored), "--out", str(tmp_path / "m"),
                  "--workdir", str(home)]) in (0, 1)
     assert "reference: riskcast-pd v1 (champion)" in capsys.readouterr().out
+    assert "<b>Reference:</b> riskcast-pd v1 (champion)" in (tmp_path / "m" / "summary.html").read_text()
 
     # a version whose gate failed is promoted only on purpose, with the reason on record
     assert main(["--quiet", "models", "promote", "2", "--reason", "validated by hand", "--workdir", str(home)]) == 2
