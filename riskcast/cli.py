@@ -199,12 +199,8 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
 
 
 def _who() -> str:
-    import getpass
-
-    try:
-        return f"riskcast monitor ({getpass.getuser()})"
-    except (KeyError, OSError):
-        return "riskcast monitor"
+    user = _who_acts()
+    return "riskcast monitor" if user == "unknown" else f"riskcast monitor ({user})"
 
 
 def _print_monitored(m) -> int:
