@@ -91,16 +91,13 @@ def _prepare(args, say) -> Path:
     from riskcast.config import GeneratorConfig, RiskcastConfig
     from riskcast.data.io import read_tables, write_parquet
     from riskcast.data.synthetic import write_book
-    from riskcast.features.build import build_features
-    from riskcast.training.dataset import attach_labels, snapshot_dates
+    from riskcast.training.dataset import labelled_snapshots
 
     say(f"generating {args.customers:,} customers over {args.years} years ...")
     write_book(GeneratorConfig(customers=args.customers, years=args.years, seed=args.seed), root / "book")
     tables = read_tables(root / "book")
     cfg = RiskcastConfig()
-    dates = snapshot_dates(tables, cfg.training)
-    say(f"building {len(dates)} quarterly snapshots ...")
-    data = attach_labels(build_features(tables, dates), tables, cfg.training.horizon_months)
+    data = labelled_snapshots(tables, cfg.training, progress=say)
     write_parquet(data, snapshots)
     return snapshots
 

@@ -60,19 +60,21 @@ def champion_reference(cfg: RiskcastConfig, paths: WorkPaths) -> tuple[Path, str
     """The reference of the model serving now (``<model_name>@<alias>``): the scored test window
     its training run logged with its bundle, so a challenger that failed the gate never changes
     what monitoring compares with. Returns the file and a label naming the version."""
-    from riskcast.serving.runtime import load_champion
+    from riskcast.serving.runtime import cache_version, resolve_champion
     from riskcast.training import tracking
 
     tracking.configure(paths.root)
-    model, error = load_champion(cfg, paths)
-    if model is None:
+    # the version's local copy, as the service keeps it (the model itself is not loaded)
+    version, error = resolve_champion(cfg, paths)
+    if version is None:
         raise InputError(f"reference: no --reference given and {error}", field="reference")
-    path = tracking.reference_path(model.bundle.source)
+    name = cfg.serving.model_name
+    path = tracking.reference_path(cache_version(name, version, paths.model_cache / name) / "bundle")
     if not path.exists():
-        raise InputError(f"reference: {model.name} v{model.version} was trained before references travelled "
+        raise InputError(f"reference: {name} v{version} was trained before references travelled "
                          f"with the model and carries none; give --reference (a scored test window)",
                          field="reference")
-    return path, f"{model.name} v{model.version} ({model.alias})"
+    return path, f"{name} v{version} ({cfg.serving.alias})"
 
 
 def _validation_auc(labels: Labels, ref: pd.DataFrame) -> tuple[float, float]:
@@ -95,7 +97,7 @@ def book_backtest(labels: Labels, ref: pd.DataFrame, cur: pd.DataFrame, cfg: Ris
     """The scored book of ``labels.scored`` (default: the current table) against the defaults
     table, discrimination judged against the reference's AUC at validation."""
     from riskcast.data.io import read_any
-    from riskcast.training.masterscale import grade_key
+    from riskcast.training.masterscale import grade_key, table_scales
 
     say = progress or (lambda _m: None)
     scored = read_any(labels.scored, columns=MONITORED_EXTRA) if labels.scored else cur
@@ -106,10 +108,12 @@ def book_backtest(labels: Labels, ref: pd.DataFrame, cur: pd.DataFrame, cfg: Ris
             f"date it was scored")
     if left_out["no_pd"]:
         say(f"backtest: {left_out['no_pd']:,} row(s) left out: scored without a PD")
-    if "scale_version" in rows.columns and rows["scale_version"].nunique() > 1:
-        raise InputError(f"backtest: the scored rows are graded on several master scales "
-                         f"({', '.join(sorted(map(str, rows['scale_version'].unique())))}); grades of different scales "
-                         f"are not the same PD ranges: backtest each scale's rows on their own", field="backtest")
+    scales = table_scales(rows)  # by version and by edges: one version may have had other edges
+    if len(scales) > 1:
+        listed = ", ".join("no recorded scale" if t is None else f"{t.version} ({t.fingerprint})" for t in scales)
+        raise InputError(f"backtest: the scored rows are graded on several master scales ({listed}); grades of "
+                         f"different scales are not the same PD ranges: backtest each scale's rows on their own",
+                         field="backtest")
     ref_auc, ref_se = _validation_auc(labels, ref)
     grades = rows["grade"].astype(str)
     say(f"backtest: {len(rows):,} scored rows with matured outcomes")

@@ -30,14 +30,15 @@ _SCORING = ("/score", "/score_batch")
 _GUARDED = (*_SCORING, "/admin/")
 _ERROR = {"$ref": "#/components/schemas/InvalidArgument"}
 _RELOAD = "/admin/reload"
+_KEY_REFUSED = "X-API-Key missing or wrong (when the service has a key)"
 _RELOAD_RESPONSES = {
     "400": "The body is neither empty nor {}: `body: <problem>` or `<field>: Extra inputs are not permitted`",
-    "401": "X-API-Key missing or wrong (when the service has a key)",
+    "401": _KEY_REFUSED,
     "413": "Body larger than 1 MiB",
     "503": "No model could be loaded or announced to the other workers; the service keeps the version it had",
 }
 _EXTRA_RESPONSES = {
-    "401": "X-API-Key missing or wrong (when the service has a key)",
+    "401": _KEY_REFUSED,
     "413": "Body larger than 1 MiB, or more than 10,000 orders in a batch",
     "503": "The decision could not be put on record, or no model could be reloaded; retry",
     "409": "request_id is on record for another order (a retry repeats its order exactly)",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -10,6 +10,8 @@ import pandas as pd
 from riskcast.config import TrainingConfig
 from riskcast.data.io import RawTables
 from riskcast.errors import InputError
+from riskcast.features.build import build_features
+from riskcast.features.registry import FeatureRegistry
 
 LABEL = "default_12m"
 TRUE_PD = "true_pd"
@@ -82,6 +84,16 @@ def attach_labels(features: pd.DataFrame, tables: RawTables, horizon_months: int
         known = [c for c in (TRUE_PD, HINDSIGHT_PD) if c in truth.columns]
         out = out.merge(truth[["customer_id", "as_of", *known]], on=["customer_id", "as_of"], how="left")
     return out
+
+
+def labelled_snapshots(tables: RawTables, cfg: TrainingConfig, registry: FeatureRegistry | None = None,
+                       progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Every quarterly snapshot of the book with its features and its label: the one table
+    training, the walk-forward backtest and the training benchmark learn from."""
+    say = progress or (lambda _m: None)
+    dates = snapshot_dates(tables, cfg)
+    say(f"building features for {len(dates)} quarterly snapshots {dates[0].date()}..{dates[-1].date()}")
+    return attach_labels(build_features(tables, dates, registry, progress=say), tables, cfg.horizon_months)
 
 
 @dataclass(frozen=True)

@@ -158,7 +158,7 @@ def rollback(model_name: str, reason: str, by: str, to: str | int | None = None,
     reason, by, stamp = _text(reason, "reason"), _text(by, "by"), _iso(at)
     client = MlflowClient()
     versions = _versions(client, model_name)
-    history = tracking.history_from_tags(dict(client.get_registered_model(model_name).tags))
+    history = tracking.champion_history(model_name)
     current = tracking.alias_version(client, model_name, CHAMPION)
     if current is None:
         raise InputError(f"model_name: {model_name} has no champion to roll back", field="model_name")

@@ -13,13 +13,11 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from riskcast.config import RiskcastConfig
 from riskcast.data.io import RawTables
 from riskcast.errors import DataValidationError, InputError
-from riskcast.features.build import build_features
 from riskcast.features.registry import FeatureRegistry, default_registry
 
 from . import tracking
 from .bundle import ModelBundle
-from .dataset import (HINDSIGHT_PD, LABEL, TRUE_PD, Split, attach_labels, outcome_overlap, snapshot_dates,
-                      split_out_of_time)
+from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split, labelled_snapshots, outcome_overlap, split_out_of_time
 from .evaluation import binary_metrics
 from .fit import calibration_by_grade, evaluate_bundle, fit_bundle
 from .masterscale import scale_fingerprint
@@ -114,9 +112,10 @@ def check_scale_against_champion(cfg: RiskcastConfig) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    client = MlflowClient()
     try:
-        mv = MlflowClient().get_model_version_by_alias(cfg.serving.model_name, tracking.CHAMPION)
-        tags = MlflowClient().get_run(mv.run_id).data.tags
+        mv = client.get_model_version_by_alias(cfg.serving.model_name, tracking.CHAMPION)
+        tags = client.get_run(mv.run_id).data.tags
     except MlflowException:
         return  # no champion (or no registry entry yet): nothing to agree with
     theirs, mine = tags.get("master_scale_version"), scale_fingerprint(cfg.master_scale)
@@ -137,10 +136,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     say(f"MLflow tracking at {uri}")
     check_scale_against_champion(cfg)
     registry = default_registry()
-    dates = snapshot_dates(tables, cfg.training)
-    say(f"building features for {len(dates)} quarterly snapshots {dates[0].date()}..{dates[-1].date()}")
-    feats = build_features(tables, dates, registry, progress=say)
-    data = attach_labels(feats, tables, cfg.training.horizon_months)
+    data = labelled_snapshots(tables, cfg.training, registry, progress=say)
     split = book_split(data, cfg)
     say(f"out of time: train {split.windows()['train_window']}, validation {split.windows()['valid_window']}, "
         f"test {split.windows()['test_window']} (embargo {split.embargo_months} months)")

@@ -251,8 +251,7 @@ def record_champion_change(model_name: str, *, action: str, version: str, previo
     """Append one event to the registered model's champion history and mark the version with
     who made it champion, when and why. The caller moves the alias."""
     client = MlflowClient()
-    tags = dict(client.get_registered_model(model_name).tags)
-    history = history_from_tags(tags)
+    history = champion_history(model_name)
     event = ChampionEvent(seq=(history[-1].seq + 1) if history else 1, action=action, version=str(version),
                           previous=None if previous is None else str(previous), by=by, at=at or _now(),
                           reason=reason, override_gate=override_gate)

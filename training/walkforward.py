@@ -19,10 +19,9 @@ import pandas as pd
 from riskcast.config import RiskcastConfig, TrainingConfig
 from riskcast.data.io import RawTables
 from riskcast.errors import InputError
-from riskcast.features.build import build_features
 from riskcast.features.registry import FeatureRegistry, default_registry
 
-from .dataset import LABEL, TRUE_PD, Split, attach_labels, embargoed_dates, resolve_embargo, snapshot_dates
+from .dataset import LABEL, TRUE_PD, Split, embargoed_dates, labelled_snapshots, resolve_embargo
 from .evaluation import binary_metrics, expected_calibration_error
 from .fit import fit_bundle
 
@@ -222,10 +221,5 @@ def walk_forward(data: pd.DataFrame, registry: FeatureRegistry, cfg: RiskcastCon
 
 def walk_forward_on_book(tables: RawTables, cfg: RiskcastConfig, progress: Progress | None = None) -> WalkForward:
     """The backtest of the book: the same snapshots, features and labels as training."""
-    say = progress or (lambda _m: None)
     registry = default_registry()
-    dates = snapshot_dates(tables, cfg.training)
-    say(f"building features for {len(dates)} quarterly snapshots {dates[0].date()}..{dates[-1].date()}")
-    feats = build_features(tables, dates, registry, progress=say)
-    data = attach_labels(feats, tables, cfg.training.horizon_months)
-    return walk_forward(data, registry, cfg, progress=say)
+    return walk_forward(labelled_snapshots(tables, cfg.training, registry, progress), registry, cfg, progress=progress)

@@ -137,3 +137,20 @@ def test_backtest_mistakes_are_one_line_errors(demo_workdir, demo_reference, tmp
                  *extra])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_a_backtest_of_rows_graded_on_two_scales_is_refused(demo_workdir, demo_reference, tmp_path, capsys):
+    """Grade 4 of one scale is not grade 4 of another: a scored book mixing them (by version, or
+    one version with other edges) is not backtested grade by grade."""
+    ref = pd.read_parquet(demo_reference)
+    matured = (ref["as_of"].max() + pd.DateOffset(months=12)).date().isoformat()
+    for column, other in (("scale_version", "2"), ("scale_fingerprint", "0123456789ab")):
+        mixed = ref.copy()
+        mixed.loc[mixed.index[::2], column] = other
+        mixed.to_parquet(tmp_path / "mixed.parquet")
+        code = main(["--quiet", "monitor", "--reference", str(demo_reference), "--current", str(demo_reference),
+                     "--out", str(tmp_path / "o"), "--workdir", str(tmp_path), "--labels",
+                     str(demo_workdir / "book" / "defaults.parquet"), "--labels-as-of", matured,
+                     "--backtest", str(tmp_path / "mixed.parquet")])
+        err = capsys.readouterr().err
+        assert code == 2 and "several master scales" in err and other in err, err
