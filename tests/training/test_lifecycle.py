@@ -2,7 +2,6 @@
 version list a validator reads, promotion by hand (gate overrides on record), rollback along
 the champion history, and the monitoring reference that travels with each version."""
 
-import os
 import shutil
 from datetime import datetime, timezone
 
@@ -17,7 +16,7 @@ from riskcast.training.fit import fit_bundle
 from riskcast.training.pipeline import _time_split, prepare_table, table_registry
 from riskcast.training.tracking import ChampionEvent
 
-from conftest import dated_table
+from conftest import dated_table, own_tracking
 
 MODEL = "riskcast-test"
 
@@ -41,11 +40,9 @@ def cheap():
 def blank_db(tmp_path_factory):
     """An empty MLflow database, made once: creating its schema costs seconds each time."""
     home = tmp_path_factory.mktemp("blank")
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    tracking.configure(home)
-    MlflowClient().search_experiments()
-    if saved is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = saved
+    with own_tracking():
+        tracking.configure(home)
+        MlflowClient().search_experiments()
     return home / "mlflow.db"
 
 
