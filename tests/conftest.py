@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import socket
@@ -56,32 +55,6 @@ def pytest_sessionfinish(session, exitstatus):
         print("\nnetwork access attempted during the tests:\n  " + "\n  ".join(sorted(set(NETWORK_ATTEMPTS))))
         session.exitstatus = 1
 
-@contextlib.contextmanager
-def own_tracking():
-    """MLflow pointed by riskcast at the work directories used inside, and the environment as it
-    was afterwards: the tracking URI and riskcast's note that it set that URI itself, both
-    together (restoring one alone makes a later ``configure`` take an earlier test's database
-    for a user's server)."""
-    names = ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI")
-    saved = {n: os.environ.pop(n, None) for n in names}
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            os.environ.pop(n, None)
-            if v is not None:
-                os.environ[n] = v
-
-
-@pytest.fixture(autouse=True)
-def _tracking_environment():
-    """Every test starts and ends with the process's MLflow environment as it found it: what one
-    test's ``configure`` exported (``monkeypatch.delenv`` does not restore a variable that was
-    unset) must not become the next test's "user's server"."""
-    with own_tracking():
-        yield
-
-
 def dated_table(seed: int, n: int = 2000):
     """A user's feature table of ``n`` rows: three features (the first drives a 0/1 target ``y``)
     and a date column ``when`` over six quarters, for tests of the table path."""
@@ -114,9 +87,11 @@ def demo_workdir(tmp_path_factory, small_book):
     from riskcast.cli import main
 
     home = tmp_path_factory.mktemp("demo")
-    with own_tracking():
-        code = main(["--quiet", "demo", "--customers", "1500", "--workdir", str(home)])
+    old = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    code = main(["--quiet", "demo", "--customers", "1500", "--workdir", str(home)])
     assert code == 0
+    if old is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = old
     return home
 
 

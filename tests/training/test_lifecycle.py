@@ -2,6 +2,7 @@
 version list a validator reads, promotion by hand (gate overrides on record), rollback along
 the champion history, and the monitoring reference that travels with each version."""
 
+import os
 import shutil
 from datetime import datetime, timezone
 
@@ -16,7 +17,7 @@ from riskcast.training.fit import fit_bundle
 from riskcast.training.pipeline import _time_split, prepare_table, table_registry
 from riskcast.training.tracking import ChampionEvent
 
-from conftest import dated_table, own_tracking
+from conftest import dated_table
 
 MODEL = "riskcast-test"
 
@@ -40,9 +41,11 @@ def cheap():
 def blank_db(tmp_path_factory):
     """An empty MLflow database, made once: creating its schema costs seconds each time."""
     home = tmp_path_factory.mktemp("blank")
-    with own_tracking():
-        tracking.configure(home)
-        MlflowClient().search_experiments()
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    tracking.configure(home)
+    MlflowClient().search_experiments()
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
     return home / "mlflow.db"
 
 

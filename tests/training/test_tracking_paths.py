@@ -3,6 +3,7 @@ MLflow stores absolute artifact locations, and ``configure`` repoints the embedd
 at its own ``mlartifacts`` (atomically, and never a user's own tracking server)."""
 
 import json
+import os
 import shutil
 import sqlite3
 
@@ -14,7 +15,7 @@ from riskcast.errors import ModelUnavailableError
 from riskcast.training import tracking
 from riskcast.training.pipeline import train_on_table
 
-from conftest import dated_table, own_tracking
+from conftest import dated_table
 
 MODEL = "riskcast-table-paths"
 
@@ -45,8 +46,13 @@ def _train(home, table, cfg):
 def original(tmp_path_factory, table, cfg):
     """A trained work directory the tests below copy (and never change)."""
     home = tmp_path_factory.mktemp("original") / "work"
-    with own_tracking():
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
         _train(home, table, cfg)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
     return home
 
 
