@@ -67,6 +67,41 @@ class RawTables:
         dates = [self.invoices["issue_date"].max(), self.financial_statements["filed_date"].max()]
         return max(d for d in dates if pd.notna(d)).normalize()
 
+    @property
+    def last_date(self) -> pd.Timestamp | None:
+        """The latest day any table holds a fact for: an invoice issued or paid, a statement
+        filed, a month of industry signals (its last day), a default. Past it the data says
+        nothing, and every invoice still open on it would look that much later."""
+        dates = [self.invoices["issue_date"].max(), self.invoices["paid_date"].max(),
+                 self.financial_statements["filed_date"].max(), self.defaults["default_date"].max()]
+        month = self.industry_signals["month"].max()
+        if pd.notna(month):
+            dates.append(pd.Timestamp(month) + pd.offsets.MonthEnd(0))
+        known = [pd.Timestamp(d) for d in dates if pd.notna(d)]
+        return max(known).normalize() if known else None
+
+
+#: days an as-of date may lie past the data's last date: a book exported in the evening is
+#: scored the next morning
+AS_OF_TOLERANCE_DAYS = 1
+
+
+def days_past_data(tables: RawTables, dates: "Sequence[pd.Timestamp]", *, allow: bool = False) -> int:
+    """How many days the latest of ``dates`` lies past the data's last date (0 when it does
+    not). More than the tolerance is refused unless ``allow``: scored on a date the data does
+    not reach, every open invoice looks that much overdue and the book is declined."""
+    end = tables.last_date
+    if end is None or not len(dates):
+        return 0
+    latest = max(pd.Timestamp(d) for d in dates)
+    past = max((latest - end).days, 0)
+    if past > AS_OF_TOLERANCE_DAYS and not allow:
+        far = f"{past:,} days" + (f" (about {past / 365.25:.1f} years)" if past >= 365 else "")
+        raise InputError(f"--as-of: {latest.date()} is {far} past the end of the data ({end.date()}, the "
+                         "latest date in its tables); give --allow-future-as-of to score a date the data does not "
+                         "reach", field="as_of")
+    return past
+
 
 def _umask() -> int:
     """The process's file-creation mask, read without changing it (Linux), else 0o022."""
@@ -167,7 +202,7 @@ def read_any(path: str | Path, *, compact: bool = False, columns: "Sequence[str]
     book's reason texts are most of its size)."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"file {path} does not exist", field=str(path))
+        raise InputError(f"file {path.name} does not exist", field=str(path))
     suffix = path.suffix.lower()
     wanted = set(columns) if columns is not None else None
     try:
@@ -186,8 +221,8 @@ def read_any(path: str | Path, *, compact: bool = False, columns: "Sequence[str]
             df = _read_arff(path)
             return df if wanted is None else df[[c for c in df.columns if c in wanted]]
     except (OSError, ValueError) as exc:
-        raise InputError(f"file {path} cannot be read as {suffix[1:]}: {exc}", field=str(path)) from None
-    raise InputError(f"file {path}: unsupported format {suffix!r} (use .csv, .parquet or .arff)", field=str(path))
+        raise InputError(f"file {path.name} cannot be read as {suffix[1:]}: {exc}", field=str(path)) from None
+    raise InputError(f"file {path.name}: unsupported format {suffix!r} (use .csv, .parquet or .arff)", field=str(path))
 
 
 def _read_parquet_compact(path: Path) -> pd.DataFrame:
@@ -222,11 +257,13 @@ def _read_arff(path: Path) -> pd.DataFrame:
 
 
 def find_table_file(directory: Path, name: str) -> Path | None:
-    for suffix in (".parquet", ".csv"):
-        p = directory / f"{name}{suffix}"
-        if p.exists():
-            return p
-    return None
+    """The one file of table ``name`` in ``directory`` (Parquet or CSV), or None. Both at once
+    is refused: picking one without a word could read last month's export instead of today's."""
+    found = [p for p in (directory / f"{name}{suffix}" for suffix in (".parquet", ".csv")) if p.exists()]
+    if len(found) > 1:
+        raise DataValidationError(name, None, f"two files for one table, {found[0].name} and {found[1].name}: "
+                                              "keep one (or name it in the column mapping)")
+    return found[0] if found else None
 
 
 def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") -> pd.DataFrame:
@@ -235,11 +272,11 @@ def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") ->
     if spec is not None and spec.file:
         path = directory / spec.file
         if not path.exists():
-            raise DataValidationError(name, None, f"mapped file {path} does not exist")
+            raise DataValidationError(name, None, f"mapped file {spec.file} does not exist in the data folder")
     else:
         path = find_table_file(directory, name)
         if path is None:
-            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in {directory}")
+            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in the data folder {directory.name}")
     df = read_any(path, compact=RAW_TABLES[name].compact)
     if spec is not None and spec.columns:
         absent = {canon: src for canon, src in spec.columns.items() if src not in df.columns}
@@ -262,7 +299,7 @@ def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "Col
     stop on one bad master-data record); every other problem still fails loudly."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError(f"data folder {directory} does not exist", field="data")
+        raise InputError(f"data folder {directory.name or directory} does not exist", field="data")
     out: dict[str, pd.DataFrame | None] = {}
     for name, contract in RAW_TABLES.items():
         df = _read_mapped(directory, name, mapping)

@@ -172,7 +172,7 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         bad = _unparsed(s, parsed)
         if bad.any():
             sample = s[bad].iloc[0]
-            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {sample!r} at {_rows(bad)}")
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not dates, e.g. {_shown(sample)!r} at {_rows(bad)}")
         if parsed.dt.tz is not None:
             parsed = parsed.dt.tz_localize(None)
         return parsed if parsed.dtype == "datetime64[ns]" else parsed.astype("datetime64[ns]")
@@ -181,7 +181,7 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         bad = _unparsed(s, num)
         if bad.any():
             sample = s[bad].iloc[0]
-            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {sample!r} at {_rows(bad)}")
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not numbers, e.g. {_shown(sample)!r} at {_rows(bad)}")
         if num.dtype != "float64":
             num = num.astype("float64")
         if np.isinf(num).any():
@@ -196,9 +196,14 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
         out = txt.map(mapping)
         bad = out.isna() & s.notna()
         if bad.any():
-            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not booleans, e.g. {s[bad].iloc[0]!r} at {_rows(bad)}")
+            raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not booleans, e.g. {_shown(s[bad].iloc[0])!r} at {_rows(bad)}")
         return out.fillna(False).astype(bool)
     raise AssertionError(col.kind)  # pragma: no cover - Kind is closed
+
+
+def _shown(value: object) -> object:
+    """A value as a message shows it: a numpy scalar as the plain number it holds."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
@@ -221,16 +226,16 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
         if col.kind == "float":
             if col.min is not None and (s < col.min).any():
                 low = s < col.min
-                raise DataValidationError(contract.name, col.name, f"value {s[low].iloc[0]!r} is below the minimum {col.min} at {_rows(low)}")
+                raise DataValidationError(contract.name, col.name, f"value {_shown(s[low].iloc[0])!r} is below the minimum {col.min} at {_rows(low)}")
             if col.max is not None and (s > col.max).any():
                 high = s > col.max
-                raise DataValidationError(contract.name, col.name, f"value {s[high].iloc[0]!r} is above the maximum {col.max} at {_rows(high)}")
+                raise DataValidationError(contract.name, col.name, f"value {_shown(s[high].iloc[0])!r} is above the maximum {col.max} at {_rows(high)}")
         if col.allowed is not None:
             bad = s.notna() & ~s.isin(col.allowed)
             if bad.any():
                 raise DataValidationError(
                     contract.name, col.name,
-                    f"value {s[bad].iloc[0]!r} is not one of {', '.join(col.allowed)} at {_rows(bad)}")
+                    f"value {_shown(s[bad].iloc[0])!r} is not one of {', '.join(col.allowed)} at {_rows(bad)}")
         if s is not given:  # replacing a column of a shared block copies its neighbours
             out[col.name] = s
     if contract.key and not _ascending(out, contract.key):

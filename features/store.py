@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from riskcast.data.io import atomic_path
-from riskcast.errors import InputError
+from riskcast.errors import InputError, StoreUnavailableError
 
 TABLE = "latest_features"
 META = "store_meta"
@@ -29,6 +29,12 @@ META = "store_meta"
 
 def _quoted(names) -> str:
     return ", ".join(f'"{c}"' for c in names)
+
+
+#: why a read of the store found none to read (said without the file's path)
+MISSING = "order-entry store: missing; a rescore writes it"
+UNREADABLE = "order-entry store: cannot be read (not a store or damaged); a rescore rebuilds it"
+LAYOUT = "order-entry store: built for another layout (its column lists cannot be read); a rescore rebuilds it"
 
 
 #: what ``write_store`` itself records in the meta table; ``meta`` may not set these
@@ -109,7 +115,10 @@ def store_as_of(path: str | Path) -> str | None:
     A store written before stores recorded their date is read for its newest row instead (one
     scan, for a command; serving reads only the meta). Raises ``InputError`` for a file that is
     no store."""
-    reader = _Reader.open(Path(path), (0, 0, 0))
+    try:
+        reader = _Reader.open(Path(path), (0, 0, 0))
+    except StoreUnavailableError as exc:
+        raise InputError(str(exc), field="store") from None
     try:
         if reader.as_of is not None:
             return reader.as_of
@@ -117,6 +126,8 @@ def store_as_of(path: str | Path) -> str | None:
             return None
         row = reader.con.execute(f'SELECT MAX("as_of") FROM {TABLE}').fetchone()
         return _newest(pd.Series([row[0]])) if row and row[0] is not None else None
+    except sqlite3.Error:
+        raise InputError(UNREADABLE, field="store") from None
     finally:
         reader.con.close()
 
@@ -125,30 +136,56 @@ class FeatureStore:
     """Read-only lookups of the latest features by customer id.
 
     Each thread keeps its own connection (opening one costs more than the lookup) and
-    reopens it when the file was replaced: a rescore renames a new store into place, and
-    the next lookup reads it.
+    reopens it when the file changed (inode, modification time or size): a rescore renames a
+    new store into place, a store put back or rewritten in place is read on the next lookup.
+
+    Every read of a store that is missing or cannot be read raises ``StoreUnavailableError``
+    (our fault, not the caller's). ``must_exist`` (commands): the constructor refuses such a
+    file with an ``InputError``; without it (the service) the store is built whatever the
+    file's state, so that the service starts and answers once the file is back.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, must_exist: bool = True) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise InputError(f"feature store {self.path} does not exist; run `riskcast demo` or `riskcast train` first", field="store")
         self._local = threading.local()
-        self._reader()
+        if must_exist:
+            if not self.path.exists():
+                raise InputError("order-entry store: does not exist; run `riskcast demo` or `riskcast rescore` first",
+                                 field="store")
+            try:
+                self._reader()
+            except StoreUnavailableError as exc:
+                raise InputError(str(exc), field="store") from None
 
     def _reader(self) -> "_Reader":
+        """This thread's reader of the file as it is now: one ``os.stat`` when nothing changed.
+        A file that failed to open is not tried again until it changes."""
+        local = self._local
+        held: _Reader | None = getattr(local, "reader", None)
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
-            raise InputError(f"feature store {self.path} has gone", field="store") from None
+        except OSError as exc:
+            if held is not None:  # the file went: its old content is no store to answer from
+                local.reader = None
+                held.con.close()
+            raise StoreUnavailableError(MISSING if isinstance(exc, FileNotFoundError) else UNREADABLE,
+                                        field="store") from None
         version = (st.st_ino, st.st_mtime_ns, st.st_size)
-        held: _Reader | None = getattr(self._local, "reader", None)
-        if held is not None and held.version == version:
-            return held
         if held is not None:
+            if held.version == version:
+                return held
+            local.reader = None
             held.con.close()
-        held = _Reader.open(self.path, version)
-        self._local.reader = held
+        failed = getattr(local, "failed", None)
+        if failed is not None and failed[0] == version:
+            raise StoreUnavailableError(failed[1], field="store")
+        try:
+            held = _Reader.open(self.path, version)
+        except StoreUnavailableError as exc:
+            local.failed = (version, str(exc))
+            raise
+        local.failed = None
+        local.reader = held
         return held
 
     @property
@@ -170,20 +207,52 @@ class FeatureStore:
         return dict(self._reader().meta)
 
     def get(self, customer_id: str) -> dict[str, object] | None:
+        """The customer's row; None when the store does not hold it. A damaged file (a page
+        that cannot be read, a row that does not decode) raises ``StoreUnavailableError``."""
         r = self._reader()
-        row = r.con.execute(r.select, (customer_id,)).fetchone()
-        if row is None:
-            return None
-        if r.legacy:  # a column per value, missing as NULL
-            return {k: (math.nan if v is None else v) for k, v in zip(r.texts, row)}
+        try:
+            row = r.con.execute(r.select, (customer_id,)).fetchone()
+            if row is None:
+                return None
+            if r.legacy:  # a column per value, missing as NULL
+                return {k: (math.nan if v is None else v) for k, v in zip(r.texts, row)}
+            values = np.frombuffer(row[-1], dtype="<f8").tolist()
+        except (sqlite3.Error, ValueError, TypeError):
+            raise StoreUnavailableError(UNREADABLE, field="store") from None
+        if len(values) != len(r.numbers):
+            raise StoreUnavailableError(UNREADABLE, field="store")
         out: dict[str, object] = {"customer_id": customer_id}
         out.update(zip(r.texts, row[:-1]))
-        out.update(zip(r.numbers, np.frombuffer(row[-1], dtype="<f8").tolist()))
+        out.update(zip(r.numbers, values))
         out["registry_version"] = r.registry_version
         return out
 
     def __len__(self) -> int:
-        return int(self._reader().con.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])
+        con = self._reader().con
+        try:
+            return int(con.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])
+        except sqlite3.Error:
+            raise StoreUnavailableError(UNREADABLE, field="store") from None
+
+
+def _whole(path: Path) -> bool:
+    """Whether the file is as long as its own header says: SQLite reads the pages a truncated
+    file still has without a word, so a store cut short would answer for some customers and
+    not others. A file that is no SQLite database is left to the open to refuse."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return True  # gone meanwhile: the open says so
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\0"):
+        return True
+    page = int.from_bytes(header[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(header[28:32], "big")
+    if header[92:96] != header[24:28] or pages == 0:  # the header's page count is not kept valid
+        return True
+    return page * pages == size
 
 
 @dataclass(frozen=True)
@@ -211,7 +280,14 @@ class _Reader:
 
     @classmethod
     def open(cls, path: Path, version: tuple[int, int, int]) -> "_Reader":
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        """Raises ``StoreUnavailableError``: the file is missing, is no store or is damaged,
+        or its meta does not say its columns."""
+        if not _whole(path):
+            raise StoreUnavailableError(UNREADABLE, field="store")
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error:
+            raise StoreUnavailableError(UNREADABLE if path.exists() else MISSING, field="store") from None
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if META not in tables and TABLE in tables:
@@ -221,10 +297,16 @@ class _Reader:
                            f"SELECT * FROM {TABLE} WHERE customer_id = ?", legacy=True,
                            meta={"registry_version": row[0]} if row and row[0] is not None else {})
             meta = dict(con.execute(f"SELECT key, value FROM {META}").fetchall())
-            texts, numbers = json.loads(meta["texts"]), json.loads(meta["numbers"])
-        except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
+        except sqlite3.Error:
             con.close()
-            raise InputError(f"feature store {path} cannot be read: {exc}", field="store") from None
+            raise StoreUnavailableError(UNREADABLE if path.exists() else MISSING, field="store") from None
+        try:
+            texts, numbers = json.loads(meta["texts"]), json.loads(meta["numbers"])
+            if not all(isinstance(v, list) and all(isinstance(c, str) for c in v) for v in (texts, numbers)):
+                raise ValueError("column lists")
+        except (KeyError, ValueError, TypeError):
+            con.close()
+            raise StoreUnavailableError(LAYOUT, field="store") from None
         select = f"SELECT {_quoted([*texts, 'numbers'])} FROM {TABLE} WHERE customer_id = ?"
         return cls(version, con, texts, numbers, meta.get("registry_version"), select,
                    as_of=meta.get("as_of"), meta=meta)

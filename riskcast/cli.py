@@ -41,7 +41,44 @@ def _config(args: argparse.Namespace) -> RiskcastConfig:
 
 
 def _paths(args: argparse.Namespace) -> WorkPaths:
-    return WorkPaths(root=workdir(getattr(args, "workdir", None)))
+    root = workdir(getattr(args, "workdir", None))
+    _writable(root, "--workdir", folder=True, access=False)  # reading commands may run on a read-only one
+    return WorkPaths(root=root)
+
+
+def _writable(path: str | Path, option: str, *, folder: bool, access: bool = True) -> Path:
+    """Refuse, before any work, an output the command could not write: a folder where a file is
+    to go (or a file where a folder is), or a parent that is a file or not writable."""
+    path, field = Path(path), option.lstrip("-").replace("-", "_")
+    shown = path.name or str(path)
+    if path.exists() and path.is_dir() != folder:
+        want, got = ("folder", "file") if folder else ("file", "folder")
+        raise InputError(f"{option}: {shown} is an existing {got}, and a {want} is needed here", field=field)
+    parent = path if folder and path.exists() else path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option}: {shown} cannot be written, {parent.name} in its path is a file, not a folder",
+                         field=field)
+    if access and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option}: {shown} cannot be written, its folder {parent.name} is not writable",
+                         field=field)
+    return path
+
+
+def _as_of(text: str, option: str = "--as-of") -> list:
+    """The dates of an as-of option, each within the range of days a book can be computed on."""
+    import pandas as pd
+
+    from riskcast.features.build import parse_as_of
+
+    dates = parse_as_of(text)
+    lo, hi = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D")
+    for d in dates:
+        if not lo <= d <= hi:
+            raise InputError(f"{option}: {d.date()} is outside the dates riskcast works with "
+                             f"({lo.date()} to {hi.date()})", field=option.lstrip("-").replace("-", "_"))
+    return dates
 
 
 def _read_book(args: argparse.Namespace, with_truth: bool = True):
@@ -86,6 +123,7 @@ def cmd_generate(args: argparse.Namespace, say: Progress) -> int:
     from riskcast.data.synthetic import write_book
 
     gen = _generator_config(_config(args), args)
+    _writable(args.out, "--out", folder=True)
     say(f"generating a {gen.scenario} book: {gen.customers:,} customers over {gen.years} years (seed {gen.seed})")
     written = write_book(gen, Path(args.out), progress=say)
     for name, (path, rows) in written.items():
@@ -94,11 +132,13 @@ def cmd_generate(args: argparse.Namespace, say: Progress) -> int:
 
 
 def cmd_features(args: argparse.Namespace, say: Progress) -> int:
-    from riskcast.data.io import write_parquet
-    from riskcast.features.build import build_features, parse_as_of
+    from riskcast.data.io import days_past_data, write_parquet
+    from riskcast.features.build import build_features
 
-    dates = parse_as_of(args.as_of)
+    dates = _as_of(args.as_of)
+    _writable(args.out, "--out", folder=False)
     tables = _read_book(args, with_truth=False)
+    days_past_data(tables, dates, allow=args.allow_future_as_of)
     df = build_features(tables, dates, progress=say)
     write_parquet(df, args.out)
     print(f"{len(df):,} feature rows for {len(dates)} date(s) -> {args.out}")
@@ -130,8 +170,9 @@ def _print_trained(outcome) -> None:
 def cmd_train(args: argparse.Namespace, say: Progress) -> int:
     from riskcast.training.pipeline import train_on_book
 
+    cfg, root = _config(args), _paths(args).root  # a bad configuration or work directory before the book is read
     tables = _read_book(args)
-    _print_trained(train_on_book(tables, _config(args), _paths(args).root, progress=say, tune=args.tune))
+    _print_trained(train_on_book(tables, cfg, root, progress=say, tune=args.tune))
     return 0
 
 
@@ -168,11 +209,10 @@ def _store_note(job) -> None:
 
 
 def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
-    from riskcast.features.build import parse_as_of
-
-    as_of = parse_as_of(args.as_of)
+    as_of = _as_of(args.as_of)
     if len(as_of) != 1:
         raise InputError("as_of: rescore takes one date", field="as_of")
+    _writable(args.out, "--out", folder=False)
     if args.previous and not Path(args.previous).exists():
         raise InputError(f"previous: file {args.previous} does not exist", field="previous")
     if not Path(args.data).is_dir():
@@ -192,7 +232,7 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
                           previous=Path(args.previous) if args.previous else None,
                           run_key={"data": input_key(args.data), "mapping": input_key(args.mapping)},
                           engine=args.engine, spark_master=args.spark_master, replace_store=args.replace_store,
-                          progress=say)
+                          allow_future_as_of=args.allow_future_as_of, progress=say)
     _store_note(job)
     _print_rescored(job, out)
     return 0
@@ -244,14 +284,15 @@ def cmd_monitor(args: argparse.Namespace, say: Progress) -> int:
     for opt in ("current", "out"):
         if not getattr(args, opt):
             raise InputError(f"{opt}: monitor needs --current and --out (or --clear --reason)", field=opt)
-    from riskcast.features.build import parse_as_of
+    _writable(args.out, "--out", folder=True)
     from riskcast.monitoring.run import Labels, check_labels_options, monitor
 
     check_labels_options(args.labels, args.backtest, args.labels_as_of, args.validation_auc)
     labels = None
     if args.labels:
         labels = Labels(Path(args.labels), Path(args.backtest) if args.backtest else None,
-                        parse_as_of(args.labels_as_of)[0] if args.labels_as_of else None, args.validation_auc)
+                        _as_of(args.labels_as_of, "--labels-as-of")[0] if args.labels_as_of else None,
+                        args.validation_auc)
     m = monitor(Path(args.current), Path(args.out), _config(args), paths,
                 reference=Path(args.reference) if args.reference else None, labels=labels, who=_who(), progress=say)
     return _print_monitored(m)
@@ -285,7 +326,8 @@ def cmd_serve(args: argparse.Namespace, say: Progress) -> int:
         env["RISKCAST_CONFIG"] = str(Path(args.config).resolve())
     cmd = [sys.executable, "-m", "bentoml", "serve", "riskcast.serving.service:RiskcastService",
            "--host", args.host, "--port", str(args.port)]
-    say(f"serving {paths.root} on http://{args.host}:{args.port} (POST /score, /docs.json)")
+    # the service's log names no path (it may be shipped elsewhere): the folder by its name only
+    say(f"serving work directory {paths.root.name!r} on http://{args.host}:{args.port} (POST /score, /docs.json)")
     os.execvpe(cmd[0], cmd, env)
     return 0  # pragma: no cover - exec does not return
 
@@ -336,8 +378,10 @@ def cmd_backtest(args: argparse.Namespace, say: Progress) -> int:
     from riskcast.data.io import write_text
     from riskcast.training.walkforward import walk_forward_on_book
 
-    tables = _read_book(args)
+    if args.out:
+        _writable(args.out, "--out", folder=False)
     cfg = _config(args)
+    tables = _read_book(args)
     updates = {k: v for k, v in (("walk_forward_origins", args.origins), ("walk_forward_snapshots", args.snapshots))
                if v is not None}
     if updates:
@@ -432,7 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("features", cmd_features, "point-in-time feature table: one row per customer and as-of date")
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
     sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
-    sp.add_argument("--as-of", required=True, help="date or comma-separated dates, YYYY-MM-DD")
+    sp.add_argument("--as-of", required=True, help="date or comma-separated dates, YYYY-MM-DD; a date more than a day "
+                                                   "past the data's last date is refused (see --allow-future-as-of)")
+    sp.add_argument("--allow-future-as-of", action="store_true",
+                    help="build features on a date past the data's end (every invoice still open then counts as "
+                         "that much later)")
     sp.add_argument("--out", required=True, help="Parquet file to write")
 
     sp = add("train", cmd_train, "train on a book, evaluate out of time, log to MLflow, register; promote if the gate passes")
@@ -454,7 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("rescore", cmd_rescore, "score the whole book on one date and refresh the order-entry feature store")
     sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
     sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
-    sp.add_argument("--as-of", required=True, help="the date to score on, YYYY-MM-DD")
+    sp.add_argument("--as-of", required=True, help="the date to score on, YYYY-MM-DD; more than a day past the data's "
+                                                   "end (its latest invoice, payment, filing, signal month or default) "
+                                                   "is refused (see --allow-future-as-of)")
+    sp.add_argument("--allow-future-as-of", action="store_true",
+                    help="score a date past the data's end, a what-if (every invoice still open then counts as "
+                         "that much later): the scored files are written to --out, the order-entry store is "
+                         "always left alone")
     sp.add_argument("--out", required=True, help="Parquet file to write (atomically); a rerun with the same "
                                                  "arguments resumes an interrupted one")
     sp.add_argument("--previous", help="an earlier rescore to compare with (grade migration, newly over limit)")

@@ -248,6 +248,11 @@ class SellerConfig(_Section):
         return self.max_total_share_of_revenue * self.annual_revenue
 
 
+#: how long the service gives a request before it answers 504 (BentoML's ``traffic.timeout``):
+#: a decision's record must be committed well within it, or the caller retries one on record
+REQUEST_TIMEOUT_S = 10
+
+
 class ServingConfig(_Section):
     """When the service stops trusting the model and uses the scorecard instead."""
 
@@ -262,6 +267,10 @@ class ServingConfig(_Section):
     #: where decisions are recorded: any SQLAlchemy URL; None: ``audit.sqlite`` in the work
     #: directory. ``RISKCAST_AUDIT_URL`` overrides it (keeps a password out of the file).
     audit_url: str | None = None
+    #: the longest a decision waits to be put on record (another writer holding the log, a slow
+    #: server); past it the order is refused (503, nothing recorded). At most half the
+    #: request time-out, so that an answer on record always reaches its caller in time
+    audit_budget_ms: float = Field(2000.0, gt=0, le=REQUEST_TIMEOUT_S * 1000 / 2)
     #: features and policy facts whose book value an order may replace (recorded as an
     #: override); any other supplied value must be one the book lacks. Checked against the
     #: served model's registry when the service starts. None by default: whatever declines or

@@ -73,3 +73,11 @@ class AuditUnavailableError(RiskcastError):
     """A decision could not be put on record, so it is not given: the caller may retry."""
 
     http_status = 503
+
+
+class StoreUnavailableError(RiskcastError):
+    """The order-entry store is missing or cannot be read: the service cannot tell who is in the
+    book, so it decides no order until the store is readable again (the caller may retry)."""
+
+    http_status = 503
+    exit_code = 1

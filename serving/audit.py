@@ -15,6 +15,13 @@ and which book values it replaced, the order, the model, the fingerprint of the 
 (whose full text is in ``configurations``, once per fingerprint), the store's as-of date, the
 fallback the environment imposed (fallback mode, time budget) and the answer as sent.
 
+A record waits for the database only until its deadline (the order's audit budget, or the
+request's time-out), which is checked again right before the commit: a decision not committed
+in time is refused and leaves nothing. The event loop's writes do not wait for another
+writer's lock at all (``AuditBusy``: the service decides again in a thread). A file the
+process may not write is never opened (see ``_writable_or_refused``), so a spell of a
+read-only log ends with the spell.
+
 ``request_id`` is unique: a retry of the same order gets the recorded answer and writes nothing;
 the same id for another order is refused. The schema is versioned (``audit_schema``) and an
 older log is upgraded in place when the log is opened (see ``_migrate``).
@@ -24,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +44,7 @@ import sqlalchemy as sa
 from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql, sqlite
 
-from riskcast.errors import ConfigError, RequestConflictError
+from riskcast.errors import AuditUnavailableError, ConfigError, RequestConflictError
 
 _TABLE = "decisions"
 #: rows of an old log whose request_id an earlier row already had, moved aside by the upgrade
@@ -54,6 +63,17 @@ CHECKPOINT_EVERY_S = 0.5
 #: starts over only after a writer's own; at this size (~40 MB) once every ~4,000 decisions
 WAL_LIMIT_PAGES = 10_000
 _DIALECTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+#: the longest a record waits for the database when the caller gives no deadline
+DEFAULT_WAIT_S = 30.0
+#: what a writer that must not wait (the event loop) waits at most for another writer's lock:
+#: SQLite's busy handler sleeps 1, then 2 ms; two workers' commits take ~0.2 ms each, so a
+#: collision mostly resolves within it, and a lock held longer goes to a thread
+NO_WAIT_MS = 3
+#: how long a readiness probe of the log may wait for the database, and how long its verdict
+#: stands (a storm of probes opens one connection a second)
+PROBE_WAIT_S = 0.2
+PROBE_TTL_S = 1.0
+_LATE = "audit log: the decision could not be put on record in time; retry"
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -144,6 +164,31 @@ def _nulls(values: Sequence[float]) -> list[float | None]:
     return [None if v != v else v for v in values]  # NaN as null; floats keep their repr (exact)
 
 
+class AuditBusy(AuditUnavailableError):
+    """Another writer holds the log and the caller asked not to wait for it: nothing was
+    written, and the same record may be tried again where waiting blocks no one else."""
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` says another writer holds the lock (SQLite busy or locked, PostgreSQL
+    lock_not_available), as opposed to a log that cannot be written at all."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED and their extended codes
+    return getattr(exc, "sqlstate", None) == "55P03"
+
+
+def _late(exc: BaseException) -> bool:
+    """PostgreSQL cancelled the statement at the record's time budget (statement_timeout)."""
+    return getattr(exc, "sqlstate", None) == "57014"
+
+
+def _readonly(exc: BaseException) -> bool:
+    """SQLite refused a write: the file, its write-ahead log or their folder cannot be written."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == 8  # SQLITE_READONLY and its extended codes
+
+
 class AuditLog:
     """Appends decisions to the table ``decisions`` at ``url`` (SQLite or PostgreSQL)."""
 
@@ -153,8 +198,12 @@ class AuditLog:
         # SQLite: each deciding thread keeps its own connection open (opening one per decision
         # cost more than the write: 0.33 against 0.20 ms when the machine's caches are cold),
         # so no pool, whose size would cap the threads; a server database keeps its pool
-        self.engine = sa.create_engine(url, **({"connect_args": {"timeout": 30}, "poolclass": sa.pool.NullPool}
-                                               if sqlite_db else {}))
+        # a server database: reaching it, or a pooled connection, bounded too (each write's own
+        # waits are bounded by its deadline, see ``_bound``)
+        self.engine = sa.create_engine(url, **({"connect_args": {"timeout": DEFAULT_WAIT_S}, "poolclass": sa.pool.NullPool}
+                                               if sqlite_db else
+                                               {"pool_timeout": 2, **({} if "connect_timeout" in url else
+                                                                     {"connect_args": {"connect_timeout": 2}})}))
         dialect = self.engine.dialect.name
         if dialect not in _DIALECTS:
             self.engine.dispose()
@@ -165,6 +214,7 @@ class AuditLog:
         self._checkpoints: threading.Event | None = None  # set: the checkpoint thread stops
         self._checkpoints_lock = threading.Lock()
         if dialect == "sqlite":
+            sa.event.listen(self.engine, "do_connect", _writable_or_refused)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.table, self.configs = _tables(sa.MetaData())
         _migrate(self.engine, self.table, self.configs)
@@ -180,14 +230,29 @@ class AuditLog:
             insert(self.configs).on_conflict_do_nothing(index_elements=["fingerprint"]), self.engine,
             ["fingerprint", "config", "first_recorded_at"])
         self._configs_written: set[str] = set()
+        #: the last readiness probe: (monotonic time it stands until, its verdict)
+        self._probed: tuple[float, str | None] = (-1.0, None)
+        self._probe_lock = threading.Lock()
 
     def record(self, orders: Sequence[Any], decisions: Sequence[dict[str, Any]],
-               evidence: Evidence) -> list[dict[str, Any] | RequestConflictError | None]:
+               evidence: Evidence, *, deadline: float | None = None,
+               wait: bool = True) -> list[dict[str, Any] | RequestConflictError | None]:
         """Write one row per decision in one transaction; raises if it cannot be committed.
 
         Per order: None when written; the recorded answer when its ``request_id`` was already
         on record for the same order (a retry: nothing is written); a ``RequestConflictError``
-        (returned, not raised) when it was on record for another order."""
+        (returned, not raised) when it was on record for another order.
+
+        ``deadline`` (``time.monotonic()``; default ``DEFAULT_WAIT_S`` from now) bounds the
+        wait for the database and is checked right before the commit: past it, the transaction
+        is rolled back and ``AuditUnavailableError`` raised, so a decision whose answer can no
+        longer reach its caller in time is never on record as given. Without ``wait`` the
+        write does not wait for another writer's lock (a few ms at most): ``AuditBusy``, with
+        nothing written, says to try again where waiting blocks no one."""
+        if deadline is None:
+            deadline = time.monotonic() + DEFAULT_WAIT_S
+        elif time.monotonic() >= deadline:
+            raise AuditUnavailableError(_LATE)
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         names, fp = evidence.names, evidence.config_fingerprint
         keys = [order_features(o.features) for o in orders]
@@ -214,14 +279,14 @@ class AuditLog:
         if fp not in self._configs_written:
             c = {"fingerprint": fp, "config": evidence.config_json, "first_recorded_at": at}
             config = tuple(c[k] for k in self._config_order) if self._config_order else c
-        written = self._write(params, config)
+        written = self._write(params, config, deadline, wait)
         if config is not None:
             self._configs_written.add(fp)
         if all(written):
             return [None] * len(rows)
         return self._retries(orders, decisions, written, keys)
 
-    def _write(self, params: list, config: Any) -> list[bool]:
+    def _write(self, params: list, config: Any, deadline: float, wait: bool) -> list[bool]:
         """Insert the rows, skipping a request_id already on record; per row, whether it was
         written. One statement per call on the usual path (all new); only when some were not
         does the transaction start over row by row, to tell which."""
@@ -229,10 +294,13 @@ class AuditLog:
         if held is not None and self._checkpoints is None:
             self._start_checkpoints()
         conn = getattr(held, "conn", None) if held is not None else None
-        if conn is None:
-            conn = self.engine.raw_connection()
+        if held is not None:
+            held.conn = None  # kept again only after this write went through
         try:
+            if conn is None:
+                conn = self.engine.raw_connection()
             cur = conn.cursor()
+            self._bound(conn, cur, deadline, wait)
             if config is not None:
                 cur.execute(self._config_sql, config)
             if len(params) == 1:
@@ -243,6 +311,7 @@ class AuditLog:
                 written = [True] * len(params)
                 if cur.rowcount != len(params):
                     conn.rollback()
+                    self._bound(conn, cur, deadline, wait)
                     if config is not None:
                         cur.execute(self._config_sql, config)
                     written = []
@@ -250,19 +319,55 @@ class AuditLog:
                         cur.execute(self._sql, p)
                         written.append(cur.rowcount == 1)
             cur.close()
+            if time.monotonic() >= deadline:  # rolled back below: a transaction undone is no record
+                raise AuditUnavailableError(_LATE)
             conn.commit()
-        except BaseException:
-            if held is not None:
-                held.conn = None  # the next decision opens a fresh one
-            with contextlib.suppress(Exception):  # the write's own error is the one to report
-                conn.rollback()
-                conn.close()
+        except BaseException as exc:
+            if conn is not None:
+                sound = _busy(exc) or _late(exc) or isinstance(exc, AuditUnavailableError)
+                with contextlib.suppress(Exception):  # the write's own error is the one to report
+                    conn.rollback()
+                if sound and held is not None:
+                    held.conn = conn  # another writer's lock, or time: nothing wrong with the connection
+                elif sound:
+                    with contextlib.suppress(Exception):
+                        conn.close()  # back to the pool
+                else:
+                    # a connection that failed is never reused: a server may have dropped it,
+                    # and a connection's state after an error it did not explain is not trusted
+                    with contextlib.suppress(Exception):
+                        conn.invalidate()
+            if isinstance(exc, AuditUnavailableError):
+                raise
+            if _busy(exc):
+                if not wait:
+                    raise AuditBusy("audit log: another writer holds the log; retry") from None
+                raise AuditUnavailableError(_LATE) from None
+            if _late(exc):
+                raise AuditUnavailableError(_LATE) from None
             raise
         if held is not None:
             held.conn = conn
         else:
             conn.close()
         return written
+
+    def _bound(self, conn: Any, cur: Any, deadline: float, wait: bool) -> None:
+        """Bound this transaction's waits for the database by ``deadline``, or to a few ms
+        without ``wait``. SQLite: the connection's busy timeout, set only when it changes
+        (a writer that never waits sets it once); PostgreSQL: lock and statement time-outs
+        local to the transaction."""
+        left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        # waiting: what is left, rounded down to a tenth of a second so that the next write,
+        # a moment later, mostly finds the same value set; never past the deadline
+        lock_ms = (left_ms // 100 * 100 or left_ms) if wait else min(NO_WAIT_MS, left_ms)
+        if self._held is not None:
+            if conn.info.get("busy_ms") != lock_ms:
+                cur.execute(f"PRAGMA busy_timeout = {lock_ms:d}")
+                conn.info["busy_ms"] = lock_ms
+        else:
+            cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                        (f"{left_ms}ms", f"{lock_ms}ms"))
 
     def _retries(self, orders: Sequence[Any], decisions: Sequence[dict[str, Any]], written: list[bool],
                  keys: list[str | None]) -> list[dict[str, Any] | RequestConflictError | None]:
@@ -305,6 +410,52 @@ class AuditLog:
                 self._checkpoints = threading.Event()
                 threading.Thread(target=_checkpoint_loop, args=(self.engine, self._checkpoints),
                                  name="riskcast-audit-checkpoint", daemon=True).start()
+
+    def probe(self) -> str | None:
+        """None when a decision could be put on record now, else why not, in a few words (for
+        /readyz): a write transaction is begun on a fresh connection, waiting at most
+        ``PROBE_WAIT_S`` for another writer, and rolled back. The verdict stands for
+        ``PROBE_TTL_S``; probes meanwhile wait for the one running and share its verdict."""
+        until, verdict = self._probed
+        if time.monotonic() < until:
+            return verdict
+        with self._probe_lock:
+            until, verdict = self._probed
+            if time.monotonic() < until:
+                return verdict
+            verdict = self._probe()
+            self._probed = (time.monotonic() + PROBE_TTL_S, verdict)
+            return verdict
+
+    def _probe(self) -> str | None:
+        conn = None
+        try:
+            conn = self.engine.raw_connection()
+            cur = conn.cursor()
+            wait_ms = int(PROBE_WAIT_S * 1000)
+            if self._held is not None:
+                cur.execute(f"PRAGMA busy_timeout = {wait_ms:d}")
+                cur.execute("BEGIN IMMEDIATE")  # the write lock, as a decision's commit takes it
+            else:
+                cur.execute("SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                            (f"{wait_ms}ms", f"{wait_ms}ms"))
+                cur.execute(f"LOCK TABLE {_TABLE} IN ROW EXCLUSIVE MODE")  # what an insert takes
+            cur.close()
+            return None
+        except AuditUnavailableError as exc:
+            return str(exc).removeprefix("audit log: ").split(";")[0]
+        except Exception as exc:  # noqa: BLE001 - the verdict is the answer; the cause in a few words
+            if _busy(exc) or _late(exc):
+                return "another writer holds the log"
+            if _readonly(exc):
+                return "the log cannot be written (read-only)"
+            return f"the log cannot be written ({type(exc).__name__})"
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.rollback()
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def read(self) -> pd.DataFrame:
         """The whole log, oldest first (for review and tests; export large logs with SQL)."""
@@ -431,6 +582,24 @@ def _existing_columns(cur: Any, dialect: str, table: str) -> set[str]:
     return {r[0] for r in cur.fetchall()}
 
 
+def _writable_or_refused(_dialect: Any, _record: Any, cargs: Sequence[Any], cparams: Mapping[str, Any]) -> None:
+    """Open no connection to a log the process may not write. SQLite opens a file it may not
+    write read-only without a word, and every connection of a process shares one index of
+    the write-ahead log, made by whichever connection came first: made read-only, it stays so
+    for connections opened after the file is writable again, as long as any of them lives (with
+    steady traffic, until a restart). Refused here, the order is refused until the file can be
+    written, and the first connection after that writes."""
+    path = str(cargs[0] if cargs else cparams.get("database", ""))
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    wal = Path(path + "-wal")
+    needed = [Path(path), *(p for p in (wal, Path(path + "-shm")) if p.exists())]
+    if not wal.exists():
+        needed.append(Path(path).parent)  # the write-ahead log is created beside the file
+    if not all(os.access(p, os.W_OK) for p in needed if p.exists()):
+        raise AuditUnavailableError("audit log: the log cannot be written (read-only); retry")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -442,20 +611,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _checkpoint_loop(engine: sa.engine.Engine, stop: threading.Event) -> None:
     """Move the write-ahead log into the database every ``CHECKPOINT_EVERY_S`` without
     blocking writers (PASSIVE), off the deciding threads (SQLite lets go of the interpreter
-    lock while it works). A failed round is retried at the next."""
-    conn = None
+    lock while it works). A failed round is retried at the next.
+
+    Each round opens its own connection (~0.3 ms every half second): one kept open for good
+    would keep the process's shared index of the write-ahead log alive whatever happened to
+    the file meanwhile (see ``_writable_or_refused``), and a PASSIVE round that cannot write
+    says nothing."""
     while not stop.wait(CHECKPOINT_EVERY_S):
+        conn = None
         try:
-            if conn is None:
-                conn = engine.raw_connection()
+            conn = engine.raw_connection()
             cur = conn.cursor()
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
             cur.close()
         except Exception:  # noqa: BLE001 - the file went or is busy: writers stay bounded by WAL_LIMIT_PAGES
+            pass
+        finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close()
-            conn = None
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.close()

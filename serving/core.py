@@ -23,7 +23,7 @@ import pandas as pd
 
 from riskcast.config import RiskcastConfig
 from riskcast.errors import (AuditUnavailableError, ConfigError, InputError, OverrideRefusedError,
-                             RequestConflictError, UnknownCustomerError)
+                             RequestConflictError, StoreUnavailableError, UnknownCustomerError)
 from riskcast.features.coverage import coverage
 from riskcast.features.registry import POLICY_FACTS, REQUEST_FACTS, FeatureRegistry, default_registry
 from riskcast.features.store import FeatureStore
@@ -57,16 +57,23 @@ BOOK_LIMITS_TOTAL = "book_limits_total"
 
 
 def _book_total(store: FeatureStore) -> float:
-    """The sum of all limits of the book the store was written from; NaN when not recorded."""
+    """The sum of all limits of the book the store was written from; NaN when not recorded.
+    A store that cannot be read raises ``StoreUnavailableError``, as its lookup does."""
     try:
         return float(store.meta_.get(BOOK_LIMITS_TOTAL, "nan"))
-    except (InputError, ValueError):  # the store went, or the entry is not a number: no total known
+    except ValueError:  # the entry is not a number: no total known
         return math.nan
 
 
 def _unscored(reason: object) -> str:
     """The decision's reason when neither the model nor the scorecard could score the customer."""
     return f"no score, so a person decides: {reason}"
+
+
+def _kind(exc: BaseException) -> str:
+    """A scoring failure said by its kind: a built-in exception's class name, else only that
+    the model's library failed (its exceptions carry its name, their messages file paths)."""
+    return type(exc).__name__ if type(exc).__module__ == "builtins" else "library error"
 
 
 def _zero_nan(x: np.ndarray) -> np.ndarray:
@@ -199,18 +206,19 @@ class ScoringCore:
         return float(self.model.bundle.metadata.get("max_missing_share", 0.5)) if self.model else 0.5
 
     def store_status(self) -> dict[str, Any]:
-        """What /readyz says of the order-entry store: how old it is and whether it was built with
-        the model's feature registry (when not, every book customer is referred on the scorecard)."""
+        """What /readyz says of the order-entry store: whether it can be read (when not, every
+        order is refused), how old it is and whether it was built with the model's feature
+        registry (when not, every book customer is referred on the scorecard)."""
         mine = self.registry_version_
-        out: dict[str, Any] = {"as_of": None, "registry_version": None, "model_registry_version": mine,
-                               "matches_model": False}
+        out: dict[str, Any] = {"available": False, "as_of": None, "registry_version": None,
+                               "model_registry_version": mine, "matches_model": False}
         if self.store is None:
             return {**out, "note": "no order-entry store: only customers supplying their features are decided"}
         try:
             as_of, version = self.store.as_of_, self.store.registry_version_
-        except InputError:  # said without the file's path
-            return {**out, "note": "the order-entry store has gone or cannot be read; rescore to rebuild it"}
-        out.update(as_of=as_of, registry_version=version, matches_model=version == mine)
+        except StoreUnavailableError as exc:  # said without the file's path
+            return {**out, "note": f"{exc}; every order is refused until it can be read"}
+        out.update(available=True, as_of=as_of, registry_version=version, matches_model=version == mine)
         if as_of is None:
             out["note"] = "the store was written before stores recorded their as-of date; the next rescore records it"
         return out
@@ -258,7 +266,11 @@ class ScoringCore:
         customer in the book only what the book lacks, or what ``serving.allow_overrides``
         lets it replace (listed under ``overridden`` with the book's values). What is still
         missing then takes the registry's fills, as in training: a new customer's row is one
-        training could have held (no invoices: 0 of them), and so is what the audit records."""
+        training could have held (no invoices: 0 of them), and so is what the audit records.
+
+        A store that is configured but cannot be read refuses every order with
+        ``StoreUnavailableError`` (503), a new customer's too: who is in the book cannot be
+        told, so neither can what the request may supply."""
         if not isinstance(order.order_amount, (int, float)) or not math.isfinite(order.order_amount) or order.order_amount <= 0:
             raise InputError(f"order_amount: must be a finite number > 0, got {order.order_amount!r}", field="order_amount")
         terms = order.requested_terms_days
@@ -357,8 +369,15 @@ class ScoringCore:
                     s.logit[gbm], s.impact[gbm] = logit, impact
             except Exception as exc:  # the model failed: the scorecard answers instead
                 use_card |= gbm
-                s.fallback_reason[gbm] = f"model error: {type(exc).__name__}: {exc}"[:200]
-        if use_card.any():
+                # its kind only: a library's message (or its name) says nothing to the caller
+                s.fallback_reason[gbm] = f"model error while scoring ({_kind(exc)})"
+        if use_card.any() and bundle.scorecard is None:  # what needs the card is referred
+            s.failed[use_card] = True
+            s.kind[use_card] = None
+            unavailable = f"scorecard error: the scorecard is unavailable ({bundle.scorecard_error or 'not loaded'})"
+            s.fallback_reason[use_card] = [f"{r}; {unavailable}" if r else unavailable
+                                           for r in s.fallback_reason[use_card]]
+        elif use_card.any():
             s.kind[use_card] = "scorecard"
             try:
                 card_rows = pd.DataFrame(X[use_card], columns=self.registry.names)
@@ -369,7 +388,7 @@ class ScoringCore:
             except Exception as exc:
                 s.failed[use_card] = True
                 s.kind[use_card] = None
-                s.fallback_reason[use_card] = f"scorecard error: {type(exc).__name__}: {exc}"[:200]
+                s.fallback_reason[use_card] = f"scorecard error while scoring ({_kind(exc)})"
         s.pd_ = 1.0 / (1.0 + np.exp(-s.logit))
         return s
 
@@ -500,7 +519,7 @@ class ScoringCore:
         return out, s
 
     def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None, *,
-                     each: bool = False) -> list[dict[str, Any]]:
+                     each: bool = False, deadline: float | None = None, wait: bool = True) -> list[dict[str, Any]]:
         """Decide sales orders (order entry): the same path as ``decide``, without a DataFrame,
         under the model's time budget and the fallback switch; on record before returned.
 
@@ -508,9 +527,17 @@ class ScoringCore:
         retry; nothing is written), for another order a ``RequestConflictError``. With
         ``each`` (a batch) an order that cannot be decided gets an error entry in its place
         (``error``, ``field``, ``status``, ``customer_id``, ``request_id``) and the others are
-        decided; without, its error is raised."""
+        decided; without, its error is raised.
+
+        ``deadline`` (``time.monotonic()``) is when the caller stops waiting for the answer:
+        past it nothing is decided or recorded (``AuditUnavailableError``), and the wait for
+        the record ends at it or at ``serving.audit_budget_ms``, whichever comes first.
+        Without ``wait`` (the event loop) the record does not wait for another writer's lock:
+        ``AuditBusy`` (nothing recorded) says to decide again where waiting blocks no one."""
         if not orders:
             return []
+        if deadline is not None and self.audit is not None and time.monotonic() >= deadline:
+            raise AuditUnavailableError("audit log: the decision could not be put on record in time; retry")
         bases: list[dict[str, Any]] = []
         failed: dict[int, dict[str, Any]] = {}
         for i, o in enumerate(orders):
@@ -521,7 +548,7 @@ class ScoringCore:
                     raise
                 failed[i] = _error_entry(o, exc)
         todo = [o for i, o in enumerate(orders) if i not in failed] if failed else list(orders)
-        decided = self._orders(todo, bases, forced_fallback, each) if todo else []
+        decided = self._orders(todo, bases, forced_fallback, each, deadline, wait) if todo else []
         if not failed:
             return decided
         out, rest = [], iter(decided)
@@ -530,7 +557,7 @@ class ScoringCore:
         return out
 
     def _orders(self, orders: list[Order], bases: list[dict[str, Any]], forced_fallback: str | None,
-                each: bool) -> list[dict[str, Any]]:
+                each: bool, deadline: float | None = None, wait: bool = True) -> list[dict[str, Any]]:
         rows = self.order_rows(bases)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
@@ -541,8 +568,12 @@ class ScoringCore:
         decisions, s = self._decisions(rows, amounts, terms, ids, forced_fallback, budget_s=budget)
         if self.audit is None:
             return decisions
+        spent = time.monotonic() + self.cfg.serving.audit_budget_ms / 1000.0
         try:
-            recorded = self.audit.record(orders, decisions, self._evidence(rows, bases, s, forced_fallback))
+            recorded = self.audit.record(orders, decisions, self._evidence(rows, bases, s, forced_fallback),
+                                         deadline=spent if deadline is None else min(deadline, spent), wait=wait)
+        except AuditUnavailableError:  # said already: late, or another writer holds the log
+            raise
         except Exception as exc:
             raise AuditUnavailableError(f"audit log: the decision could not be recorded "
                                         f"({type(exc).__name__}); retry the order") from None

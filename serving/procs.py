@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 
@@ -36,3 +38,20 @@ def kill_serving(home: str | Path, sig: int = signal.SIGKILL) -> int:
         except OSError:
             pass
     return count
+
+
+def stop_serving(home: str | Path, server: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
+    """Stop the service of ``home`` and wait until none of its processes is left: a polite
+    signal first, then ``SIGKILL`` for whatever outlives ``timeout``. ``server``: the process
+    that started it (``riskcast serve``), reaped here."""
+    kill_serving(home, signal.SIGTERM)
+    if server is not None:
+        try:
+            server.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_serving(home, signal.SIGKILL)
+            server.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while processes_serving(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kill_serving(home, signal.SIGKILL)

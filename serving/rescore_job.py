@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 
 from riskcast.config import WorkPaths
-from riskcast.data.io import RawTables
+from riskcast.data.io import RawTables, days_past_data
 from riskcast.errors import InputError, RiskcastError
 from riskcast.features.store import store_as_of, write_store
 
@@ -69,6 +69,22 @@ def store_rule(path: Path, as_of: pd.Timestamp, forced: bool) -> tuple[bool, str
                    f"(older); rerun with --replace-store to replace it")
 
 
+def _within_data(tables: RawTables | Callable[[], RawTables], as_of: pd.Timestamp,
+                 allow: bool) -> RawTables | Callable[[], RawTables]:
+    """``tables``, checked against ``as_of`` when they are read (``days_past_data``): at once
+    when given, else when the function reading them is called."""
+    if not callable(tables):
+        days_past_data(tables, [as_of], allow=allow)
+        return tables
+
+    def read() -> RawTables:
+        t = tables()
+        days_past_data(t, [as_of], allow=allow)
+        return t
+
+    return read
+
+
 def book_meta(features: pd.DataFrame) -> dict[str, str]:
     """What the store keeps of the whole book: the sum of its limits (for the seller's cap)."""
     from .core import BOOK_LIMITS_TOTAL
@@ -81,24 +97,41 @@ def book_meta(features: pd.DataFrame) -> dict[str, str]:
 def rescore_workdir(tables: RawTables | Callable[[], RawTables], workdir: Path, as_of: pd.Timestamp, out: Path, *,
                     config_path: str | Path | None = None, previous: Path | None = None,
                     run_key: dict | None = None, engine: str = "local", spark_master: str | None = None,
-                    replace_store: bool = False, progress: Progress | None = None) -> RescoreJob:
+                    replace_store: bool = False, allow_future_as_of: bool = False,
+                    progress: Progress | None = None) -> RescoreJob:
     """Score the book as of ``as_of`` with the work directory's champion into ``out`` (and its
     rejected rows and summary beside it), then refresh the order-entry store unless the store is
     newer than ``as_of`` and ``replace_store`` is not set. ``tables`` may be a function, called
-    only when the features must be built (not when resuming after they were)."""
+    only when the features must be built (not when resuming after they were).
+
+    An ``as_of`` more than a day past the data's last date is refused: every invoice still open
+    would look that much later and the book be declined. ``allow_future_as_of`` scores it as a
+    what-if, and then the order-entry store is never written (order entry must not decide on a
+    day that has not come), whatever ``replace_store`` says."""
     from .runtime import build_core
 
+    if allow_future_as_of and replace_store:
+        raise InputError("--replace-store: a rescore with --allow-future-as-of never writes the order-entry store; "
+                         "give one of the two", field="replace_store")
     say = progress or (lambda _m: None)
+    as_of = pd.Timestamp(as_of)
+    tables = _within_data(tables, as_of, allow_future_as_of)
     paths = WorkPaths(root=Path(workdir))
     core = build_core(paths.root, config_path)
     if core.model is None:
         raise RiskcastError(f"no champion model to rescore with: {core.model_error}")
     say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
     prev = read_previous(previous) if previous else None
-    result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say,
-                             run_key={**(run_key or {}), "previous": input_key(previous)},
+    key = {**(run_key or {}), "previous": input_key(previous)}
+    if allow_future_as_of:  # a run that skipped the check is resumed only by another that does
+        key["allow_future_as_of"] = True
+    result = rescore_to_file(tables, core, as_of, out, previous=prev, progress=say, run_key=key,
                              engine=engine, spark_master=spark_master)
-    replace, note = store_rule(paths.store, as_of, replace_store)
+    if allow_future_as_of:
+        replace, note = False, (f"order-entry store left as it is: this rescore as of {as_of.date()} is a what-if "
+                                "(--allow-future-as-of), never put in front of order entry")
+    else:
+        replace, note = store_rule(paths.store, as_of, replace_store)
     if replace:
         say(f"writing the order-entry feature store {paths.store}")
         write_store(result.features, paths.store, core.registry.version, meta=book_meta(result.features))

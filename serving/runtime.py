@@ -4,11 +4,15 @@ fallback switch and audit log; and keeping every worker of the service on one mo
 The champion is resolved in the MLflow registry and its bundle copied into the work directory
 (``serving/models/<name>/<version>/bundle``, staged beside it and renamed into place, so two
 workers fetching the same version never see or delete half a copy); when the registry cannot be
-reached the last copy answers, so the service still starts.
+reached the last copy answers, so the service still starts. A copy is checked against its
+bundle's digests before it is parsed: a damaged one is fetched again (and moved aside), and when
+the registry cannot give it, its intact part answers (the scorecard or the model).
 
 A reload reaches one worker of the service. It writes the version it loaded to
 ``serving/models/<name>/served.json``; every worker stats that file on each call (about a
 microsecond) and, when it changed, loads that version from the local copy before answering.
+Neither swaps in a version that lacks a part the served one has or cannot score a probe row:
+a reload never makes things worse.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -27,13 +32,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+import pandas as pd
+
 from riskcast.config import RiskcastConfig, WorkPaths, config_path_for, load_config, workdir
 from riskcast.data.io import atomic_path
 from riskcast.env import offline_environment
 from riskcast.errors import ModelUnavailableError
 from riskcast.features.store import FeatureStore
 from riskcast.training import tracking
-from riskcast.training.bundle import ModelBundle
+from riskcast.training.bundle import ModelBundle, bundle_damage
 from riskcast.training.tracking import LoadedModel
 
 from .audit import AuditLog, sqlite_url
@@ -55,17 +63,26 @@ def is_complete(version_dir: Path) -> bool:
     return (version_dir / "bundle" / "metadata.json").is_file()
 
 
+def is_intact(version_dir: Path) -> bool:
+    """A complete copy whose files all match the bundle's manifest (read, not parsed)."""
+    return is_complete(version_dir) and not bundle_damage(version_dir / "bundle")
+
+
 def cache_version(name: str, version: str, home: Path,
-                  fetch: Callable[[str, str, Path], Path] | None = None) -> Path:
+                  fetch: Callable[[str, str, Path], Path] | None = None, *, refresh: bool = False) -> Path:
     """The folder holding model ``name`` version ``version`` under ``home``, copied from the
     registry unless a complete copy is there. ``fetch(name, version, into)`` returns the folder
-    of the downloaded bundle (default: the MLflow registry's artifacts).
+    of the downloaded bundle (default: the MLflow registry's artifacts). ``refresh``: the copy
+    there is damaged; fetch it again (refused when the registry's copy is damaged too) and
+    put it in place of the damaged one, unless an intact copy got there meanwhile.
 
     The copy is staged in a folder of its own beside the others and renamed into place: a worker
     that finds a complete copy there first keeps it (another may be reading it) and drops its
-    own; an incomplete folder in the way is moved aside, not deleted under a reader."""
+    own; an incomplete (or, on refresh, damaged) folder in the way is moved aside, not deleted
+    under a reader."""
     target = home / version
-    if is_complete(target):
+    keep = is_intact if refresh else is_complete
+    if keep(target):
         return target
     home.mkdir(parents=True, exist_ok=True)
     _purge_leftovers(home)
@@ -76,7 +93,10 @@ def cache_version(name: str, version: str, home: Path,
         shutil.copytree(bundle, staged / "bundle")
         if not is_complete(staged):
             raise FileNotFoundError(f"model {name} version {version}: the registry's copy has no bundle/metadata.json")
-        _place(staged, target)
+        if refresh and (damage := bundle_damage(staged / "bundle")):
+            raise OSError(f"model {name} version {version}: the registry's copy is damaged too "
+                          f"({_damage_text(damage)})")
+        _place(staged, target, keep)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # ours alone: nobody else reads a staging folder
     return target
@@ -90,21 +110,21 @@ def _from_registry(name: str, version: str, into: Path) -> Path:
     return local / "artifacts" / "bundle"
 
 
-def _place(staged: Path, target: Path) -> None:
-    """Rename ``staged`` to ``target`` unless a complete copy got there first."""
+def _place(staged: Path, target: Path, keep: Callable[[Path], bool] = is_complete) -> None:
+    """Rename ``staged`` to ``target`` unless a copy ``keep`` accepts got there first."""
     for _ in range(3):
         try:
             os.rename(staged, target)  # atomic; refused when target is a folder with files
             return
         except OSError:
-            if is_complete(target):
+            if keep(target):
                 return  # another worker's copy: keep it
-            try:  # an incomplete leftover (a crash, an older writer): out of the way, not deleted
+            try:  # an incomplete or damaged leftover: out of the way, not deleted under a reader
                 os.rename(target, target.with_name(f".{target.name}.incomplete-{uuid.uuid4().hex[:8]}"))
             except FileNotFoundError:
                 pass
-    if not is_complete(target):
-        raise OSError(f"{target}: the copy could not be put in place")
+    if not keep(target):
+        raise OSError(f"version {target.name}: the local copy could not be put in place")
 
 
 def _purge_leftovers(home: Path) -> None:
@@ -128,18 +148,48 @@ def load_version(cfg: RiskcastConfig, paths: WorkPaths, version: str, alias: str
 
 def load_model_version(paths: WorkPaths, name: str, version: str, alias: str) -> tuple[LoadedModel | None, str | None]:
     """Model ``name`` version ``version``: the work directory's local copy, fetched from the
-    registry (MLflow configured by the caller) when there is none. Returns (model, why not)."""
+    registry (MLflow configured by the caller) when there is none, and again when the copy is
+    damaged (the damaged one moved aside). When the registry cannot give it again, the parts
+    of the copy that are intact answer (a damaged model file: the scorecard; a damaged
+    scorecard: the model). Returns (model, why not); with a model, what is damaged, if any."""
     home = paths.model_cache / name
     try:
         target = cache_version(name, version, home)
     except Exception as exc:  # registry down, version gone, disk full
-        return None, f"model {name} version {version}: no local copy and the registry cannot give it: {_first_line(exc)}"
-    try:
-        bundle = ModelBundle.load(target / "bundle", strict=False)
-    except Exception as exc:
-        return None, f"model {name} version {version} cannot be read: {_first_line(exc)}"
+        return None, f"model {name} version {version}: no local copy and the registry cannot give it ({_problem(exc)})"
+    bundle, error = _read_bundle(target)
+    damage = bundle.damaged if bundle is not None else {}
+    if bundle is None or damage:
+        try:
+            target = cache_version(name, version, home, refresh=True)
+        except Exception as exc:  # registry down, or its copy damaged as well
+            why = f"the local copy is damaged ({error or _damage_text(damage)}) and the registry cannot give it " \
+                  f"again ({_problem(exc)})"
+            if bundle is None:
+                return None, f"model {name} version {version} cannot be loaded: {why}"
+            bundle.compile_dir = target / "compiled"
+            return LoadedModel(bundle, name, version, alias), f"model {name} version {version}: {why}"
+        bundle, error = _read_bundle(target)
+        if bundle is None:
+            return None, f"model {name} version {version} cannot be loaded: {error}"
     bundle.compile_dir = target / "compiled"  # beside the local copy: compiled once per version
-    return LoadedModel(bundle, name, version, alias), None
+    note = f"model {name} version {version}: {_damage_text(bundle.damaged)}" if bundle.damaged else None
+    return LoadedModel(bundle, name, version, alias), note
+
+
+def _read_bundle(target: Path) -> tuple[ModelBundle | None, str | None]:
+    """The bundle of a local copy, its parts checked before they are parsed (see
+    ``ModelBundle.load``), or None and what is wrong (said without a path)."""
+    try:
+        return ModelBundle.load(target / "bundle", strict=False), None
+    except ModelUnavailableError as exc:  # damage, said as the part and the problem
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the folder unreadable as a whole
+        return None, f"the bundle cannot be read ({_problem(exc)})"
+
+
+def _damage_text(damage: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {problem}" for name, problem in sorted(damage.items()))
 
 
 def resolve_champion(cfg: RiskcastConfig, paths: WorkPaths) -> tuple[str | None, str | None]:
@@ -158,7 +208,7 @@ def resolve_champion(cfg: RiskcastConfig, paths: WorkPaths) -> tuple[str | None,
             tmp_file.write_text(json.dumps({"version": version, "resolved_at": _now()}))
         return version, None
     except Exception as exc:  # registry down, alias missing, artifact store unreachable
-        why = _first_line(exc)
+        why = _problem(exc)
     for known in (ServedPointer(served_path(cfg, paths)).version(), _version_in(pointer)):
         if known is not None and is_complete(home / known):
             return known, None
@@ -182,7 +232,7 @@ def build_core(home: str | Path | None, config_path: str | Path | None = None, *
     cfg = load_config(config_path_for(paths.root, config_path))
     tracking.configure(paths.root)
     model, error = load_champion(cfg, paths)
-    store = FeatureStore(paths.store) if paths.store.exists() else None
+    store = FeatureStore(paths.store, must_exist=False)  # missing or unreadable: orders wait for it (503)
     log = None
     if audit:
         log = AuditLog(os.environ.get("RISKCAST_AUDIT_URL") or cfg.serving.audit_url or sqlite_url(paths.audit))
@@ -253,6 +303,49 @@ class ServedPointer:
         return self.key()
 
 
+def worse_than(candidate: LoadedModel, served: LoadedModel | None) -> str | None:
+    """Why ``candidate`` must not replace ``served`` (None: it may): it lacks a part the served
+    one has (its model file or its scorecard damaged), or it cannot score a probe row, a row of
+    its own monitoring reference and a row with every feature missing, with each part it has.
+    The candidate's files were verified before they were parsed, so probing cannot take the
+    process down."""
+    bundle = candidate.bundle
+    if served is not None:
+        if bundle.booster is None and served.bundle.booster is not None:
+            return f"has no usable model ({bundle.booster_error or 'model file unreadable'})"
+        if bundle.scorecard is None and served.bundle.scorecard is not None:
+            return f"has no usable scorecard ({bundle.scorecard_error or 'scorecard file unreadable'})"
+    names = bundle.registry.names
+    X = np.full((1, len(names)), np.nan)
+    reference = None if bundle.source is None else bundle.source / tracking.REFERENCE_FILE
+    if reference is not None and reference.is_file() and reference.name not in bundle.damaged:
+        try:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(reference) as pf:
+                first = pf.read_row_group(0, columns=[n for n in names if n in pf.schema_arrow.names])
+            row = first.slice(0, 1).to_pandas()
+            if len(row):
+                X = np.vstack([row.reindex(columns=names).to_numpy(dtype=np.float64, na_value=np.nan), X])
+        except Exception as exc:  # noqa: BLE001 - a reference that cannot be read is said as such
+            return f"cannot read its monitoring reference for a probe row ({_problem(exc)})"
+    if bundle.booster is not None:
+        try:
+            logit, _ = bundle.explain(X, num_threads=1, may_compile=False)
+            if not np.isfinite(logit).all():
+                raise ValueError("a score that is not a number")
+        except Exception as exc:  # noqa: BLE001 - any failure refuses the candidate
+            return f"cannot score a probe row with its model ({type(exc).__name__})"
+    if bundle.scorecard is not None:
+        try:
+            pd_ = bundle.scorecard_pd(pd.DataFrame(X, columns=names))
+            if not (np.isfinite(pd_) & (pd_ > 0) & (pd_ < 1)).all():
+                raise ValueError("a PD outside (0, 1)")
+        except Exception as exc:  # noqa: BLE001
+            return f"cannot score a probe row with its scorecard ({type(exc).__name__})"
+    return None
+
+
 class ServedCore:
     """The scoring core one worker of the service answers with, kept on the version the service
     serves. ``current()`` is what every call takes: when ``served.json`` changed since it last
@@ -289,6 +382,15 @@ class ServedCore:
         return self._core
 
     def _follow(self) -> None:
+        try:
+            self._follow_locked()
+        except Exception as exc:  # noqa: BLE001 - a follower keeps answering with what it has
+            held = self._core.model.version if self._core.model else None
+            self._failure = f"the served version could not be followed ({_problem(exc)}); still deciding with " \
+                            f"version {held}"
+            self._retry_at = time.monotonic() + self.retry_s
+
+    def _follow_locked(self) -> None:
         with self._lock:
             if self.pointer.key() == self._seen and self._retry_at > time.monotonic():
                 return  # another thread of this worker followed meanwhile
@@ -303,9 +405,12 @@ class ServedCore:
                 self._failure = None
                 return
             model, error = load_version(self._core.cfg, self.paths, version)
-            if model is None:
+            # a candidate that lacks a part the held one has, or cannot score, is not taken
+            worse = None if model is None else worse_than(model, self._core.model)
+            if model is None or worse is not None:
+                why = error if model is None else f"model {model.name} version {version} {worse}"
                 held = self._core.model.version if self._core.model else None
-                self._failure = f"{error}; still deciding with version {held}"
+                self._failure = f"{why}; still deciding with version {held}"
                 self._retry_at = time.monotonic() + self.retry_s
                 return
             self._swap(model)
@@ -334,12 +439,15 @@ class ServedCore:
                 model, error = load_version(core.cfg, self.paths, version)
                 if model is None:
                     raise ModelUnavailableError(f"reload: {error}; still serving version {previous}")
+                worse = worse_than(model, core.model)
+                if worse is not None:  # checked before the swap: the served model keeps answering
+                    raise ModelUnavailableError(f"reload: version {version} {worse}; still serving version {previous}")
             try:
                 with self.pointer.locked():
                     key = self.pointer.write(model.name, version, by="reload")
             except OSError as exc:
                 raise ModelUnavailableError(f"reload: version {version} could not be announced to the other workers "
-                                            f"({_first_line(exc)}); still serving version {previous}") from None
+                                            f"({_problem(exc)}); still serving version {previous}") from None
             if model is not core.model:
                 self._swap(model)
             self._seen, self._published, self._failure, self._retry_at = key, version, None, math.inf
@@ -395,6 +503,18 @@ def _version_in(pointer: Path) -> str | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+#: what looks like a file path or file URI in an error text
+_PATHLIKE = re.compile(r"(?:file:)?(?<![\w.-])(?:~|\.{1,2})?/[^\s'\",;)\]]*")
+
+
+def _problem(exc: BaseException) -> str:
+    """What went wrong, said without a path: the kind of an OS error (its text names the
+    file), else the exception's first line with anything path-like left out."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{type(exc).__name__}: {os.strerror(exc.errno)}"
+    return _PATHLIKE.sub("<path>", _first_line(exc))
 
 
 def _now() -> str:

@@ -259,7 +259,7 @@ def _checked_pds(pds: Any) -> np.ndarray:
         raise InputError("pd_12m: no PDs to suggest a scale from", field="pd_12m")
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 1)
     if bad.any():
-        raise InputError(f"pd_12m: {int(bad.sum()):,} value(s) are not PDs in [0, 1] (e.g. {arr[bad][0]!r})",
+        raise InputError(f"pd_12m: {int(bad.sum()):,} value(s) are not PDs in [0, 1] (e.g. {float(arr[bad][0])!r})",
                          field="pd_12m")
     return arr
 

@@ -206,8 +206,13 @@ def prepare_table(df: pd.DataFrame, target: str, id_col: str | None, time_col: s
     y = pd.to_numeric(df[target], errors="coerce")
     if y.isna().any():
         raise DataValidationError("table", target, f"{int(y.isna().sum())} target value(s) are missing or not numbers")
-    if not set(np.unique(y)) <= {0, 1}:
-        raise DataValidationError("table", target, f"target must be 0/1, found {sorted(np.unique(y))[:5]}")
+    values = np.unique(y)
+    if not set(values) <= {0, 1}:
+        raise DataValidationError("table", target, "target must be 0/1, found "
+                                  + ", ".join(f"{float(v):g}" for v in values[:5]) + ("..." if len(values) > 5 else ""))
+    if len(values) < 2:
+        raise DataValidationError("table", target, f"the target (--target) has only one class ({float(values[0]):g}): "
+                                                   "a model needs rows of both 0 and 1")
     out = df.copy()
     out[LABEL] = y.astype("int8")
     if target != LABEL:
@@ -233,6 +238,27 @@ def _time_split(df: pd.DataFrame) -> Split:
         n_valid = max(1, round(n * 0.15))
         return split_out_of_time(df, n_valid, n_test, embargo_months=0)
     raise InputError("time column: at least 3 distinct dates are needed for an out-of-time split", field="time_col")
+
+
+def check_folds(y: np.ndarray, folds: int, target: str) -> None:
+    """Refuse a fold count the table cannot fill: each stratified fold must test at least one row
+    of each class and keep two of each to fit on (its validation part is drawn from them)."""
+    if folds < 2:
+        raise InputError("--folds: must be at least 2", field="folds")
+    if folds > len(y):
+        raise InputError(f"--folds: {folds:,} is more than the {len(y):,} rows of the table", field="folds")
+    counts = np.bincount(np.asarray(y, dtype="int64"), minlength=2)
+    rare = int(np.argmin(counts))
+    n = int(counts[rare])
+    if n < 3:
+        raise DataValidationError("table", target, f"only {n} row(s) of class {rare}: cross-validation needs at "
+                                                   "least 3 (one to test and two to fit on in each fold)")
+    if folds > n:
+        raise InputError(f"--folds: {folds:,} is more than the {n:,} rows of class {rare} (the rarer class): each "
+                         "fold needs at least one", field="folds")
+    if n - -(-n // folds) < 2:
+        raise InputError(f"--folds: {folds:,} folds of the {n:,} rows of class {rare} leave a fold fewer than 2 of "
+                         "them to fit on; take more folds", field="folds")
 
 
 def cross_validate(df: pd.DataFrame, registry: FeatureRegistry, cfg: RiskcastConfig, folds: int,
@@ -274,8 +300,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
         metrics = evaluate_bundle(bundle, split.test)
         protocol = "out-of-time (no embargo: the label's outcome window is the table's own)"
     else:
-        if folds < 2:
-            raise InputError("folds: must be at least 2", field="folds")
+        check_folds(data[LABEL].to_numpy(), folds, target)
         metrics = cross_validate(data, registry, cfg, folds, progress=say)
         train, valid = train_test_split(data, test_size=0.15, stratify=data[LABEL], random_state=cfg.training.seed)
         split = Split(train, valid, data)

@@ -33,7 +33,7 @@ from sklearn.metrics import roc_auc_score
 from riskcast.env import quiet
 from riskcast.errors import InputError, ModelUnavailableError
 
-from .bundle import ModelBundle
+from .bundle import ModelBundle, write_manifest
 from .evaluation import calibration_rejected
 
 CHAMPION = "champion"
@@ -454,6 +454,7 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
             bundle_dir = bundle.save(Path(tmp) / "bundle")
             if reference is not None:
                 reference.to_parquet(bundle_dir / REFERENCE_FILE, index=False)
+                write_manifest(bundle_dir)  # the manifest covers the bundle as logged
             X = sample[bundle.registry.names].astype("float64").head(50)
             signature = infer_signature(X, bundle.score_frame(X), params={"kind": "lightgbm"})
             info = mlflow.pyfunc.log_model(

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from riskcast.errors import InputError
+from riskcast.errors import InputError, StoreUnavailableError
 from riskcast.features.store import FeatureStore, write_store
 
 
@@ -55,7 +55,7 @@ def test_a_missing_or_vanished_store_is_named(tmp_path):
     path = write_store(_features("2024-01-01", 1.0), tmp_path / "s.sqlite", "v1")
     store = FeatureStore(path)
     path.unlink()
-    with pytest.raises(InputError, match="has gone"):
+    with pytest.raises(StoreUnavailableError, match="missing"):
         store.get("C1")
 
 

@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -306,7 +305,7 @@ def _train_second_version(home: Path) -> str:
 def test_after_a_reload_every_worker_of_the_running_service_answers_with_the_new_version(workdir_copy, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from riskcast.serving.procs import kill_serving, processes_serving
+    from riskcast.serving.procs import processes_serving, stop_serving
 
     if not Path("/proc/net/tcp").exists():
         pytest.skip("telling the workers apart needs /proc (Linux)")
@@ -341,13 +340,4 @@ def test_after_a_reload_every_worker_of_the_running_service_answers_with_the_new
             status, body, _ = _call(port, pids, "GET", "/readyz")
             assert status == 200 and body["model"]["version"] == new and body["served"]["in_sync"] is True, body
     finally:
-        kill_serving(home, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_serving(home, signal.SIGKILL)
-            proc.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while processes_serving(home) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        kill_serving(home, signal.SIGKILL)
+        stop_serving(home, proc)

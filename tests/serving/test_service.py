@@ -57,7 +57,7 @@ def test_a_reload_swaps_the_champion_in_and_orders_keep_being_answered(client, c
 
 @pytest.mark.parametrize("body", [None, b"{}", b" { } "])
 def test_a_reload_takes_no_body_or_an_empty_object(client, body):
-    r = client.post("/admin/reload", content=body)
+    r = client.post("/admin/reload", content=body, headers={"content-type": "application/json"} if body else {})
     assert r.status_code == 200, r.text
     assert set(r.json()) == {"model", "version", "previous_version"}
 
@@ -74,11 +74,16 @@ def test_a_reload_with_any_other_body_is_a_400_in_the_documented_shape(client, b
     assert payload["error"].startswith(f"{field}:")
 
 
-@pytest.mark.parametrize("path, body", [("/admin/reload", b"{}"), ("/score_batch", b'{"requests": []}')])
-@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded"])
-def test_a_json_body_under_another_content_type_is_read_as_json_not_a_500(client, path, body, content_type):
-    r = client.post(path, content=body, headers={"content-type": content_type})
-    assert r.status_code == 200, r.text
+@pytest.mark.parametrize("path, body", [("/admin/reload", b"{}"), ("/score_batch", b'{"requests": []}'),
+                                        ("/score", b'{"customer_id": "C000001", "order_amount": 10}')])
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/x-www-form-urlencoded", None])
+def test_a_json_body_under_another_content_type_or_none_is_a_415_not_a_500(client, path, body, content_type):
+    """A page may send text/plain, a form or no type across origins without asking first: only
+    a body that says it is JSON is read."""
+    r = client.post(path, content=body, headers={"content-type": content_type} if content_type else {})
+    assert r.status_code == 415, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert set(r.json()) <= {"error", "detail"} and r.json()["error"].startswith("content-type:")
 
 
 def test_the_document_says_what_a_reload_takes_and_answers(client):

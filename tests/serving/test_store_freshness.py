@@ -116,7 +116,8 @@ def test_answers_and_readyz_report_the_stores_as_of(service_client, core, custom
     body = r.json()
     assert body["ready"] is True and body["model"]["version"] == core.model.version
     assert body["store"] == {"as_of": as_of, "registry_version": core.registry.version,
-                             "model_registry_version": core.registry.version, "matches_model": True}
+                             "model_registry_version": core.registry.version, "matches_model": True,
+                             "available": True}
     one = service_client.post("/score", json={"customer_id": customer, "order_amount": 1000})
     assert one.status_code == 200 and one.json()["store_as_of"] == as_of
     many = service_client.post("/score_batch", json={"requests": [

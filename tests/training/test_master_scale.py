@@ -9,7 +9,7 @@ import pytest
 from riskcast.config import GeneratorConfig, GradeBand, MasterScaleConfig, RiskcastConfig
 from riskcast.features.build import build_features
 from riskcast.features.registry import default_registry
-from riskcast.training.bundle import ModelBundle
+from riskcast.training.bundle import ModelBundle, write_manifest
 from riskcast.training.dataset import attach_labels, snapshot_dates, split_out_of_time
 from riskcast.training.fit import evaluate_bundle, fit_bundle
 from riskcast.training.masterscale import MasterScale, concentration, scale_fingerprint
@@ -113,6 +113,7 @@ def test_an_old_bundle_without_a_scale_version_loads_as_a_scale_of_its_own(bundl
     grades = [g for g in raw["grades"] if g["grade"] != "3"]
     grades[2:2] = [{"grade": "3", "pd_max": 0.008, "band": "B"}, {"grade": "3.2", "pd_max": 0.010, "band": "B"}]
     (path / "master_scale.json").write_text(json.dumps({"grades": grades}))
+    write_manifest(path)
     old = ModelBundle.load(path)
     scale = old.master_scale
     assert scale.version == f"unversioned-{scale.fingerprint}" and scale.version != "1"
@@ -124,6 +125,7 @@ def test_an_old_bundle_without_a_scale_version_loads_as_a_scale_of_its_own(bundl
     assert (scored["scale_fingerprint"] == scale.fingerprint).all()
     # the same edges without a version are the same fingerprint: still not version "1"
     (path / "master_scale.json").write_text(json.dumps({"grades": raw["grades"]}))
+    write_manifest(path)
     plain = ModelBundle.load(path).master_scale
     assert plain.fingerprint == MasterScale(MasterScaleConfig()).fingerprint
     assert plain.version == f"unversioned-{plain.fingerprint}"
