@@ -279,12 +279,18 @@ def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") ->
             raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in the data folder {directory.name}")
     df = read_any(path, compact=RAW_TABLES[name].compact)
     if spec is not None and spec.columns:
-        absent = {canon: src for canon, src in spec.columns.items() if src not in df.columns}
+        sources = spec.sources()
+        absent = {canon: s.column for canon, s in sources.items() if s.column is not None and s.column not in df.columns}
         if absent:
             canon, src = next(iter(absent.items()))
             raise DataValidationError(name, canon, f"mapped from column {src!r}, which {path.name} does not have "
                                                    f"(its columns: {', '.join(map(str, df.columns[:12]))})")
-        df = df.rename(columns={src: canon for canon, src in spec.columns.items()})
+        # each canonical column from the file as read (one source may feed several); the
+        # sources themselves are not kept under their own names
+        mapped = {canon: df[s.column] if s.column is not None else pd.Series(s.constant, index=df.index)
+                  for canon, s in sources.items()}
+        used = {s.column for s in sources.values() if s.column is not None}
+        df = df.drop(columns=[c for c in used | set(mapped) if c in df.columns]).assign(**mapped)
     return df
 
 
@@ -305,7 +311,8 @@ def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "Col
         df = _read_mapped(directory, name, mapping)
         if name == "customers" and reject_bad_customers:
             df, out["rejected_customers"] = split_bad_customers(df)
-        out[name] = validate_table(contract, df)
+        spec = mapping.table(name) if mapping is not None else None
+        out[name] = validate_table(contract, df, spec.date_formats() if spec is not None else None)
         del df
         release_memory()
     truth_path = find_table_file(directory, "truth") if with_truth else None

@@ -10,25 +10,74 @@ of its columns holds each canonical column::
     customer_id = "Account"
     issue_date = "DocDate"
 
-Columns not named keep their canonical name. Every mistake names the file and the column.
+A canonical column may instead take a constant, or a source column with its date format;
+one source column may feed several canonical ones::
+
+    [invoices.columns]
+    issue_date = { column = "DocDate", format = "%d/%m/%Y" }
+    amount = "Gross"
+    paid_amount = "Gross"
+    disputed = { constant = false }
+
+Dates without a format are read as ISO dates, or in the one other common layout that reads
+every value of the column; a column that two layouts read differently (03/04/2024) is refused
+until its format is given. Columns not named keep their canonical name. Every mistake names
+the file and the column.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator, model_validator
 
 from riskcast.config import load_toml
 
 from .schema import RAW_TABLES
 
 
+class ColumnSource(BaseModel):
+    """Where one canonical column comes from: a source column (with its date format, for a
+    date) or a constant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str | None = None
+    constant: StrictBool | StrictInt | StrictFloat | StrictStr | None = None
+    format: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ColumnSource":
+        if (self.column is None) == (self.constant is None):
+            raise ValueError("give either column or constant")
+        if self.format is not None:
+            if self.column is None:
+                raise ValueError("format: only a source column has one")
+            if "%" not in self.format:
+                raise ValueError(f"format: {self.format!r} has no directives (e.g. \"%d/%m/%Y\")")
+        return self
+
+
 class TableMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: str | None = None
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, ColumnSource] = Field(default_factory=dict)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _names_are_columns(cls, value: Any) -> Any:
+        """A plain name stands for that source column."""
+        if isinstance(value, dict):
+            return {k: {"column": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def sources(self) -> dict[str, ColumnSource]:
+        return dict(self.columns)
+
+    def date_formats(self) -> dict[str, str]:
+        return {canon: src.format for canon, src in self.sources().items() if src.format is not None}
 
 
 class ColumnMapping(BaseModel):
@@ -49,10 +98,6 @@ class ColumnMapping(BaseModel):
             if unknown:
                 raise ValueError(f"{table}.columns: {sorted(unknown)} are not columns of {table} "
                                  f"(columns: {', '.join(contract.column_names)})")
-            sources = list(getattr(self, table).columns.values())
-            dup = {s for s in sources if sources.count(s) > 1}
-            if dup:
-                raise ValueError(f"{table}.columns: source column(s) {sorted(dup)} mapped more than once")
         return self
 
     def table(self, name: str) -> TableMapping:

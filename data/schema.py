@@ -158,7 +158,48 @@ def _unparsed(raw: pd.Series, parsed: pd.Series) -> pd.Series:
     return lost & (raw.astype("string").str.strip() != "")
 
 
-def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
+#: an ISO 8601 date (time and zone may follow): read as it is
+_ISO_DATE = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ].*)?\s*$"
+#: the other layouts of dates seen in exports; which one a column holds is never guessed
+#: between two that both read it (03/04/2024 is March or April)
+DATE_LAYOUTS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d", "%d/%m/%y", "%m/%d/%y")
+
+
+def _text_dates(table: str, column: str, s: pd.Series) -> pd.Series:
+    """Dates written as text. ISO dates are read as they are. A column in another layout is
+    read in the one layout of ``DATE_LAYOUTS`` that reads all its values; when two do and
+    give different dates, it is refused (the mapping must give the format), naming a row
+    where they differ; when none does, the values that are no dates are reported as such.
+    Worked out on the distinct values (a ledger has a few thousand dates, not millions)."""
+    distinct = pd.Series(pd.unique(s[s.notna()]), dtype=object)
+    text = distinct.astype("string").str.strip()
+    iso = text.str.match(_ISO_DATE).fillna(False).astype(bool) | (text == "")
+    if bool(iso.all()):
+        return pd.to_datetime(s, errors="coerce", format="mixed")
+    other = text[~iso].reset_index(drop=True)
+    fits = {}
+    for layout in DATE_LAYOUTS:
+        read = pd.to_datetime(other, errors="coerce", format=layout)
+        if read.notna().all():
+            fits[layout] = read
+    if not fits:  # reported by the caller as values that are no dates
+        return pd.to_datetime(s, errors="coerce", format="mixed")
+    layouts = list(fits)
+    differ = [b for b in layouts[1:] if not fits[b].equals(fits[layouts[0]])]
+    if differ:
+        example = other[(fits[layouts[0]] != fits[differ[0]]).to_numpy()].iloc[0]
+        row = int(np.flatnonzero((s.astype("string").str.strip() == example).fillna(False).to_numpy())[0])
+        raise DataValidationError(
+            table, column, f"dates are not ISO (YYYY-MM-DD) and read both as {layouts[0]!r} and as {differ[0]!r}, e.g. "
+                           f"{example!r} at row {row}: give the column's format in the mapping "
+                           f"({column} = {{ column = \"...\", format = \"{layouts[0]}\" }})")
+    lookup = dict(zip(distinct[~iso], fits[layouts[0]]))
+    if iso.any():
+        lookup.update(zip(distinct[iso], pd.to_datetime(text[iso], errors="coerce", format="mixed")))
+    return pd.to_datetime(s.map(lookup))
+
+
+def _coerce(table: str, col: Column, s: pd.Series, date_format: str | None = None) -> pd.Series:
     if col.store == "arrow":
         return s if s.dtype == ARROW_STRING else s.astype(ARROW_STRING)
     if col.kind in ("str", "category"):
@@ -167,8 +208,16 @@ def _coerce(table: str, col: Column, s: pd.Series) -> pd.Series:
     if col.kind == "date":
         if pd.api.types.is_datetime64_any_dtype(s):
             parsed = s
+        elif date_format is not None:
+            parsed = pd.to_datetime(s, errors="coerce", format=date_format)
+            bad = _unparsed(s, parsed)
+            if bad.any():
+                raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) do not have the mapped format "
+                                                           f"{date_format!r}, e.g. {_shown(s[bad].iloc[0])!r} at {_rows(bad)}")
+        elif s.dtype == object or pd.api.types.is_string_dtype(s):
+            parsed = _text_dates(table, col.name, s)
         else:
-            parsed = pd.to_datetime(s, errors="coerce", format="mixed") if s.dtype == object else pd.to_datetime(s, errors="coerce")
+            parsed = pd.to_datetime(s, errors="coerce")
         bad = _unparsed(s, parsed)
         if bad.any():
             sample = s[bad].iloc[0]
@@ -206,10 +255,12 @@ def _shown(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
+def validate_table(contract: TableContract, df: pd.DataFrame,
+                   date_formats: dict[str, str] | None = None) -> pd.DataFrame:
     """Check ``df`` against ``contract`` and return a typed copy with the contract's columns.
 
     Extra columns are kept (a user's ledger may carry more); missing ones are an error.
+    ``date_formats``: a column's date format (``%d/%m/%Y``) where the mapping gives one.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(contract.name, None, f"expected a table, got {type(df).__name__}")
@@ -219,7 +270,7 @@ def validate_table(contract: TableContract, df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy(deep=False)  # columns are replaced, never changed in place
     for col in contract.columns:
         given = out[col.name]
-        s = _coerce(contract.name, col, given)
+        s = _coerce(contract.name, col, given, (date_formats or {}).get(col.name))
         nulls = s.isna()
         if not col.nullable and nulls.any():
             raise DataValidationError(contract.name, col.name, f"{int(nulls.sum())} empty value(s) in a required column at {_rows(nulls)}")
