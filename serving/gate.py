@@ -186,9 +186,7 @@ async def _answer(send: Send, answer: Answer, request: Any, path: str) -> None:
         if inspect.isawaitable(body):
             body = await body
     except RiskcastError as exc:
-        if exc.http_status >= 500:
-            logger.warning("%s refused %d: request_id %s, customer %s: %s", path, exc.http_status,
-                           getattr(request, "request_id", None), getattr(request, "customer_id", None), exc)
+        log_refusal(path, exc, getattr(request, "request_id", None), getattr(request, "customer_id", None))
         await _reply(send, exc.http_status, str(exc))  # our own sentence: the field and the problem
         return
     except Exception as exc:  # a bug: one line in the log, nothing of it in the answer
@@ -198,6 +196,16 @@ async def _answer(send: Send, answer: Answer, request: Any, path: str) -> None:
     await send({"type": "http.response.start", "status": 200,
                 "headers": [_JSON, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def log_refusal(path: str, exc: RiskcastError, request_id: Any, customer_id: Any, more: int = 0) -> None:
+    """A decision refused for the service's own fault (5xx) leaves one line in the log: what
+    was refused and why, no traceback and no request values beyond its ids (a batch: its
+    first order's, and how many more)."""
+    if exc.http_status >= 500:
+        also = f" and {more} more" if more else ""
+        logger.warning("%s refused %d: request_id %s, customer %s%s: %s", path, exc.http_status,
+                       request_id, customer_id, also, exc)
 
 
 async def _read(receive: Receive) -> tuple[bytes, bool]:

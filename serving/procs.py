@@ -55,3 +55,49 @@ def stop_serving(home: str | Path, server: subprocess.Popen | None = None, timeo
     while processes_serving(home) and time.monotonic() < deadline:
         time.sleep(0.2)
     kill_serving(home, signal.SIGKILL)
+
+
+#: what a service started for a work directory must not inherit from its caller: another
+#: registry, API key, work directory, configuration or audit log
+FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI", "RISKCAST_API_KEY", "RISKCAST_HOME",
+               "RISKCAST_CONFIG", "RISKCAST_AUDIT_URL")
+
+
+def start_serving(home: str | Path, log: str | Path) -> tuple[subprocess.Popen, int]:
+    """``riskcast serve`` of ``home`` on a free loopback port, in a session of its own, its
+    output appended to ``log``, with this process's environment less ``FOREIGN_ENV``.
+    Returns the process and the port; ``stop_serving(home, process)`` ends it."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    riskcast = Path(sys.executable).with_name("riskcast")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([str(riskcast), "serve", "--workdir", str(home), "--port", str(port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, port
+
+
+def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 240.0) -> bool:
+    """Whether the service started as ``proc`` answers ``GET /readyz`` with 200 on ``port``
+    within ``timeout`` seconds; False as soon as it has exited."""
+    import http.client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return True
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.5)
+    return False

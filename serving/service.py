@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 from riskcast.config import REQUEST_TIMEOUT_S
 from riskcast.errors import AuditUnavailableError, RiskcastError
 
-from .gate import MAX_BATCH, MAX_BODY, TOO_LARGE, KnownPaths, RequestGate
+from .gate import MAX_BATCH, MAX_BODY, TOO_LARGE, KnownPaths, RequestGate, log_refusal
 from .schemas import OrderError, ReloadRequest, ReloadResponse, ScoreRequest, ScoreResponse
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class RiskcastService:
         try:
             return ScoreResponse(**await _decide_on_loop(self, fields))
         except RiskcastError as exc:
-            _refused("/score", exc, fields.get("request_id"), fields.get("customer_id"))
+            log_refusal("/score", exc, fields.get("request_id"), fields.get("customer_id"))
             raise _to_http(exc) from None
 
     @bentoml.api
@@ -129,8 +129,9 @@ class RiskcastService:
         """Each order is decided on its own: one that cannot be (a customer not in the book, a
         refused override, a request_id on record for another order) is an ``OrderError`` in its
         place. A body that is not a valid batch is refused whole (400, by the gate)."""
-        if len(requests) > 10_000:
-            raise BentoMLException("requests: at most 10000 orders per batch", error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        if len(requests) > MAX_BATCH:
+            raise BentoMLException(f"requests: at most {MAX_BATCH} orders per batch",
+                                   error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         # in BentoML's thread pool, under its time-out counted from the request's arrival: the
         # record must be committed well before it (half of it from here), or BentoML answers
         # 504 for a batch that is on record and the caller's retry is a second decision
@@ -139,7 +140,7 @@ class RiskcastService:
             answers = self.core.score_orders([self._order(dict(r)) for r in requests], each=True, deadline=deadline)
         except RiskcastError as exc:
             first = requests[0] if requests else None
-            _refused("/score_batch", exc, getattr(first, "request_id", None), getattr(first, "customer_id", None),
+            log_refusal("/score_batch", exc, getattr(first, "request_id", None), getattr(first, "customer_id", None),
                      more=max(0, len(requests) - 1))
             raise _to_http(exc) from None
         return [OrderError(**d) if "error" in d else ScoreResponse(**d) for d in answers]
@@ -209,16 +210,6 @@ async def _decide_on_loop(service: Any, request: Any) -> dict:
         return await asyncio.wait_for(work, timeout=max(0.0, deadline - time.monotonic()) + 0.05)
     except asyncio.TimeoutError:
         raise AuditUnavailableError("audit log: the decision could not be put on record in time; retry") from None
-
-
-def _refused(path: str, exc: RiskcastError, request_id: Any, customer_id: Any, more: int = 0) -> None:
-    """A decision refused for the service's own fault (5xx) leaves one line in the log: what
-    was refused and why, no traceback and no request values beyond its ids (a batch: its
-    first order's, and how many more)."""
-    if exc.http_status >= 500:
-        also = f" and {more} more" if more else ""
-        logger.warning("%s refused %d: request_id %s, customer %s%s: %s", path, exc.http_status,
-                       request_id, customer_id, also, exc)
 
 
 def ready_status() -> dict:

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -132,3 +133,85 @@ def service_client(demo_workdir):
     with TestClient(RiskcastService.to_asgi()) as client:
         yield client
     os.environ.pop("RISKCAST_HOME", None)
+
+
+PG_SERVER = os.environ.get("RISKCAST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class PgSchema(NamedTuple):
+    url: str      # SQLAlchemy URL whose search path is the schema
+    name: str     # the schema
+    server: str   # the server's URL, for a connection of one's own
+
+
+@pytest.fixture
+def pg_schema():
+    """A schema of its own on the PostgreSQL server, dropped afterwards; the test is skipped
+    where no server answers (this project's machines run one at 127.0.0.1:5432)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver (psycopg) is not installed")
+    schema = f"riskcast_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = sa.create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server answers at {PG_SERVER}: {str(exc).splitlines()[0]}")
+    yield PgSchema(f"{PG_SERVER}?options=-csearch_path%3D{schema}", schema, PG_SERVER)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_schema):
+    """The URL of a schema of its own on the PostgreSQL server (see ``pg_schema``)."""
+    return pg_schema.url
+
+
+@pytest.fixture()
+def registry_down(monkeypatch):
+    """The tracking server named by the environment does not answer (a closed loopback port)."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    yield
+    mlflow.set_tracking_uri(before)  # the process's MLflow, as the tests after this one expect it
+
+
+class HeldWriter:
+    """Another writer of a SQLite database holding its write lock (``BEGIN IMMEDIATE``), as a
+    second process would, until ``release()``."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        self.con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.con.execute("BEGIN IMMEDIATE")
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.con.execute("ROLLBACK")
+            self.con.close()
+
+
+@pytest.fixture
+def hold_writer():
+    """``hold_writer(path)``: a ``HeldWriter`` on the database at ``path``; whatever the test
+    leaves held is released after it."""
+    held: list[HeldWriter] = []
+
+    def hold(path: Path) -> HeldWriter:
+        held.append(HeldWriter(path))
+        return held[-1]
+    yield hold
+    for writer in held:
+        writer.release()

@@ -18,7 +18,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -53,7 +52,6 @@ class Service:
 
     home: Path
     log: Path
-    env: dict[str, str]
     proc: subprocess.Popen | None = None
     port: int = 0
     #: request_id -> status of every order sent
@@ -61,11 +59,9 @@ class Service:
     texts: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 240.0) -> "Service":
-        self.port = _free_port()
-        riskcast = Path(sys.executable).with_name("riskcast")
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([str(riskcast), "serve", "--workdir", str(self.home), "--port", str(self.port)],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        from riskcast.serving.procs import start_serving
+
+        self.proc, self.port = start_serving(self.home, self.log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,18 +137,6 @@ class Service:
         assert on_record - answered == set(), f"on record but not answered: {sorted(on_record - answered)[:5]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI", "RISKCAST_API_KEY",
-                         "RISKCAST_HOME", "RISKCAST_CONFIG", "RISKCAST_AUDIT_URL")}
-
-
 def _book_customers(home: Path, n: int = 20) -> list[str]:
     return [str(c) for c in pd.read_parquet(home / "scored_book.parquet")["customer_id"].iloc[:n]]
 
@@ -189,7 +173,7 @@ def home(demo_workdir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(home, tmp_path_factory):
-    svc = Service(home, tmp_path_factory.mktemp("faults-log") / "serve.log", _env()).start()
+    svc = Service(home, tmp_path_factory.mktemp("faults-log") / "serve.log").start()
     _SCANNED.append(svc)
     try:
         _wait_ready(svc)
@@ -263,21 +247,9 @@ def test_a_store_damaged_while_serving_is_a_503_and_decided_again_once_restored(
 
 # -- the audit log ---------------------------------------------------------------------------
 
-class _Lock:
-    """Another writer holding the audit database (``BEGIN IMMEDIATE``) until released."""
-
-    def __init__(self, path: Path) -> None:
-        self.con = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.con.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.con.execute("ROLLBACK")
-        self.con.close()
-
-
-def test_a_locked_audit_log_refuses_orders_within_its_budget_and_health_keeps_answering(service, home):
+def test_a_locked_audit_log_refuses_orders_within_its_budget_and_health_keeps_answering(service, home, hold_writer):
     customers = _book_customers(home)
-    lock = _Lock(home / "audit.sqlite")
+    lock = hold_writer(home / "audit.sqlite")
     try:
         refused, probes = [], []
 
@@ -404,7 +376,7 @@ def test_a_reload_to_a_damaged_version_is_refused_and_the_served_model_keeps_ans
 def cold(demo_workdir, tmp_path):
     """A work directory of its own, served once the test has put its faults in place."""
     work = Path(shutil.copytree(demo_workdir, tmp_path / "work"))
-    svc = Service(work, tmp_path / "serve.log", _env())
+    svc = Service(work, tmp_path / "serve.log")
     _SCANNED.append(svc)
     yield svc
     svc.stop()

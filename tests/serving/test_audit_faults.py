@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,18 +22,6 @@ import pytest
 from riskcast.errors import AuditUnavailableError
 from riskcast.serving.audit import AuditBusy, AuditLog, sqlite_url
 from riskcast.serving.core import Order, ScoringCore
-
-
-class _Writer:
-    """Another process's writer holding the audit database (``BEGIN IMMEDIATE``) until released."""
-
-    def __init__(self, path: Path) -> None:
-        self.con = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.con.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self.con.execute("ROLLBACK")
-        self.con.close()
 
 
 def _customers(home: Path, n: int = 20) -> list[str]:
@@ -55,12 +42,12 @@ def audited(workdir_copy):
     core.audit.close()
 
 
-def test_a_held_log_refuses_the_order_within_its_budget_and_records_nothing(audited):
+def test_a_held_log_refuses_the_order_within_its_budget_and_records_nothing(audited, hold_writer):
     core, home = audited
     served = _with_budget(core, 400)
     customers = _customers(home)
     served.score_order(Order(customers[0], 100.0, request_id="before"))  # the log exists, its connection held
-    writer = _Writer(home / "audit.sqlite")
+    writer = hold_writer(home / "audit.sqlite")
     try:
         started = time.monotonic()
         with pytest.raises(AuditUnavailableError) as refused:
@@ -87,7 +74,7 @@ def test_a_held_log_refuses_the_order_within_its_budget_and_records_nothing(audi
     assert core.audit.probe() is None
 
 
-def test_a_deadline_past_or_passing_while_waiting_is_refused_and_nothing_is_recorded(audited):
+def test_a_deadline_past_or_passing_while_waiting_is_refused_and_nothing_is_recorded(audited, hold_writer):
     core, home = audited
     served = _with_budget(core, 5000)
     customers = _customers(home)
@@ -97,7 +84,7 @@ def test_a_deadline_past_or_passing_while_waiting_is_refused_and_nothing_is_reco
     with pytest.raises(AuditUnavailableError):  # the log itself refuses a record past its deadline
         core.audit.record([], [], None, deadline=time.monotonic() - 0.001)
     # the caller's deadline, not only the budget, ends the wait for a held log
-    writer = _Writer(home / "audit.sqlite")
+    writer = hold_writer(home / "audit.sqlite")
     try:
         started = time.monotonic()
         with pytest.raises(AuditUnavailableError):
@@ -112,40 +99,16 @@ def test_a_deadline_past_or_passing_while_waiting_is_refused_and_nothing_is_reco
     assert [r["request_id"] for r in got] == ["on-time"]
 
 
-PG_SERVER = os.environ.get("RISKCAST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def pg_url():
-    """A schema of its own on the PostgreSQL server, dropped afterwards."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver (psycopg) is not installed")
-    schema = f"riskcast_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = sa.create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server answers at {PG_SERVER}: {str(exc).splitlines()[0]}")
-    yield f"{PG_SERVER}?options=-csearch_path%3D{schema}", schema
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
-
-
-def test_a_locked_postgresql_log_refuses_within_the_budget_and_records_nothing(audited, pg_url):
+def test_a_locked_postgresql_log_refuses_within_the_budget_and_records_nothing(audited, pg_schema):
     import psycopg
 
     core, home = audited
-    url, schema = pg_url
+    url, schema = pg_schema.url, pg_schema.name
     log = AuditLog(url)
     served = _with_budget(ScoringCore(core.cfg, core.model, core.store, audit=log), 400)
     customers = _customers(home)
     served.score_order(Order(customers[0], 100.0, request_id="pg-before"))
-    holder = psycopg.connect(PG_SERVER.replace("postgresql+psycopg", "postgresql"))
+    holder = psycopg.connect(pg_schema.server.replace("postgresql+psycopg", "postgresql"))
     try:
         holder.execute(f"LOCK TABLE {schema}.decisions IN EXCLUSIVE MODE")  # inserts wait for it
         started = time.monotonic()
@@ -255,14 +218,6 @@ def test_a_log_read_only_for_a_while_records_again_from_every_thread(workdir_cop
 
 # -- the running service ----------------------------------------------------------------------
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -279,42 +234,30 @@ def _call(port: int, method: str, path: str, body: dict | None = None) -> tuple[
 
 
 def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.skip(f"the service could not start (exit {proc.returncode}): {log.read_text()[-1500:]}")
-        try:
-            if _call(port, "GET", "/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.skip(f"the service was not ready within {timeout:.0f} s: {log.read_text()[-1500:]}")
+    from riskcast.serving.procs import wait_ready
+
+    if not wait_ready(proc, port, timeout):
+        why = f"exit {proc.returncode}" if proc.poll() is not None else f"not ready within {timeout:.0f} s"
+        pytest.skip(f"the service could not start ({why}): {log.read_text()[-1500:]}")
 
 
-def test_the_running_service_refuses_orders_while_its_log_is_held_and_keeps_answering_health(workdir_copy, tmp_path):
-    from riskcast.serving.procs import stop_serving
+def test_the_running_service_refuses_orders_while_its_log_is_held_and_keeps_answering_health(workdir_copy, tmp_path,
+                                                                                            hold_writer):
+    from riskcast.serving.procs import start_serving, stop_serving
 
     home = workdir_copy
     with open(home / "riskcast.toml", "a") as cfg:
         cfg.write("\n[serving]\naudit_budget_ms = 1000\n")
     customers = _customers(home)
-    port = _free_port()
     log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI", "RISKCAST_API_KEY",
-                        "RISKCAST_HOME", "RISKCAST_CONFIG", "RISKCAST_AUDIT_URL")}
-    riskcast = Path(sys.executable).with_name("riskcast")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(riskcast), "serve", "--workdir", str(home), "--port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port = start_serving(home, log)
     try:
         _wait_ready(proc, port, log)
         for i, c in enumerate(customers[:4]):  # both workers hold their connections
             status, body = _call(port, "POST", "/score", {"customer_id": c, "order_amount": 100.0,
                                                           "request_id": f"warm-{i}"})
             assert status == 200, (status, body, log.read_text()[-2000:])
-        writer = _Writer(home / "audit.sqlite")
+        writer = hold_writer(home / "audit.sqlite")
         try:
             refused: list[tuple[int, dict, float]] = []
 

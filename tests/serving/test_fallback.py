@@ -27,19 +27,6 @@ def _is_scorecard(d, reason_part):
     assert d["decision"] in {"refer", "decline"}
 
 
-@pytest.fixture()
-def registry_down(monkeypatch):
-    """The tracking server named by the environment does not answer (a closed loopback port)."""
-    import mlflow
-
-    before = mlflow.get_tracking_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    yield
-    mlflow.set_tracking_uri(before)  # the process's MLflow, as the tests after this one expect it
-
-
 def test_with_the_registry_down_the_local_copy_of_the_champion_answers(core, demo_workdir, tmp_path, registry_down, customer):
     home = tmp_path / "work"
     shutil.copytree(demo_workdir, home)

@@ -4,14 +4,9 @@ never a 500; no answer names a library, a URL or a file; unknown paths cannot gr
 
 import http.client
 import json
-import os
 import random
 import re
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,12 +186,6 @@ def test_unknown_paths_are_a_404_and_do_not_grow_the_metrics(client):
     assert [line for line in after if line.startswith("bentoml_service_request_total{") and '"/(unknown)"' in line]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -209,15 +198,10 @@ def _call(port: int, method: str, path: str, body: bytes | None = None, headers:
 
 def test_the_running_service_keeps_its_metrics_series_under_300_random_paths(workdir_copy, tmp_path):
     """``riskcast serve`` with its two workers: /metrics over HTTP, as a scraper reads it."""
-    from riskcast.serving.procs import stop_serving
+    from riskcast.serving.procs import start_serving, stop_serving
 
-    port, log = _free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI", "RISKCAST_API_KEY",
-                        "RISKCAST_HOME", "RISKCAST_CONFIG")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("riskcast")), "serve", "--workdir", str(workdir_copy),
-                                 "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    log = tmp_path / "serve.log"
+    proc, port = start_serving(workdir_copy, log)
     try:
         deadline = time.monotonic() + 240
         while True:

@@ -20,19 +20,6 @@ from riskcast.training.bundle import bundle_damage
 NAME = "riskcast-pd"
 
 
-@pytest.fixture()
-def registry_down(monkeypatch):
-    """The tracking server named by the environment does not answer (a closed loopback port)."""
-    import mlflow
-
-    before = mlflow.get_tracking_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    yield
-    mlflow.set_tracking_uri(before)
-
-
 def _home(work: Path) -> Path:
     return work / "serving" / "models" / NAME
 

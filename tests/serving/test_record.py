@@ -20,8 +20,6 @@ from riskcast.errors import ConfigError, OverrideRefusedError, RequestConflictEr
 from riskcast.serving.audit import SCHEMA_VERSION, AuditLog, sqlite_url
 from riskcast.serving.core import CONTEXT_DEFAULTS, Order, ScoringCore
 
-PG_SERVER = os.environ.get("RISKCAST_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
 
 @pytest.fixture(scope="module")
 def book(demo_workdir):
@@ -138,23 +136,6 @@ def _retry_from_threads(core, book, url: str) -> None:
 
 def test_one_request_id_retried_from_8_threads_is_one_row_and_one_answer_sqlite(core, book, tmp_path):
     _retry_from_threads(core, book, sqlite_url(tmp_path / "audit.sqlite"))
-
-
-@pytest.fixture
-def pg_url():
-    """A schema of its own on the PostgreSQL server, dropped afterwards."""
-    pytest.importorskip("psycopg", reason="the PostgreSQL driver (psycopg) is not installed")
-    schema = f"riskcast_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = sa.create_engine(PG_SERVER, connect_args={"connect_timeout": 3})
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL server answers at {PG_SERVER}: {str(exc).splitlines()[0]}")
-    yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
 
 
 def test_one_request_id_retried_from_8_threads_is_one_row_and_one_answer_postgresql(core, book, pg_url):

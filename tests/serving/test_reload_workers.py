@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -190,12 +189,6 @@ def test_two_processes_compiling_one_models_trees_at_once_both_load_them(workdir
 
 # -- the real service, two workers -----------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serving_pid(conn: http.client.HTTPConnection, port: int, pids: list[int]) -> int | None:
     """The process holding the server side of ``conn`` (a worker accepts and keeps it)."""
     client = conn.sock.getsockname()[1]
@@ -269,19 +262,11 @@ def _orders_from_both_workers(port: int, pids: list[int], order: dict, at_least:
 
 
 def _wait_ready(proc: subprocess.Popen, port: int, log: Path, timeout: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.skip(f"the service could not start (exit {proc.returncode}): {log.read_text()[-1500:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.skip(f"the service was not ready within {timeout:.0f} s: {log.read_text()[-1500:]}")
+    from riskcast.serving.procs import wait_ready
+
+    if not wait_ready(proc, port, timeout):
+        why = f"exit {proc.returncode}" if proc.poll() is not None else f"not ready within {timeout:.0f} s"
+        pytest.skip(f"the service could not start ({why}): {log.read_text()[-1500:]}")
 
 
 def _train_second_version(home: Path) -> str:
@@ -305,22 +290,15 @@ def _train_second_version(home: Path) -> str:
 def test_after_a_reload_every_worker_of_the_running_service_answers_with_the_new_version(workdir_copy, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from riskcast.serving.procs import processes_serving, stop_serving
+    from riskcast.serving.procs import processes_serving, start_serving, stop_serving
 
     if not Path("/proc/net/tcp").exists():
         pytest.skip("telling the workers apart needs /proc (Linux)")
     home = workdir_copy
     new = _train_second_version(home)
     customer = _customer(home)
-    port = _free_port()
     log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI", "RISKCAST_API_KEY",
-                        "RISKCAST_HOME", "RISKCAST_CONFIG")}
-    riskcast = Path(sys.executable).with_name("riskcast")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(riskcast), "serve", "--workdir", str(home), "--port", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc, port = start_serving(home, log)
     try:
         _wait_ready(proc, port, log)
         pids = [p for p in processes_serving(home) if p != proc.pid]
