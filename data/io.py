@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -14,10 +15,14 @@ import pandas as pd
 
 from riskcast.errors import DataValidationError, InputError
 
-from .schema import ALL_TABLES, ARROW_STRING, RAW_TABLES, validate_table
+from . import ledger
+from .ledger import BookNotes
+from .schema import ALL_TABLES, ARROW_STRING, RAW_TABLES, TableContract, validate_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from riskcast.config import LabelConfig
 
     from .mapping import ColumnMapping
 
@@ -34,12 +39,14 @@ class RawTables:
     truth: pd.DataFrame | None = None
     #: customers left out when read with ``reject_bad_customers`` (customer_id, kind, reason)
     rejected_customers: pd.DataFrame | None = None
+    #: what was derived from the ledger, or could not be used, when the book was read
+    notes: BookNotes = field(default_factory=BookNotes)
 
     def items(self) -> Iterator[tuple[str, pd.DataFrame]]:
         """The tables (not the rejected customers), for writing a book out."""
         for f in fields(self):
             df = getattr(self, f.name)
-            if df is not None and f.name != "rejected_customers":
+            if isinstance(df, pd.DataFrame) and f.name != "rejected_customers":
                 yield f.name, df
 
     def as_seen_on(self, as_of: pd.Timestamp) -> "RawTables":
@@ -50,9 +57,15 @@ class RawTables:
         later = inv["paid_date"] > as_of
         inv.loc[later, "paid_date"] = pd.NaT
         inv.loc[later, "paid_amount"] = np.nan
+        raised_later = inv["dispute_date"] > as_of
+        inv.loc[raised_later, "dispute_date"] = pd.NaT
+        inv.loc[raised_later, "disputed"] = False
+        if "written_off_date" in inv.columns:
+            inv.loc[inv["written_off_date"] > as_of, "written_off_date"] = pd.NaT
         truth = None if self.truth is None else self.truth[self.truth["as_of"] <= as_of]
         signals = self.industry_signals
-        return RawTables(
+        return dataclasses.replace(
+            self,
             customers=self.customers,
             financial_statements=self.financial_statements[self.financial_statements["filed_date"] <= as_of],
             invoices=inv,
@@ -266,8 +279,13 @@ def find_table_file(directory: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") -> pd.DataFrame:
-    """One raw table, read from its file and renamed to the canonical columns."""
+#: the tables a book may lack: the invoices ledger is the one table required
+OPTIONAL_TABLES = ("customers", "financial_statements", "industry_signals", "defaults")
+
+
+def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") -> pd.DataFrame | None:
+    """One raw table, read from its file and renamed to the canonical columns; None when an
+    optional table has no file (or an empty one)."""
     spec = mapping.table(name) if mapping is not None else None
     if spec is not None and spec.file:
         path = directory / spec.file
@@ -276,7 +294,12 @@ def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") ->
     else:
         path = find_table_file(directory, name)
         if path is None:
-            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in the data folder {directory.name}")
+            if name in OPTIONAL_TABLES:
+                return None
+            raise DataValidationError(name, None, f"no {name}.parquet or {name}.csv in the data folder {directory.name} "
+                                                  "(the invoices ledger is the one table a book needs)")
+    if name in OPTIONAL_TABLES and path.stat().st_size == 0:
+        return None
     df = read_any(path, compact=RAW_TABLES[name].compact)
     if spec is not None and spec.columns:
         sources = spec.sources()
@@ -294,30 +317,107 @@ def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") ->
     return df
 
 
+def empty_table(contract: TableContract) -> pd.DataFrame:
+    """A table of no rows with the contract's columns and types: an absent optional table."""
+    return validate_table(contract, pd.DataFrame({c: pd.Series([], dtype=object) for c in contract.column_names}))
+
+
 def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "ColumnMapping | None" = None,
-                reject_bad_customers: bool = False) -> RawTables:
-    """Read and validate the five raw tables (and ``truth`` if present) from a folder,
-    optionally through a column mapping from the user's own files.
+                reject_bad_customers: bool = False, label: "LabelConfig | None" = None) -> RawTables:
+    """Read and validate the raw tables (and ``truth`` if present) from a folder, optionally
+    through a column mapping from the user's own files.
+
+    Only the invoices are required; what the other tables would hold is derived from the
+    ledger or left missing, by the rules of ``data.ledger``, and counted in ``notes``.
+    ``label``: where defaults come from (``LabelConfig``; by default the defaults table when
+    there is one, else the ledger).
 
     ``reject_bad_customers``: a customer whose industry is not a NACE section or whose first
     trade date is empty or not a date is set aside in ``rejected_customers`` with the reason
     instead of failing the whole read (a nightly rescore of a million customers should not
     stop on one bad master-data record); every other problem still fails loudly."""
+    from riskcast.config import LabelConfig
+
+    label = label or LabelConfig()
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError(f"data folder {directory.name or directory} does not exist", field="data")
-    out: dict[str, pd.DataFrame | None] = {}
-    for name, contract in RAW_TABLES.items():
-        df = _read_mapped(directory, name, mapping)
-        if name == "customers" and reject_bad_customers:
-            df, out["rejected_customers"] = split_bad_customers(df)
+
+    def formats(name: str) -> dict[str, str] | None:
         spec = mapping.table(name) if mapping is not None else None
-        out[name] = validate_table(contract, df, spec.date_formats() if spec is not None else None)
+        return spec.date_formats() if spec is not None else None
+
+    out: dict[str, pd.DataFrame | None] = {}
+    absent: list[str] = []
+    invoices = validate_table(RAW_TABLES["invoices"], _read_mapped(directory, "invoices", mapping), formats("invoices"))
+    invoices, undated = ledger.date_undated(invoices)
+    release_memory()
+    customers, rejected, derived, unknown = _customers(directory, mapping, invoices, reject_bad_customers,
+                                                       formats("customers"), absent)
+    out["customers"], out["rejected_customers"] = customers, rejected
+    left_out: dict[str, dict] = {}
+    for name in ("financial_statements", "industry_signals", "defaults"):
+        df = _read_mapped(directory, name, mapping)
+        if df is None:
+            absent.append(name)
+            out[name] = empty_table(RAW_TABLES[name])
+        else:
+            out[name] = validate_table(RAW_TABLES[name], df, formats(name))
+            if name != "industry_signals":
+                gone = ledger.left_out(out[name], customers["customer_id"])
+                if gone:
+                    left_out[name] = gone
         del df
-        release_memory()
+    from_ledger = label.source == "ledger" or (label.source == "auto" and "defaults" in absent)
+    if label.source == "defaults" and "defaults" in absent:
+        raise DataValidationError("defaults", None, 'label.source is "defaults" but the data folder has no defaults '
+                                                    'table (set label.source = "ledger" to derive defaults from the invoices)')
+    if from_ledger:
+        out["defaults"] = validate_table(RAW_TABLES["defaults"],
+                                         ledger.ledger_defaults(invoices, label.days_past_due, label.min_amount))
+    why = "no defaults table" if label.source == "auto" else 'label.source = "ledger"'
+    out["invoices"] = invoices
     truth_path = find_table_file(directory, "truth") if with_truth else None
     out["truth"] = validate_table(ALL_TABLES["truth"], read_any(truth_path)) if truth_path else None
-    return RawTables(**out)
+    notes = BookNotes(absent=tuple(absent), derived_customers=derived, unknown_customers=unknown, left_out=left_out,
+                      undated=undated, label_source="ledger" if from_ledger else "defaults",
+                      label=ledger.label_words(from_ledger, label.days_past_due, label.min_amount,
+                                                                why if from_ledger else ""))
+    return RawTables(**out, notes=notes)
+
+
+def _customers(directory: Path, mapping: "ColumnMapping | None", invoices: pd.DataFrame, reject_bad: bool,
+               formats: dict[str, str] | None, absent: list[str]
+               ) -> tuple[pd.DataFrame, pd.DataFrame | None, int, dict | None]:
+    """The customers table as given, completed from the ledger: every customer with an invoice
+    is in it (derived when the table lacks it), so no invoice is lost from the totals. Returns
+    the table, the rejected customers, how many were derived and the note on the unknown ones."""
+    contract = RAW_TABLES["customers"]
+    df = _read_mapped(directory, "customers", mapping)
+    if df is None:
+        absent.append("customers")
+        derived = validate_table(contract, ledger.derived_customers(invoices))
+        return derived, (_no_rejections() if reject_bad else None), len(derived), None
+    if "first_trade_date" not in df.columns:  # first trade on the first invoice
+        first = ledger.derived_customers(invoices).set_index("customer_id")["first_trade_date"]
+        df = df.assign(first_trade_date=df["customer_id"].astype(str).map(first))
+    rejected = None
+    if reject_bad:
+        df, rejected = split_bad_customers(df)
+    customers = validate_table(contract, df, formats)
+    known = customers["customer_id"]
+    if rejected is not None and len(rejected):
+        known = pd.concat([known, rejected["customer_id"]], ignore_index=True)
+    unknown_ids, unknown = ledger.unknown_customers(invoices, known)
+    if unknown_ids.size:
+        extra = validate_table(contract, ledger.derived_customers(invoices, unknown_ids))
+        customers = pd.concat([customers, extra], ignore_index=True)
+    return customers, rejected, int(unknown_ids.size), unknown
+
+
+def _no_rejections() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": pd.Series([], dtype=object), "kind": pd.Series([], dtype=object),
+                         "reason": pd.Series([], dtype=object)})
 
 
 def release_memory() -> None:
@@ -339,23 +439,24 @@ def release_memory() -> None:
 
 def split_bad_customers(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Customers rows a rescore can keep, and the others (customer_id, kind, reason)."""
-    from .schema import NACE_SECTIONS
+    from .schema import INDUSTRIES
 
-    for col in ("customer_id", "industry", "first_trade_date"):
+    for col in ("customer_id", "first_trade_date"):
         if col not in df.columns:
             raise DataValidationError("customers", col, "required column is missing")
-    industry = df["industry"].astype("string").str.strip()
-    trade = pd.to_datetime(df["first_trade_date"], errors="coerce")
     reason = pd.Series(pd.NA, index=df.index, dtype="string")
     kind = pd.Series(pd.NA, index=df.index, dtype="string")
+    trade = pd.to_datetime(df["first_trade_date"], errors="coerce")
     bad_trade = trade.isna()
     kind[bad_trade] = "bad first trade date"
     reason[bad_trade] = "customers.first_trade_date: empty or not a date (" + \
         df.loc[bad_trade, "first_trade_date"].astype("string").fillna("empty") + ")"
-    bad_industry = industry.isna() | ~industry.isin(NACE_SECTIONS)
-    kind[bad_industry] = "unknown industry"
-    reason[bad_industry] = "customers.industry: unknown industry " + \
-        industry[bad_industry].fillna("(empty)") + " (not a NACE section A-U)"
+    if "industry" in df.columns:  # an empty industry is unknown, a value of its own
+        industry = df["industry"].astype("string").str.strip()
+        bad_industry = industry.notna() & (industry != "") & ~industry.isin(INDUSTRIES)
+        kind[bad_industry] = "bad industry code"
+        reason[bad_industry] = "customers.industry: " + industry[bad_industry] + \
+            " is not a NACE section A-U (leave it empty when the industry is not known)"
     bad = reason.notna() & df["customer_id"].notna()
     rejected = pd.DataFrame({"customer_id": df.loc[bad, "customer_id"].astype(str), "kind": kind[bad].astype(str),
                              "reason": reason[bad].astype(str)})

@@ -17,6 +17,10 @@ from riskcast.errors import DataValidationError
 Kind = Literal["str", "date", "float", "bool", "category"]
 
 NACE_SECTIONS = tuple("ABCDEFGHIJKLMNOPQRSTU")
+#: the industry of a customer whose industry is not known: a value of its own, never a made-up
+#: section (no industry statistics, no industry median to compare with)
+UNKNOWN_INDUSTRY = "unknown"
+INDUSTRIES = (*NACE_SECTIONS, UNKNOWN_INDUSTRY)
 ARROW_STRING = pd.StringDtype("pyarrow")
 
 
@@ -31,6 +35,12 @@ class Column:
     #: how text is held: one Python object per value, or as Arrow strings in the largest
     #: table, where objects would cost gigabytes
     store: Literal["object", "arrow"] = "object"
+    #: the file may lack the column: it is then ``default`` on every row (None: empty), or,
+    #: with ``added=False``, left out (read only where present; a column of the largest table
+    #: that is empty on every row would cost memory for nothing)
+    optional: bool = False
+    default: object = None
+    added: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,11 @@ CUSTOMERS = TableContract(
     "customers",
     (
         Column("customer_id", "str"),
-        Column("name", "str"),
-        Column("industry", "category", allowed=NACE_SECTIONS),
-        Column("country", "str"),
-        Column("founded", "date"),
+        # nothing decides on the name, country or foundation date: a file may lack them
+        Column("name", "str", nullable=True, optional=True),
+        Column("industry", "category", allowed=INDUSTRIES, optional=True, default=UNKNOWN_INDUSTRY),
+        Column("country", "str", nullable=True, optional=True),
+        Column("founded", "date", nullable=True, optional=True),
         Column("first_trade_date", "date"),
     ),
     key=("customer_id",),
@@ -97,8 +108,12 @@ INVOICES = TableContract(
         Column("due_date", "date"),
         Column("amount", "float", min=0),
         Column("paid_date", "date", nullable=True),
-        Column("paid_amount", "float", nullable=True, min=0),
-        Column("disputed", "bool"),
+        # paid by paid_date (empty: the whole amount); less than the amount leaves the rest open
+        Column("paid_amount", "float", nullable=True, min=0, optional=True),
+        Column("disputed", "bool", optional=True, default=False),
+        # the day the dispute was raised; a flag without it is dated by ``data.ledger``
+        Column("dispute_date", "date", nullable=True, optional=True),
+        Column("written_off_date", "date", nullable=True, optional=True, added=False),
     ),
     key=("invoice_id",),
 )
@@ -119,7 +134,7 @@ DEFAULTS = TableContract(
     (
         Column("customer_id", "str"),
         Column("default_date", "date"),
-        Column("kind", "category", allowed=("bankruptcy", "90dpd")),
+        Column("kind", "category", allowed=("bankruptcy", "90dpd", "delinquent", "written_off")),
     ),
     key=("customer_id", "default_date"),
 )
@@ -240,7 +255,7 @@ def _coerce(table: str, col: Column, s: pd.Series, date_format: str | None = Non
         if s.dtype == bool:
             return s
         mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
-                   "t": True, "f": False, "1.0": True, "0.0": False}
+                   "y": True, "n": False, "t": True, "f": False, "1.0": True, "0.0": False}
         txt = s.astype("string").str.strip().str.lower()
         out = txt.map(mapping)
         bad = out.isna() & s.notna()
@@ -248,6 +263,17 @@ def _coerce(table: str, col: Column, s: pd.Series, date_format: str | None = Non
             raise DataValidationError(table, col.name, f"{int(bad.sum())} value(s) are not booleans, e.g. {_shown(s[bad].iloc[0])!r} at {_rows(bad)}")
         return out.fillna(False).astype(bool)
     raise AssertionError(col.kind)  # pragma: no cover - Kind is closed
+
+
+def _absent(col: Column, n: int, index: pd.Index) -> pd.Series:
+    """An optional column the file lacks: its default on every row, typed as read ones are."""
+    if col.kind == "date":
+        return pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
+    if col.kind == "float":
+        return pd.Series(np.nan if col.default is None else float(col.default), index=index, dtype="float64")
+    if col.kind == "bool":
+        return pd.Series(bool(col.default), index=index, dtype=bool)
+    return pd.Series([col.default] * n, index=index, dtype=object)
 
 
 def _shown(value: object) -> object:
@@ -264,14 +290,21 @@ def validate_table(contract: TableContract, df: pd.DataFrame,
     """
     if not isinstance(df, pd.DataFrame):
         raise DataValidationError(contract.name, None, f"expected a table, got {type(df).__name__}")
-    missing = [c for c in contract.column_names if c not in df.columns]
+    missing = [c.name for c in contract.columns if c.name not in df.columns and not c.optional]
     if missing:
         raise DataValidationError(contract.name, missing[0], f"required column is missing (missing: {missing})")
     out = df.copy(deep=False)  # columns are replaced, never changed in place
     for col in contract.columns:
+        if col.name not in out.columns:
+            if not col.added:
+                continue
+            out[col.name] = _absent(col, len(out), out.index)
         given = out[col.name]
         s = _coerce(contract.name, col, given, (date_formats or {}).get(col.name))
         nulls = s.isna()
+        if col.default is not None and nulls.any():  # an empty cell says what an absent column says
+            s = s.where(~nulls, col.default)
+            nulls = s.isna()
         if not col.nullable and nulls.any():
             raise DataValidationError(contract.name, col.name, f"{int(nulls.sum())} empty value(s) in a required column at {_rows(nulls)}")
         if col.kind == "float":
@@ -320,9 +353,12 @@ def _check_table_rules(name: str, df: pd.DataFrame) -> None:
         bad = df["due_date"] < df["issue_date"]
         if bad.any():
             raise DataValidationError(name, "due_date", f"{int(bad.sum())} invoice(s) fall due before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]} at {_rows(bad)}")
-        bad = df["paid_date"].notna() & (df["paid_date"] < df["issue_date"])
-        if bad.any():
-            raise DataValidationError(name, "paid_date", f"{int(bad.sum())} invoice(s) paid before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]} at {_rows(bad)}")
+        for column, what in (("paid_date", "paid"), ("dispute_date", "disputed"), ("written_off_date", "written off")):
+            if column not in df.columns:
+                continue
+            bad = df[column].notna() & (df[column] < df["issue_date"])
+            if bad.any():
+                raise DataValidationError(name, column, f"{int(bad.sum())} invoice(s) {what} before they were issued, e.g. {df.loc[bad, 'invoice_id'].iloc[0]} at {_rows(bad)}")
     elif name == "financial_statements":
         bad = df["filed_date"] < df["period_end"]
         if bad.any():

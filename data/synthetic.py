@@ -439,8 +439,10 @@ def _invoice_month(lat: _Latent, habits: _Terms, t: int, rng: np.random.Generato
     disputed = rng.random(k) < expit(-3.9 + 0.6 * q)
     due = issue + habits.terms[rows]
     paid = np.maximum(due + _payment_delay(q, disputed, rng), issue + 7)
-    partial = rng.random(k) < 0.03
-    paid_amount = np.where(partial, np.round(amount * rng.uniform(0.5, 0.95, k), 2), amount)
+    # drawn to keep the streams as they were; a payment settles the invoice in full (a part
+    # payment would leave the rest open, which this world's firms do not do)
+    rng.random(k), rng.uniform(0.5, 0.95, k)
+    paid_amount = amount
     unpaid = (paid > cal.data_end.astype(np.int64)) | (paid > habits.stop_paying[rows])
     keep = (issue >= habits.first_day[rows]) & (issue < lat.default_day[rows])
     order = np.lexsort((rows, issue))
@@ -480,6 +482,8 @@ def _invoices(lat: _Latent, ids: np.ndarray, width: int, rng: np.random.Generato
             "paid_date": np.where(open_, np.datetime64("NaT", "ns"), _ns(np.where(open_, 0, paid))),
             "paid_amount": cols["paid_amount"],
             "disputed": cols["disputed"].astype(bool),
+            # in this world a dispute is over the goods an invoice came with: raised on issue
+            "dispute_date": np.where(cols["disputed"], _ns(cols["issue"]), np.datetime64("NaT", "ns")),
         })
         number += k
         if progress and ((t + 1) % 6 == 0 or t + 1 == months):

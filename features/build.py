@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 from riskcast.data.io import RawTables
+from riskcast.data.schema import UNKNOWN_INDUSTRY
 from riskcast.errors import InputError
 
 from .financial import financial_features
@@ -80,9 +81,12 @@ INDUSTRY_RELATIVE = ("current_ratio", "liabilities_to_assets", "roa")
 
 def industry_position(df: pd.DataFrame, ratios: Sequence[str]) -> pd.DataFrame:
     """``<ratio>_vs_industry``: the firm's ratio minus its industry's median in the book
-    (the new columns only, on ``df``'s index)."""
+    (the new columns only, on ``df``'s index). A customer of unknown industry has no industry
+    to compare with: missing (the customers of unknown industry are no industry of their own)."""
     groups = df.groupby("industry")
-    return pd.DataFrame({f"{r}_vs_industry": df[r] - groups[r].transform("median") for r in ratios}, index=df.index)
+    known = (df["industry"] != UNKNOWN_INDUSTRY).to_numpy()
+    return pd.DataFrame({f"{r}_vs_industry": (df[r] - groups[r].transform("median")).where(known)
+                         for r in ratios}, index=df.index)
 
 
 def finalize(df: pd.DataFrame, registry: FeatureRegistry, fill: bool = True) -> pd.DataFrame:

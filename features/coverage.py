@@ -14,12 +14,25 @@ is too little to score. The rule reads the same whether the row is filled yet or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .registry import FeatureRegistry, Source
+
+
+#: the bundle metadata key of the training coverage (``feature_coverage`` of the fitting rows)
+COVERAGE_KEY = "feature_coverage"
+
+
+def feature_coverage(X: "pd.DataFrame", names: Sequence[str]) -> dict[str, float]:
+    """Per feature, the share of rows on which it is known (0 for a column the table lacks):
+    what a model saw in training, and what a rescore's data holds (``serving.model_fit``)."""
+    n = len(X)
+    return {name: float(X[name].notna().sum() / n) if n and name in X.columns else 0.0 for name in names}
 
 
 class SourceLayout:

@@ -1,8 +1,11 @@
 """Payment behaviour from invoices, as the ledger stood on ``as_of``.
 
-An invoice is known from its issue date; it counts as paid only if it was paid by ``as_of``;
-an invoice still open past its due date is late by ``as_of - due_date`` days so far. Dates
-count at day resolution: whatever happened on ``as_of`` itself is known on it.
+An invoice is known from its issue date; it counts as paid only if it was paid in full by
+``as_of``; an invoice still open past its due date is late by ``as_of - due_date`` days so far.
+A part payment (``paid_amount`` below the amount) lowers what is open from its paid date on and
+is a payment for "days since payment", but the rest keeps the invoice open and late. A dispute
+counts from the day it was raised. Dates count at day resolution: whatever happened on
+``as_of`` itself is known on it.
 
 A book holds tens of millions of invoices and a training set asks for the same book on many
 dates, so the invoices are reduced once to an ``InvoiceLedger`` (customer codes and day
@@ -64,7 +67,9 @@ def _day(ts: pd.Timestamp) -> int:
 class InvoiceLedger:
     """The invoices reduced to what payment features need, one array per column.
 
-    ``code`` indexes ``customers``; days are days since 1970 with ``paid = _OPEN`` while open.
+    ``code`` indexes ``customers``; days are days since 1970 with ``paid = _OPEN`` until paid in
+    full, ``raised = _OPEN`` for an invoice never disputed. ``part`` is what a part payment paid
+    on ``part_day`` (None when the ledger has no part payment: most have none).
     """
 
     customers: np.ndarray
@@ -73,21 +78,38 @@ class InvoiceLedger:
     due: np.ndarray
     paid: np.ndarray
     amount: np.ndarray
-    disputed: np.ndarray
+    raised: np.ndarray
+    part: np.ndarray | None = None
+    part_day: np.ndarray | None = None
 
     @classmethod
     def from_invoices(cls, invoices: pd.DataFrame) -> "InvoiceLedger":
-        """From a validated ``invoices`` table (customer ids as str, category or Arrow strings)."""
+        """From a validated ``invoices`` table (customer ids as str, category or Arrow strings);
+        facts without a date are dated as ``data.ledger.date_undated`` says."""
+        from riskcast.data.ledger import date_undated
+
+        invoices, _ = date_undated(invoices)
         codes, uniques = _factorize(invoices["customer_id"])
+        paid = _days(invoices["paid_date"], _OPEN)
+        # copies, not views: a view would keep the table's whole column block alive
+        amount = np.array(invoices["amount"], dtype=np.float64, copy=True)
+        paid_amount = invoices["paid_amount"].to_numpy(dtype=np.float64, na_value=np.nan)
+        short = (paid != _OPEN) & (paid_amount < amount - 0.005)  # NaN: paid in full
+        part = part_day = None
+        if short.any():
+            part = np.where(short, paid_amount, 0.0)
+            part_day = np.where(short, paid, _OPEN).astype(np.int32)
+            paid = np.where(short, _OPEN, paid).astype(np.int32)
         return cls(
             customers=uniques,
             code=codes,
             issue=_days(invoices["issue_date"], _OPEN),
             due=_days(invoices["due_date"], _OPEN),
-            paid=_days(invoices["paid_date"], _OPEN),
-            # copies, not views: a view would keep the table's whole column block alive
-            amount=np.array(invoices["amount"], dtype=np.float64, copy=True),
-            disputed=np.array(invoices["disputed"], dtype=bool, copy=True),
+            paid=paid,
+            amount=amount,
+            raised=_days(invoices["dispute_date"], _OPEN),
+            part=part,
+            part_day=part_day,
         )
 
     def __len__(self) -> int:
@@ -145,7 +167,13 @@ class _Sums:
         due = led.due[rows][known]
         paid = led.paid[rows][known]
         amount = led.amount[rows][known]
-        disputed = led.disputed[rows][known]
+        disputed = led.raised[rows][known] <= today
+        # what is still owed: the amount less a part payment made by today
+        owed = amount
+        if led.part is not None:
+            part_paid = led.part_day[rows][known] <= today
+            owed = amount - np.where(part_paid, led.part[rows][known], 0.0)
+            np.maximum.at(self.last_paid, code[part_paid], led.part_day[rows][known][part_paid].astype(np.int64))
 
         settled = paid <= today
         end = np.where(settled, paid, today)
@@ -174,8 +202,8 @@ class _Sums:
         for k in (30, 60, 90):
             self._sum(f"late{k}", c12, (dbt12 > k).astype(np.float64))
         self._sum("disputed12", c12, disputed[d12].astype(np.float64))
-        self._sum("open", code[open_], amount[open_])
-        self._sum("overdue", code[overdue], amount[overdue])
+        self._sum("open", code[open_], owed[open_])
+        self._sum("overdue", code[overdue], owed[overdue])
         self._sum("n_overdue", code[overdue])
         paid12 = settled & (paid > cut12)
         np.maximum.at(self.max_paid12, code[paid12], dbt[paid12])

@@ -28,6 +28,8 @@ Group = Literal["financial", "payment", "industry", "order", "table"]
 Direction = Literal[-1, 0, 1]
 #: how a value is shown in its reason: as it is, back in money from ``log1p`` of it, or months in days
 Shown = Literal["value", "expm1", "days"]
+#: what a feature's values are: numbers, or categories (text, learned at fit; ``categorical``)
+Dtype = Literal["float", "category"]
 #: the transforms of ``Shown`` (none for "value"): the one place both reason paths take them from
 SHOWN: dict[str, Callable[[float], float]] = {"expm1": math.expm1, "days": lambda months: months * 30.4375}
 
@@ -98,6 +100,10 @@ class Feature:
     the source, so the coverage rule counts it like a ``nan_means`` one. ``reason_filled`` is
     the sentence when the value is the one it took from the feature its ``fill`` names (never
     late: "last late payment N days ago" would be false), formatted as ``reason`` is.
+    ``dtype`` "category": the values are categories (text), not numbers; the model splits on
+    them natively and the scorecard bins them as categories, each with the categories learned
+    at fit. Such a feature imposes no direction, has no range and no fill, and its reason
+    shows the category as it is.
     """
 
     name: str
@@ -108,7 +114,7 @@ class Feature:
     valid_max: float
     reason: str
     fmt: str = ".2f"
-    dtype: Literal["float"] = "float"
+    dtype: Dtype = "float"
     source: str = ""
     shown: Shown = "value"
     nan_means: str = ""
@@ -116,6 +122,11 @@ class Feature:
     reason_filled: str = ""
 
     def __post_init__(self) -> None:
+        if self.dtype not in ("float", "category"):
+            raise ValueError(f"feature {self.name}: unknown dtype {self.dtype!r} (known: float, category)")
+        if self.categorical and (self.direction != 0 or self.fill is not None or self.shown != "value"
+                                 or self.valid_min != -math.inf or self.valid_max != math.inf):
+            raise ValueError(f"feature {self.name}: a categorical feature has no direction, fill, display or range")
         if not self.source:
             if self.group not in _GROUP_SOURCE:
                 raise ValueError(f"feature {self.name}: group {self.group!r} has no default source; name one")
@@ -137,11 +148,20 @@ class Feature:
         if self.reason_filled and not isinstance(fill, str):
             raise ValueError(f"feature {self.name}: reason_filled needs a fill that names a feature")
 
-    def reason_text(self, value: float, filled: bool = False) -> str:
-        """The sentence for a known value (a missing one is its source's reason); ``filled``:
-        the value is the one its fill took (``reason_filled``, when declared)."""
-        if value is None or math.isnan(value):
+    @property
+    def categorical(self) -> bool:
+        """Whether the values are categories (``dtype`` "category"): what training, the matrix
+        the model is given and the reasons all ask."""
+        return self.dtype == "category"
+
+    def reason_text(self, value: float | str, filled: bool = False) -> str:
+        """The sentence for a known value, a category's text for a categorical feature (a
+        missing one is its source's reason); ``filled``: the value is the one its fill took
+        (``reason_filled``, when declared)."""
+        if value is None or (not isinstance(value, str) and math.isnan(value)):
             raise ValueError(f"{self.name}: a missing value has no sentence of its own; its source gives the reason")
+        if self.categorical:
+            return self.reason.format(value=value)
         show = SHOWN.get(self.shown)
         if show is not None:
             value = show(value)
@@ -337,6 +357,8 @@ def _fill_steps(features: Sequence[Feature]) -> tuple[FillStep, ...]:
             src = by_name.get(f.fill)
             if src is None:
                 raise ValueError(f"feature {f.name}: fill names {f.fill!r}, which is no feature of the registry")
+            if src.categorical:
+                raise ValueError(f"feature {f.name}: fill takes {src.name}, whose values are categories, not numbers")
             if not f.valid_min <= src.valid_min <= src.valid_max <= f.valid_max:
                 raise ValueError(f"feature {f.name}: fill takes {src.name}, whose valid range "
                                  f"[{src.valid_min}, {src.valid_max}] is not within [{f.valid_min}, {f.valid_max}]")
@@ -459,6 +481,16 @@ class FeatureRegistry:
 
         return SourceLayout(self)
 
+    @cached_property
+    def categorical(self) -> tuple[str, ...]:
+        """The categorical features' names, in column order."""
+        return tuple(f.name for f in self.features if f.categorical)
+
+    @cached_property
+    def categorical_columns(self) -> tuple[int, ...]:
+        """The categorical features' columns (LightGBM's ``categorical_feature``)."""
+        return tuple(i for i, f in enumerate(self.features) if f.categorical)
+
     @property
     def monotone_constraints(self) -> list[int]:
         """LightGBM ``monotone_constraints`` in column order."""
@@ -483,7 +515,8 @@ class FeatureRegistry:
 
         How rules treat a feature (its source, what a missing value means, its fill) is left
         out, and so is a plain display: a registry saved before features had them keeps its
-        version (the store it was built with still matches it)."""
+        version (the store it was built with still matches it). A categorical feature's dtype
+        counts: a column that becomes categories is another feature."""
         feats = [{k: v for k, v in asdict(f).items()
                   if k not in ("source", "nan_means", "fill", "reason_filled") and not (k == "shown" and v == "value")}
                  for f in self.features]
@@ -504,14 +537,24 @@ class FeatureRegistry:
         return cls(tuple(Feature(**{**later(f), **f}) for f in data["features"]))
 
     @classmethod
-    def for_table(cls, columns: Iterable[str], ranges: Mapping[str, tuple[float, float]] | None = None) -> "FeatureRegistry":
-        """A registry for a user's own feature table: no imposed directions, generic reasons."""
+    def for_table(cls, columns: Iterable[str], ranges: Mapping[str, tuple[float, float]] | None = None,
+                  categorical: Iterable[str] = ()) -> "FeatureRegistry":
+        """A registry for a user's own feature table: no imposed directions, generic reasons;
+        the ``categorical`` columns are categories (text), the others numbers."""
         ranges = ranges or {}
+        cats = set(categorical)
         feats = []
         for c in columns:
+            if c in cats:
+                feats.append(Feature(c, "table", f"Column {c} (categories)", 0, -math.inf, math.inf,
+                                     f"{c} is {{value}}", "", dtype="category"))
+                continue
             lo, hi = ranges.get(c, (-math.inf, math.inf))
             feats.append(Feature(c, "table", f"Column {c}", 0, float(lo), float(hi),
                                  f"{c} is {{value}}", ".4g"))
+        unknown = cats - {f.name for f in feats}
+        if unknown:
+            raise ValueError(f"categorical columns {sorted(unknown)} are not among the columns")
         return cls(tuple(feats))
 
 

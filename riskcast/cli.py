@@ -81,12 +81,21 @@ def _as_of(text: str, option: str = "--as-of") -> list:
     return dates
 
 
-def _read_book(args: argparse.Namespace, with_truth: bool = True):
+def _read_book(args: argparse.Namespace, cfg: RiskcastConfig, with_truth: bool = True):
+    """The book of ``--data`` (through ``--mapping``), with what was derived from the ledger or
+    could not be used said on stderr: not a progress line, ``--quiet`` keeps it."""
     from riskcast.data.io import read_tables
     from riskcast.data.mapping import load_mapping
 
     mapping = load_mapping(args.mapping) if getattr(args, "mapping", None) else None
-    return read_tables(args.data, with_truth=with_truth, mapping=mapping)
+    tables = read_tables(args.data, with_truth=with_truth, mapping=mapping, label=cfg.label)
+    _say_notes(tables.notes)
+    return tables
+
+
+def _say_notes(notes) -> None:
+    for line in notes.lines() if notes.anything else ():
+        print(f"riskcast: {line}", file=sys.stderr, flush=True)
 
 
 def _whole(text: str, minimum: int) -> int:
@@ -120,12 +129,15 @@ def _generator_config(cfg: RiskcastConfig, args: argparse.Namespace):
 # -- commands -------------------------------------------------------------------------------
 
 def cmd_generate(args: argparse.Namespace, say: Progress) -> int:
+    from riskcast.data.ledger_export import write_ledger_export
     from riskcast.data.synthetic import write_book
 
     gen = _generator_config(_config(args), args)
     _writable(args.out, "--out", folder=True)
-    say(f"generating a {gen.scenario} book: {gen.customers:,} customers over {gen.years} years (seed {gen.seed})")
-    written = write_book(gen, Path(args.out), progress=say)
+    say(f"generating a {gen.scenario} book: {gen.customers:,} customers over {gen.years} years (seed {gen.seed})"
+        + (", written as a ledger export alone" if args.ledger_only else ""))
+    write = write_ledger_export if args.ledger_only else write_book
+    written = write(gen, Path(args.out), progress=say)
     for name, (path, rows) in written.items():
         print(f"{name:22s} {rows:>10,} rows  {path}")
     return 0
@@ -137,7 +149,7 @@ def cmd_features(args: argparse.Namespace, say: Progress) -> int:
 
     dates = _as_of(args.as_of)
     _writable(args.out, "--out", folder=False)
-    tables = _read_book(args, with_truth=False)
+    tables = _read_book(args, _config(args), with_truth=False)
     days_past_data(tables, dates, allow=args.allow_future_as_of)
     df = build_features(tables, dates, progress=say)
     write_parquet(df, args.out)
@@ -171,7 +183,7 @@ def cmd_train(args: argparse.Namespace, say: Progress) -> int:
     from riskcast.training.pipeline import train_on_book
 
     cfg, root = _config(args), _paths(args).root  # a bad configuration or work directory before the book is read
-    tables = _read_book(args)
+    tables = _read_book(args, cfg)
     _print_trained(train_on_book(tables, cfg, root, progress=say, tune=args.tune))
     return 0
 
@@ -221,9 +233,10 @@ def cmd_rescore(args: argparse.Namespace, say: Progress) -> int:
     from riskcast.data.mapping import load_mapping
 
     mapping = load_mapping(args.mapping) if args.mapping else None
+    label = _config(args).label
 
     def tables():  # read when needed (not at all when resuming after the features were built)
-        return read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True)
+        return read_tables(args.data, with_truth=False, mapping=mapping, reject_bad_customers=True, label=label)
 
     from riskcast.serving.rescore_job import input_key, rescore_workdir
 
@@ -341,6 +354,12 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     print(f"synthetic book (five raw tables + truth): {d.book}")
     print(f"configuration, with the seller's figures set from the book: {d.config_file}")
     _print_trained(d.train)
+    if d.labels:
+        lab = d.labels
+        later = f", a median {lab['median_days_later']:.0f} days later" if lab["median_days_later"] is not None else ""
+        print(f"default label: the defaults table ({lab['table']:,} customers); the ledger alone would give "
+              f"{lab['ledger']:,} (an invoice more than {_config(args).label.days_past_due} days past due, or written "
+              f"off; {lab['both']:,} of them in the table too{later}): a ledger without a defaults table trains on it")
     if d.gate_override:
         print(f"GATE OVERRIDDEN: {d.gate_override}")
     _store_note(d.rescore)
@@ -381,7 +400,7 @@ def cmd_backtest(args: argparse.Namespace, say: Progress) -> int:
     if args.out:
         _writable(args.out, "--out", folder=False)
     cfg = _config(args)
-    tables = _read_book(args)
+    tables = _read_book(args, cfg)
     updates = {k: v for k, v in (("walk_forward_origins", args.origins), ("walk_forward_snapshots", args.snapshots))
                if v is not None}
     if updates:
@@ -471,11 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--start", help=f"first month of the book, YYYY-MM-DD (default {gen.start})")
     sp.add_argument("--seed", type=int, help=f"random seed (default {gen.seed}); the same seed gives the same book")
     sp.add_argument("--scenario", choices=["baseline", "recession"], help=f"economic scenario (default {gen.scenario})")
+    sp.add_argument("--ledger-only", action="store_true",
+                    help="write only the invoices, as a ledger export (ar_ledger.csv: its own column names, "
+                         "M/D/YYYY dates) with the mapping file that reads it (mapping.toml)")
     sp.add_argument("--config", help="TOML file overriding the default configuration")
 
     sp = add("features", cmd_features, "point-in-time feature table: one row per customer and as-of date")
-    sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
-    sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
+    sp.add_argument("--data", required=True, help="folder with the raw tables (Parquet or CSV): the invoices, and any of customers, financial_statements, industry_signals, defaults")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the raw tables")
     sp.add_argument("--as-of", required=True, help="date or comma-separated dates, YYYY-MM-DD; a date more than a day "
                                                    "past the data's last date is refused (see --allow-future-as-of)")
     sp.add_argument("--allow-future-as-of", action="store_true",
@@ -484,8 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="Parquet file to write")
 
     sp = add("train", cmd_train, "train on a book, evaluate out of time, log to MLflow, register; promote if the gate passes")
-    sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
-    sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
+    sp.add_argument("--data", required=True, help="folder with the raw tables (Parquet or CSV): the invoices, and any of customers, financial_statements, industry_signals, defaults")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the raw tables")
     sp.add_argument("--tune", type=_non_negative, default=0, metavar="N",
                     help="first try N LightGBM settings on the validation window (nested MLflow runs); default 0")
     with_workdir(sp)
@@ -500,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_workdir(sp)
 
     sp = add("rescore", cmd_rescore, "score the whole book on one date and refresh the order-entry feature store")
-    sp.add_argument("--data", required=True, help="folder with the five raw tables (Parquet or CSV)")
-    sp.add_argument("--mapping", help="TOML column mapping from your own files to the five tables")
+    sp.add_argument("--data", required=True, help="folder with the raw tables (Parquet or CSV): the invoices, and any of customers, financial_statements, industry_signals, defaults")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the raw tables")
     sp.add_argument("--as-of", required=True, help="the date to score on, YYYY-MM-DD; more than a day past the data's "
                                                    "end (its latest invoice, payment, filing, signal month or default) "
                                                    "is refused (see --allow-future-as-of)")

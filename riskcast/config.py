@@ -331,8 +331,32 @@ class RescoreConfig(_Section):
     lgd: float = Field(0.45, ge=0, le=1)
 
 
+class LabelConfig(_Section):
+    """What a default is. ``source``: "defaults" reads the defaults table; "ledger" derives
+    defaults from the invoices (severe delinquency: an invoice more than ``days_past_due`` days
+    past due with more than ``min_amount`` unpaid then, or written off); "auto" takes the
+    defaults table when the data folder has one, else the ledger."""
+
+    source: Literal["auto", "defaults", "ledger"] = "auto"
+    days_past_due: int = Field(90, ge=1, le=720)
+    min_amount: float = Field(0.0, ge=0)
+
+
+class ModelFitConfig(_Section):
+    """When the data lacks what the model relied on (``serving.model_fit``): a feature known for
+    at least ``missing_below`` of the training rows is lost when known for less than that share
+    of the customers now; the model does not fit when lost features carry at least
+    ``max_lost_importance`` of its gain. ``action``: "reason" (every decision carries the note)
+    or "scorecard" (the scorecard decides every customer of the rescore)."""
+
+    missing_below: float = Field(0.5, gt=0, le=1)
+    max_lost_importance: float = Field(0.25, gt=0, le=1)
+    action: Literal["reason", "scorecard"] = "reason"
+
+
 class RiskcastConfig(_Section):
     generator: GeneratorConfig = GeneratorConfig()
+    label: LabelConfig = LabelConfig()
     training: TrainingConfig = TrainingConfig()
     master_scale: MasterScaleConfig = MasterScaleConfig()
     policy: PolicyConfig = PolicyConfig()
@@ -340,6 +364,7 @@ class RiskcastConfig(_Section):
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     rescore: RescoreConfig = RescoreConfig()
+    model_fit: ModelFitConfig = ModelFitConfig()
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -27,6 +27,8 @@ class DemoOutcome:
     #: why the first model was made champion by hand (None: the gate promoted it, or a
     #: champion was there already)
     gate_override: str | None = None
+    #: the defaults table against the label the ledger alone would give (``compare_labels``)
+    labels: dict[str, Any] | None = None
 
 
 def demo_config_text(base_text: str, seller: dict[str, float]) -> str:
@@ -47,6 +49,7 @@ def run_demo(gen: GeneratorConfig, paths: WorkPaths, config_file: str | Path | N
     import pandas as pd
 
     from riskcast.data.io import write_tables, write_text
+    from riskcast.data.ledger import compare_labels, ledger_defaults
     from riskcast.data.synthetic import book_seller, generate_book
     from riskcast.monitoring.run import monitor
     from riskcast.serving.rescore_job import rescore_workdir
@@ -73,7 +76,9 @@ def run_demo(gen: GeneratorConfig, paths: WorkPaths, config_file: str | Path | N
     say("4/5 drift report: the champion's reference against the latest rescore")
     watched = monitor(paths.scored, paths.drift, cfg, paths, progress=say)
     say("5/5 done")
-    return DemoOutcome(paths.book, paths.config, trained, job, watched, example, override)
+    labels = compare_labels(tables.defaults, ledger_defaults(tables.invoices, cfg.label.days_past_due,
+                                                             cfg.label.min_amount))
+    return DemoOutcome(paths.book, paths.config, trained, job, watched, example, override, labels)
 
 
 def _first_champion(trained: Any, cfg: RiskcastConfig) -> str | None:

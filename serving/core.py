@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,12 +24,13 @@ import pandas as pd
 from riskcast.config import RiskcastConfig
 from riskcast.errors import (AuditUnavailableError, ConfigError, InputError, OverrideRefusedError,
                              RequestConflictError, StoreUnavailableError, UnknownCustomerError)
-from riskcast.features.coverage import coverage
+from riskcast.features.coverage import COVERAGE_KEY, coverage
 from riskcast.features.registry import POLICY_FACTS, REQUEST_FACTS, FeatureRegistry, default_registry
 from riskcast.features.store import FeatureStore
 from riskcast.training.tracking import LoadedModel
 
 from .audit import AuditLog, Evidence
+from .model_fit import bundle_fit
 from .policy import PolicyInputs, apply_policy
 from .reasons import reason_columns, top_reasons
 from .switch import FallbackSwitch
@@ -95,11 +96,14 @@ class _Rows:
     store_registry: list[Any] | None = None
 
     @classmethod
-    def from_frame(cls, df: pd.DataFrame, registry: FeatureRegistry) -> "_Rows":
+    def from_frame(cls, df: pd.DataFrame, registry: FeatureRegistry,
+                   matrix: Callable[[pd.DataFrame], np.ndarray] | None = None) -> "_Rows":
+        """``matrix``: the model's way from a frame to its rows (``ModelBundle.matrix``: the
+        categories as their codes at fit), else the registry's columns as float."""
         facts = {c: (df[c].to_numpy(dtype=np.float64, na_value=np.nan) if c in df.columns
                      else np.full(len(df), default)) for c, default in CONTEXT_DEFAULTS.items()}
-        return cls([str(c) for c in df["customer_id"]],
-                   df[registry.names].to_numpy(dtype=np.float64, na_value=np.nan), facts)
+        X = matrix(df) if matrix is not None else df[registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
+        return cls([str(c) for c in df["customer_id"]], X, facts)
 
     @classmethod
     def from_dicts(cls, rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> "_Rows":
@@ -156,6 +160,10 @@ class ScoringCore:
             except Exception:  # noqa: BLE001 - the same error falls back to the scorecard per order
                 pass
         self._names = self.registry.names
+        bundle = model.bundle if model is not None else None
+        #: a frame's rows as the model takes them, and the categories of its codes (the reasons')
+        self._matrix = bundle.matrix if bundle is not None else None
+        self._labels = bundle.codes.labels if bundle is not None and self.registry.categorical else None
         #: the registry's version is a hash of its definitions: taken once, compared per order
         self.registry_version_ = self.registry.version
         self._blank = dict.fromkeys(self._names, math.nan) | CONTEXT_DEFAULTS
@@ -221,7 +229,23 @@ class ScoringCore:
         out.update(available=True, as_of=as_of, registry_version=version, matches_model=version == mine)
         if as_of is None:
             out["note"] = "the store was written before stores recorded their as-of date; the next rescore records it"
+        fit = self._model_fit(self.store.meta_.get(COVERAGE_KEY))
+        if fit is not None:
+            out["model_fit"] = fit
         return out
+
+    def _model_fit(self, coverage: str | None) -> dict[str, Any] | None:
+        """``serving.model_fit`` of the loaded model against the book the store was built from
+        (its feature coverage, recorded by the rescore); None when either side lacks the record."""
+        if coverage is None or self.model is None:
+            return None
+        try:
+            data = json.loads(coverage)
+        except ValueError:
+            return None
+        fit = bundle_fit(self.model.bundle, data, self.cfg.model_fit) if isinstance(data, dict) else None
+        return None if fit is None else {"fits": fit.fits, "lost_importance": round(fit.lost_importance, 4),
+                                         "lost_features": [f["feature"] for f in fit.lost], "note": fit.note()}
 
     # -- inputs -------------------------------------------------------------------------
     def _check_overrides(self, features: Mapping[str, float]) -> None:
@@ -380,7 +404,7 @@ class ScoringCore:
         elif use_card.any():
             s.kind[use_card] = "scorecard"
             try:
-                card_rows = pd.DataFrame(X[use_card], columns=self.registry.names)
+                card_rows = bundle.card_frame(X[use_card])  # categories back as their text
                 pd_card = bundle.scorecard_pd(card_rows)
                 s.logit[use_card] = np.log(pd_card / (1 - pd_card))
                 points = bundle.scorecard.points_by_feature(card_rows)
@@ -395,7 +419,7 @@ class ScoringCore:
     def decide(self, rows: pd.DataFrame, order_amount: np.ndarray, requested_terms: np.ndarray,
                request_ids: Sequence[str] | None = None, forced_fallback: str | None = None) -> list[dict[str, Any]]:
         """Score and decide every row of a frame of registry features and policy facts (batch)."""
-        return self._decide(_Rows.from_frame(rows, self.registry), order_amount,
+        return self._decide(_Rows.from_frame(rows, self.registry, self._matrix), order_amount,
                             requested_terms, request_ids, forced_fallback, budget_s=None)
 
     def _columns(self, rows: _Rows, order_amount: np.ndarray, requested_terms: np.ndarray,
@@ -435,7 +459,7 @@ class ScoringCore:
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every customer's band, credit limit and exposure on current exposure, as the rescore
         decides them (the seller's total cap is worked out on these before the book is decided)."""
-        r = _Rows.from_frame(rows, self.registry)
+        r = _Rows.from_frame(rows, self.registry, self._matrix)
         n = len(r.ids)
         c = self._columns(r, np.zeros(n), np.full(n, np.nan), forced_fallback, budget_s=None, explain=False,
                           texts=False)
@@ -445,13 +469,13 @@ class ScoringCore:
         """A whole book's decisions on current exposure (no new order), one row per customer
         with the top reasons as columns: the batch form of ``decide``, column by column.
         ``forced_fallback``: why the scorecard must decide (monitoring's fallback mode)."""
-        r = _Rows.from_frame(rows, self.registry)  # positional: the index does not matter
+        r = _Rows.from_frame(rows, self.registry, self._matrix)  # positional: the index does not matter
         n = len(r.ids)
         c = self._columns(r, np.zeros(n), np.full(n, np.nan), forced_fallback, budget_s=None, explain=False)
         s, policy = c["s"], c["policy"]
         failed = s.failed
         k = self.cfg.serving.top_reasons
-        reasons = reason_columns(s.impact, r.X, self.registry, k)
+        reasons = reason_columns(s.impact, r.X, self.registry, k, self._labels)
         for key in reasons:
             reasons[key][failed] = None
         decision = np.asarray(policy.decision, dtype=object).copy()
@@ -489,7 +513,7 @@ class ScoringCore:
         n = len(rows.ids)
         c = self._columns(rows, order_amount, requested_terms, forced_fallback, budget_s)
         s, policy = c["s"], c["policy"]
-        reasons = top_reasons(s.impact, rows.X, self.registry, self.cfg.serving.top_reasons)
+        reasons = top_reasons(s.impact, rows.X, self.registry, self.cfg.serving.top_reasons, self._labels)
         model_name = self.model.name if self.model else None
         model_version = self.model.version if self.model else None
         store_as_of = rows.store_as_of

@@ -8,13 +8,21 @@ A known feature is a factor of its own, with the customer's value. Missing featu
 the impacts of a source's missing features are summed into one factor for the source (no
 statements on file is one reason with what to do about it, not eighteen ratios "not
 available"), named by the source, without a value.
+
+A categorical feature's value is a code (``training.categories``); its reason shows the
+category, through ``labels`` (``CategoryCodes.labels``: the categories of a feature's codes).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from typing import Callable
+
 from riskcast.features.registry import SHOWN, Feature, FeatureRegistry
+
+#: the categories of codes of a categorical feature, by the feature's name
+Labels = Callable[[str, np.ndarray], np.ndarray]
 
 
 def candidates(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry
@@ -52,9 +60,17 @@ def reason_order(impact: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, shown
 
 
-def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry, k: int) -> list[list[dict]]:
+def _need_labels(registry: FeatureRegistry, labels: Labels | None) -> None:
+    if registry.categorical and labels is None:
+        raise ValueError(f"categorical features {list(registry.categorical)} need the labels of their codes")
+
+
+def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry, k: int,
+                labels: Labels | None = None) -> list[list[dict]]:
     """Per row, up to ``k`` reasons ``{feature, text, impact, value}`` with positive impact
-    (``feature`` is the source's name and ``value`` None for a source's missing features)."""
+    (``feature`` is the source's name and ``value`` None for a source's missing features; a
+    categorical feature's ``value`` is its category)."""
+    _need_labels(registry, labels)
     impact, missing = candidates(impact, values, registry)
     absent = None  # taken only when a source is among the reasons
     # one stable sort per row: for the few rows of order entry cheaper than ``reason_order``'s
@@ -68,7 +84,11 @@ def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistr
         for j in idx[r].tolist():
             if impact[r, j] <= 1e-9:
                 break
-            if j < nf:
+            if j < nf and feats[j].categorical:
+                label = str(labels(feats[j].name, values[r:r + 1, j])[0])
+                row.append({"feature": feats[j].name, "text": feats[j].reason_text(label),
+                            "impact": round(float(impact[r, j]), 4), "value": label})
+            elif j < nf:
                 value = float(values[r, j])
                 filled = j in took and value == values[r, took[j]]
                 row.append({"feature": feats[j].name, "text": feats[j].reason_text(value, filled),
@@ -83,11 +103,12 @@ def top_reasons(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistr
     return out
 
 
-def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry, k: int
-                   ) -> dict[str, np.ndarray]:
+def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegistry, k: int,
+                   labels: Labels | None = None) -> dict[str, np.ndarray]:
     """The same reasons as columns for a whole book: ``reason_<p>`` (the sentence) and
     ``reason_<p>_feature`` for p = 1..k, None where fewer reasons count. Sentences are
     formatted feature by feature, not row by row."""
+    _need_labels(registry, labels)
     n = impact.shape[0]
     impact, missing = candidates(impact, values, registry)
     absent = _absent(missing, registry)
@@ -102,7 +123,10 @@ def reason_columns(impact: np.ndarray, values: np.ndarray, registry: FeatureRegi
             col, ok = idx[:, p], shown[:, p]
             for j in np.unique(col[ok]).tolist():
                 rows = np.flatnonzero(ok & (col == j))
-                if j < nf:
+                if j < nf and feats[j].categorical:
+                    text[rows] = [feats[j].reason_text(str(c)) for c in labels(feats[j].name, values[rows, j])]
+                    name[rows] = feats[j].name
+                elif j < nf:
                     text[rows] = _sentences(feats[j], values[rows, j])
                     if j in took:  # the fill's value: its own sentence
                         same = rows[values[rows, j] == values[rows, took[j]]]

@@ -13,24 +13,32 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from math import isfinite
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
                               write_text)
+from riskcast.data.ledger import BookNotes
+from riskcast.data.schema import UNKNOWN_INDUSTRY
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
+from riskcast.features.coverage import feature_coverage
 from riskcast.features.payment import InvoiceLedger
 from riskcast.training.masterscale import (SCALE_FINGERPRINT_COLUMN, SCALE_VERSION_COLUMN, concentration,
                                            describe_concentration, grade_migration)
 
 from .core import ScoringCore
+from .model_fit import ModelFit, bundle_fit
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 from .policy import seller_ceilings
 
 Progress = Callable[[str], None]
@@ -282,15 +290,19 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         feats, rejected = pd.read_parquet(feats_path), pd.read_parquet(rej_path)
         saved_book = json.loads(book_path.read_text())
         n_customers, seller = int(saved_book["customers_in"]), saved_book["seller"]
+        notes = saved_book.get("book_notes")
         say(f"resuming: the book's {len(feats):,} feature rows were already built")
+        fit, forced = fit_to_data(feats, core, forced, say)
     else:
         try:
-            feats, rejected, n_customers = _build_book(tables, core, as_of, say)
+            feats, rejected, n_customers, notes = _build_book(tables, core, as_of, say)
+            fit, forced = fit_to_data(feats, core, forced, say)
             feats, seller = with_seller_limits(feats, core, forced, say)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
             raise
-        write_text(json.dumps(json_ready({"customers_in": n_customers, "seller": seller})), book_path)
+        write_text(json.dumps(json_ready({"customers_in": n_customers, "seller": seller, "book_notes": notes})),
+                   book_path)
         write_parquet(rejected, rej_path)
         write_parquet(feats, feats_path)  # last: its presence says all three are complete
     del tables
@@ -303,21 +315,47 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     say(f"writing {out}")
     import pyarrow.parquet as pq
 
+    note = fit.note() if fit is not None and not fit.fits and core.cfg.model_fit.action == "reason" else None
     with ParquetParts(out) as writer:
         for path in part_paths:
-            writer.append(pq.read_table(path))
+            writer.append(_with_fit_note(pq.read_table(path), note))
     write_parquet(rejected, rejected_path)
     say("summarising the book")
     scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
-                    "fallback_mode": forced, "seller": seller,
+                    "fallback_mode": forced, "seller": seller, "book_notes": notes,
+                    "model_fit": fit.to_dict() if fit is not None else None,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats)
+
+
+def fit_to_data(feats: pd.DataFrame, core: ScoringCore, forced: str | None, say: Progress
+                ) -> tuple[ModelFit | None, str | None]:
+    """Whether the book holds what the model relied on (``model_fit``), said on stderr when it
+    does not (not a progress line: ``--quiet`` keeps it), and the fallback mode that follows:
+    the scorecard decides every customer when so configured."""
+    fit = bundle_fit(core.model.bundle, feature_coverage(feats, core.registry.names), core.cfg.model_fit)
+    if fit is None or fit.fits:
+        return fit, forced
+    print(f"riskcast: {fit.note()}", file=sys.stderr, flush=True)
+    if core.cfg.model_fit.action == "scorecard" and not forced:
+        forced = "the data lacks what the model relied on"
+        say(f"{forced}: the scorecard decides every customer")
+    return fit, forced
+
+
+def _with_fit_note(table: "pa.Table", note: str | None) -> "pa.Table":
+    """A scored part with the ``model_fit`` column: the note on the rows the model decided."""
+    import pyarrow as pa
+
+    fallback = table.column("fallback").to_numpy(zero_copy_only=False).astype(bool)
+    values = pa.array([None if f or note is None else note for f in fallback], type=pa.string())
+    return table.append_column("model_fit", values)
 
 
 def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | None, say: Progress
@@ -350,14 +388,18 @@ def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | Non
 
 
 def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
-                say: Progress) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Feature rows, rejected rows and the number of customers read (bad records included)."""
+                say: Progress) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
+    """Feature rows, rejected rows, the number of customers read (bad records included) and
+    the notes on what was derived from the ledger or left out (``BookNotes``)."""
     read = tables if callable(tables) else (lambda: tables)
     say("reading and validating the raw tables")
     book = read()
     n_customers = len(book.customers) + (len(book.rejected_customers) if book.rejected_customers is not None else 0)
     say(f"building the features of the book as of {as_of.date()}: {len(book.invoices):,} invoices, "
         f"{len(book.financial_statements):,} statements, {n_customers:,} customers")
+    notes = book.notes
+    for line in notes.lines(label=False):
+        say(line)
     ledger = InvoiceLedger.from_invoices(book.invoices)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
@@ -367,7 +409,7 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
     del book, ledger
     release_memory()
     say(f"{len(feats):,} customers to score, {len(rejected):,} set aside with the reason")
-    return feats, rejected, n_customers
+    return feats, rejected, n_customers, notes.to_dict()
 
 
 def _empty_like(df: pd.DataFrame) -> pd.DataFrame:
@@ -486,7 +528,10 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
     el = (pd_.fillna(0) * lgd * ead)
     counts = scored["grade"].astype(str).value_counts()
     order = [g for g in grades if g in counts.index] + sorted(set(counts.index) - set(grades))
+    # the unknown industry is no industry: no concentration in it, its share said apart
     by_industry = ead.groupby(scored["industry"].astype(str)).sum().sort_values(ascending=False)
+    unknown_ead = float(by_industry.get(UNKNOWN_INDUSTRY, 0.0))
+    by_industry = by_industry.drop(UNKNOWN_INDUSTRY, errors="ignore")
     top = scored.assign(ead=ead, el=el).nlargest(10, "ead")
     out: dict[str, Any] = {
         "customers_in": int(customers_in), "scored": int(n), "rejected": int(len(rejected)),
@@ -509,6 +554,7 @@ def book_summary(scored: pd.DataFrame, rejected: pd.DataFrame, customers_in: int
         "largest_industry": ({"industry": str(by_industry.index[0]), "exposure": float(by_industry.iloc[0]),
                               "share": float(by_industry.iloc[0] / ead.sum()) if ead.sum() > 0 else 0.0}
                              if len(by_industry) else None),
+        "industry_unknown_share": unknown_ead / ead.sum() if ead.sum() > 0 else 0.0,
     }
     if previous is not None:
         keep = ["customer_id", "grade", *PREVIOUS_SCALE_COLUMNS]
@@ -546,6 +592,12 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
     s = summary
     say(f"customers in {s['customers_in']:,} = scored {s['scored']:,} + rejected {s['rejected']:,}"
         + (f"  ({', '.join(f'{k}: {v:,}' for k, v in s['rejected_by_reason'].items())})" if s["rejected"] else ""))
+    if s.get("book_notes"):
+        for line in BookNotes.from_dict(s["book_notes"]).lines(label=False):
+            say(line)
+    fit = s.get("model_fit")
+    if fit and not fit["fits"]:
+        say(f"WARNING: {fit['note']}")
     scale = s.get("scale")
     say(("grades" + (f" (scale {scale['version']})" if scale else "") + ": ")
         + "  ".join(f"{g}:{v['customers']:,}" for g, v in s["grade_distribution"].items()))
@@ -565,7 +617,10 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
         f"over limit {s['over_limit']:,}")
     if s.get("largest_industry"):
         li = s["largest_industry"]
-        say(f"largest industry: {li['industry']} with {li['share']:.1%} of the exposure")
+        say(f"largest industry: {li['industry']} with {li['share']:.1%} of the exposure"
+            + (f"; industry unknown for {s['industry_unknown_share']:.1%}" if s.get("industry_unknown_share") else ""))
+    elif s.get("industry_unknown_share"):
+        say(f"industry: unknown for {s['industry_unknown_share']:.1%} of the exposure (the data gives none)")
     say("top exposures: " + "  ".join(f"{t['customer_id']} {t['exposure']:,.0f} (grade {t['grade']})"
                                       for t in s["top_exposures"][:5]))
     mig = s.get("migration")

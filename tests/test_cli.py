@@ -127,6 +127,25 @@ def test_train_table_on_the_polish_arff(tmp_path, capsys):
     assert m["cv_auc"] > 0.85  # published LightGBM results are ~0.95 on this file
 
 
+def test_train_table_on_a_csv_with_a_text_column(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n = 1500
+    kind = rng.choice(["retail", "wholesale", "services", "construction"], size=n)
+    table = pd.DataFrame({"x": rng.normal(size=n), "sector": kind, "ref": [f"r{i}" for i in range(n)]})
+    logit = -2.0 + 0.5 * table["x"] + np.where(kind == "construction", 2.0, 0.0)
+    table["y"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    table.to_csv(tmp_path / "sectors.csv", index=False)
+    code = main(["--quiet", "train-table", "--table", str(tmp_path / "sectors.csv"), "--target", "y",
+                 "--id-col", "ref", "--folds", "3", "--workdir", str(tmp_path / "home")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "registered riskcast-table-sectors version 1" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("cross-validated AUC"))
+    assert float(line.split()[2]) > 0.7  # the sector carries the signal: without it ~0.6
+
+
 def test_serve_answers_over_http_on_loopback(demo_workdir):
     """`riskcast serve` starts a real server bound to 127.0.0.1 and answers POST /score."""
     import socket

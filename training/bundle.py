@@ -27,6 +27,7 @@ from riskcast.features.registry import FeatureRegistry
 
 from .attribution import LeafAttribution
 from .calibration import Calibrator, calibrator_from_dict
+from .categories import CategoryCodes
 from .masterscale import SCALE_FINGERPRINT_COLUMN, SCALE_VERSION_COLUMN, MasterScale, scale_fingerprint
 from .scorecard import CreditScorecard, logit_to_points, quiet_solvers
 
@@ -192,8 +193,12 @@ class ModelBundle:
                  scorecard: CreditScorecard | None, master_scale: MasterScaleConfig,
                  scorecard_config: ScorecardConfig, metadata: dict[str, Any] | None = None,
                  booster_error: str | None = None, source: Path | None = None,
-                 scorecard_error: str | None = None, damaged: dict[str, str] | None = None) -> None:
+                 scorecard_error: str | None = None, damaged: dict[str, str] | None = None,
+                 codes: CategoryCodes | None = None) -> None:
         self.registry = registry
+        #: the categories learned at fit, by categorical feature (none without one): how a row's
+        #: categories become the codes the model was trained on
+        self.codes = codes if codes is not None else CategoryCodes.fitted(registry, {})
         #: the folder it was loaded from: shipped as is (not re-saved) where it must score alike
         self.source = source
         #: where serving keeps this model's compiled trees; None (training, evaluation): the
@@ -216,8 +221,13 @@ class ModelBundle:
 
     # -- inputs ---------------------------------------------------------------------------
     def matrix(self, df: pd.DataFrame) -> np.ndarray:
-        """Registry columns in registry order as a float matrix (LightGBM ignores names)."""
-        return df[self.registry.names].to_numpy(dtype=np.float64, na_value=np.nan)
+        """Registry columns in registry order as a float matrix (LightGBM ignores names), each
+        category as its code at fit; an unseen one is missing (``CategoryCodes``)."""
+        return self.codes.transform(df)
+
+    def card_frame(self, X: np.ndarray) -> pd.DataFrame:
+        """Rows of ``matrix`` as the scorecard reads them: categories back as their text."""
+        return self.codes.frame(X)
 
     # -- LightGBM path ----------------------------------------------------------------------
     def model_logit(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
@@ -283,7 +293,8 @@ class ModelBundle:
         (path / "master_scale.json").write_text(self.master_scale_config.model_dump_json(indent=2))
         (path / "scorecard_config.json").write_text(self.scorecard_config.model_dump_json(indent=2))
         (path / "registry.json").write_text(json.dumps(self.registry.to_dict(), indent=2))
-        meta = {**self.metadata, "bundle_format": BUNDLE_FORMAT, "manifest": MANIFEST_FILE}
+        meta = {**self.metadata, "bundle_format": BUNDLE_FORMAT, "manifest": MANIFEST_FILE,
+                "categories": self.codes.to_dict()}
         (path / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
         write_manifest(path)
         return path
@@ -322,6 +333,11 @@ class ModelBundle:
             raise BundleDamagedError("metadata", f"bundle format {meta.get('bundle_format')!r}, "
                                                  f"expected {BUNDLE_FORMAT}")
         registry = part("registry", lambda b: FeatureRegistry.from_dict(json.loads(b)))
+        try:  # (a bundle saved before categorical features has none)
+            codes = CategoryCodes.fitted(registry, meta.get("categories") or {})
+        except (ValueError, TypeError, AttributeError):
+            raise BundleDamagedError("metadata", "its categories do not match the registry's categorical "
+                                                 "features") from None
         calibrator = part("calibrator", lambda b: calibrator_from_dict(json.loads(b)))
         master_scale = part("master_scale", lambda b: master_scale_from_json(json.loads(b)))
         scorecard_config = part("scorecard_config", ScorecardConfig.model_validate_json)
@@ -364,7 +380,7 @@ class ModelBundle:
             registry=registry, booster=booster, booster_error=_said("model", booster_error),
             calibrator=calibrator, scorecard=scorecard, master_scale=master_scale,
             scorecard_config=scorecard_config, metadata=meta, source=path,
-            scorecard_error=_said("scorecard", scorecard_error), damaged=damaged,
+            scorecard_error=_said("scorecard", scorecard_error), damaged=damaged, codes=codes,
         )
 
 

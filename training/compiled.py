@@ -5,12 +5,14 @@
 that finds each tree's leaf adds up the margin and every feature's contribution (the path
 attribution of ``LeafAttribution``). The decisions replicate LightGBM's numerical split rule
 (missing values as zero unless the split learned a side for them; a test compares the leaves
-with ``pred_leaf`` on rows with missing values, zeros and values on the thresholds).
+with ``pred_leaf`` on rows with missing values, zeros and values on the thresholds) and its
+categorical one (a category code in the split's set goes left; a missing, negative or
+unlisted one right).
 
 Compiling needs a C compiler (``cc``); the shared library is cached under the model's folder
 by the hash of its source, so a model compiles once. Where no compiler is found, or the model
-uses what this module does not translate (categorical splits, linear trees), ``compile_trees``
-raises ``NotCompilable`` and ``LeafAttribution`` keeps ``pred_leaf``, saying why.
+uses what this module does not translate (linear trees), ``compile_trees`` raises
+``NotCompilable`` and ``LeafAttribution`` keeps ``pred_leaf``, saying why.
 """
 
 from __future__ import annotations
@@ -38,14 +40,42 @@ class NotCompilable(ValueError):
     """The model holds a split this module does not translate."""
 
 
+def _categories(node: dict[str, Any]) -> list[int]:
+    """The category codes a categorical split sends left (the dump writes ``"1||4||5"``)."""
+    try:
+        cats = sorted({int(c) for c in str(node["threshold"]).split("||")})
+    except ValueError:
+        raise NotCompilable(f"categorical split on {node['threshold']!r}") from None
+    if not cats or cats[0] < 0:
+        raise NotCompilable(f"categorical split on {node['threshold']!r}")
+    return cats
+
+
+def _category_condition(node: dict[str, Any], x: str) -> str:
+    """The C test of a categorical split, as LightGBM decides it: the value truncated to a
+    whole number is looked up in the split's categories (a bitset); a missing or negative one
+    goes right, whatever the split's missing type. A value beyond int32 goes right (the cast
+    LightGBM makes gives a negative number there)."""
+    cats = _categories(node)
+    words = [0] * (cats[-1] // 32 + 1)
+    for c in cats:
+        words[c // 32] |= 1 << (c % 32)
+    bits = "(const uint32_t[]){" + ", ".join(f"{w}u" for w in words) + "}"
+    return f"CAT({x}, {bits}, {len(words)})"
+
+
 def _condition(node: dict[str, Any]) -> str:
     """The C test that sends a row left at ``node``, as LightGBM decides it: a value with
     ``|v| <= ZERO`` counts as 0; a missing value goes the learned way (missing type ``NaN``),
     counts as zero (``None``), or goes the learned way with the zeros (``Zero``). One
-    comparison wherever the threshold allows: ``!(v > t)`` holds for NaN, ``v <= t`` does not."""
-    if node.get("decision_type", "<=") != "<=":
-        raise NotCompilable(f"split of type {node.get('decision_type')!r}")
+    comparison wherever the threshold allows: ``!(v > t)`` holds for NaN, ``v <= t`` does not.
+    A categorical split (``==``): ``_category_condition``."""
     x = f"x[{int(node['split_feature'])}]"
+    kind = node.get("decision_type", "<=")
+    if kind == "==":
+        return _category_condition(node, x)
+    if kind != "<=":
+        raise NotCompilable(f"split of type {kind!r}")
     thr = float(node["threshold"])
     # the dump writes an infinite threshold (everything not missing goes left) as 1e300
     t = "INFINITY" if thr >= 1e300 else "-INFINITY" if thr <= -1e300 else repr(thr)
@@ -65,6 +95,15 @@ def _condition(node: dict[str, Any]) -> str:
     raise NotCompilable(f"missing type {missing!r}")
 
 
+#: a categorical split's test: 1 when ``v`` is one of the categories of the bitset ``bits``
+#: (``n`` words); a missing ``v`` fails ``v > -1`` and goes right
+_CAT = """static inline int CAT(double v, const uint32_t* bits, int32_t n) {
+  if (!(v > -1.0) || v >= 2147483648.0) return 0;
+  const int32_t c = (int32_t)v;
+  return c / 32 < n && ((bits[c / 32] >> (c % 32)) & 1u);
+}"""
+
+
 def _node(node: dict[str, Any], out: list[str], indent: str) -> None:
     if "leaf_index" in node:
         out.append(f"{indent}return {int(node['leaf_index'])};")
@@ -76,10 +115,17 @@ def _node(node: dict[str, Any], out: list[str], indent: str) -> None:
     out.append(f"{indent}}}")
 
 
+def _linear(node: dict[str, Any]) -> bool:
+    """Whether a tree's leaves are linear models (the dump gives their coefficients, not a flag)."""
+    if "leaf_index" in node:
+        return "leaf_coeff" in node
+    return _linear(node["left_child"]) or _linear(node["right_child"])
+
+
 def c_source(dump: dict[str, Any]) -> str:
     """C source for the trees of a ``Booster.dump_model()``: ``rc_explain`` fills each row's
     margin, contributions and (optionally) leaf per tree."""
-    if any(t.get("is_linear") for t in dump["tree_info"]) or dump.get("is_linear"):
+    if any(_linear(t["tree_structure"]) for t in dump["tree_info"]) or dump.get("is_linear"):
         raise NotCompilable("linear trees")
     out = [
         "#include <math.h>",
@@ -88,6 +134,7 @@ def c_source(dump: dict[str, Any]) -> str:
         "#define S(v) (((v) >= -ZERO && (v) <= ZERO) ? 0.0 : (v))",
         "#define S0(v) ((isnan(v) || ((v) >= -ZERO && (v) <= ZERO)) ? 0.0 : (v))",
         "#define Z(v) (isnan(v) || ((v) >= -ZERO && (v) <= ZERO))",
+        _CAT,
     ]
     trees = [t["tree_structure"] for t in dump["tree_info"]]
     for t, root in enumerate(trees):

@@ -14,6 +14,7 @@ from riskcast.features.registry import FeatureRegistry
 
 from .bundle import ModelBundle
 from .calibration import Calibrator, choose_calibrator
+from .categories import CategoryCodes
 from .masterscale import MasterScale, concentration, describe_concentration
 from .dataset import HINDSIGHT_PD, LABEL, TRUE_PD, Split
 from .evaluation import binary_metrics, calibration_metrics, grade_table
@@ -29,14 +30,19 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
     is reported (its concentration on the validation window), never split. With
     ``refit_with_validation`` the final trees are grown again, as many, on training +
     validation rows: the newest labelled months are the closest to the test and serving
-    period, and the calibration stays the out-of-sample one."""
+    period, and the calibration stays the out-of-sample one.
+
+    Categorical features take the categories of the training window (``CategoryCodes``,
+    kept in the bundle): a category first seen in the validation window or later is missing,
+    to the trees and to the scorecard alike."""
     say = progress or (lambda _m: None)
     names = registry.names
-    Xtr, ytr = split.train[names].to_numpy(float), split.train[LABEL].to_numpy()
-    Xva, yva = split.valid[names].to_numpy(float), split.valid[LABEL].to_numpy()
+    codes = CategoryCodes(registry).fit(split.train)
+    Xtr, ytr = codes.transform(split.train), split.train[LABEL].to_numpy()
+    Xva, yva = codes.transform(split.valid), split.valid[LABEL].to_numpy()
     say(f"LightGBM on {len(Xtr):,} rows x {len(names)} features (validation {len(Xva):,} rows)")
-    model = LightGBMPD(cfg.lightgbm, registry.monotone_constraints, seed=cfg.seed).fit(
-        Xtr, ytr, Xva, yva, feature_names=names)
+    model = LightGBMPD(cfg.lightgbm, registry.monotone_constraints, seed=cfg.seed,
+                       categorical_feature=registry.categorical_columns).fit(Xtr, ytr, Xva, yva, feature_names=names)
     say(f"LightGBM stopped at {model.best_iteration_} trees; calibrating on the validation window")
     margin_va = model.predict_margin(Xva)
     calibrator, losses = choose_calibrator(margin_va, yva, cfg.pd_floor, seed=cfg.seed)
@@ -46,7 +52,8 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
     if cfg.refit_with_validation:
         say(f"LightGBM again: {model.best_iteration_} trees on training + validation rows ({len(Xtr) + len(Xva):,})")
         fixed = cfg.lightgbm.model_copy(update={"n_estimators": model.best_iteration_})
-        refit = LightGBMPD(fixed, registry.monotone_constraints, seed=cfg.seed).fit(
+        refit = LightGBMPD(fixed, registry.monotone_constraints, seed=cfg.seed,
+                           categorical_feature=registry.categorical_columns).fit(
             np.vstack([Xtr, Xva]), np.concatenate([ytr, yva]), feature_names=names)
         moved = calibration_moved(calibrator, model, refit, Xtr, cfg.refit_max_shift)
         if moved is None:
@@ -59,7 +66,8 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
     say(f"master scale {scale.version} ({scale.fingerprint}) as configured, nothing split; validation window: "
         + describe_concentration(crowding))
     say("scorecard: WoE binning and logistic regression")
-    scorecard = CreditScorecard(registry.scorecard_trends, cfg.scorecard, random_state=cfg.seed).fit(split.train, ytr)
+    scorecard = CreditScorecard(registry.scorecard_trends, cfg.scorecard, random_state=cfg.seed,
+                                categorical=registry.categorical).fit(split.train, ytr)
     # what serving measures: the share missing of what a customer of its kind can have
     missing = coverage(Xtr, registry).share
     meta = {
@@ -78,7 +86,7 @@ def fit_bundle(split: Split, registry: FeatureRegistry, cfg: TrainingConfig,
         "calibration": calibrator.kind,
         "calibration_oof_logloss": losses,
     }
-    return ModelBundle(registry, booster, calibrator, scorecard, master_scale, cfg.scorecard, meta)
+    return ModelBundle(registry, booster, calibrator, scorecard, master_scale, cfg.scorecard, meta, codes=codes)
 
 
 def calibration_moved(calibrator: Calibrator, stopped: LightGBMPD, refit: LightGBMPD, X: np.ndarray,

@@ -22,13 +22,17 @@ class LightGBMPD:
 
     ``fit`` stops early on a validation window that lies between training and test in time.
     Column order is the registry's; ``predict_margin`` expects that order (LightGBM does not
-    match columns by name).
+    match columns by name). ``categorical_feature``: the columns holding category codes
+    (``CategoryCodes``), split on natively; a missing code (an unseen category) goes where
+    missing values go.
     """
 
-    def __init__(self, params: LightGBMConfig, monotone_constraints: Sequence[int] | None = None, seed: int = 42) -> None:
+    def __init__(self, params: LightGBMConfig, monotone_constraints: Sequence[int] | None = None, seed: int = 42,
+                 categorical_feature: Sequence[int] = ()) -> None:
         self.params = params
         self.monotone_constraints = monotone_constraints
         self.seed = seed
+        self.categorical_feature = categorical_feature
 
     def lgb_params(self, n_rows: int) -> dict:
         """LightGBM's own parameters for a training set of ``n_rows`` rows."""
@@ -58,7 +62,8 @@ class LightGBMPD:
     def fit(self, X: np.ndarray, y: np.ndarray, X_valid: np.ndarray | None = None, y_valid: np.ndarray | None = None,
             feature_names: Sequence[str] | None = None) -> "LightGBMPD":
         names = list(feature_names) if feature_names is not None else None
-        dtrain = lgb.Dataset(X, label=y, feature_name=names or "auto", free_raw_data=True)
+        cats = list(self.categorical_feature) or "auto"  # "auto" on a matrix: none
+        dtrain = lgb.Dataset(X, label=y, feature_name=names or "auto", categorical_feature=cats, free_raw_data=True)
         callbacks = []
         valid_sets = []
         if X_valid is not None and y_valid is not None:

@@ -13,6 +13,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from riskcast.config import RiskcastConfig
 from riskcast.data.io import RawTables
 from riskcast.errors import DataValidationError, InputError
+from riskcast.features.coverage import COVERAGE_KEY, feature_coverage
 from riskcast.features.registry import FeatureRegistry, default_registry
 
 from . import tracking
@@ -98,6 +99,13 @@ def _reference(bundle: ModelBundle, test: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([test.reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
 
 
+def record_coverage(bundle: ModelBundle, split: Split) -> None:
+    """The share of fitting rows on which each feature is known, kept with the bundle: what
+    ``serving.model_fit`` compares the data a rescore reads with."""
+    fitted = pd.concat([split.train, split.valid], ignore_index=True)
+    bundle.metadata[COVERAGE_KEY] = feature_coverage(fitted, bundle.registry.names)
+
+
 def book_split(data: pd.DataFrame, cfg: RiskcastConfig) -> Split:
     """The labelled snapshots of a book split out of time, with the configured embargo: no
     training or validation outcome known after the first test date."""
@@ -145,6 +153,7 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
         best, trials = search_settings(split, registry, cfg.training.lightgbm, tune, seed=cfg.training.seed, progress=say)
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"lightgbm": best})})
     bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
+    record_coverage(bundle, split)
     metrics = evaluate_bundle(bundle, split.test)
     y_test = split.test[LABEL].to_numpy()
     by_grade = calibration_by_grade(bundle, y_test, bundle.model_pd(bundle.matrix(split.test)))
@@ -153,7 +162,9 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
     params = {**_params(cfg, registry), **_fitted_params(bundle), "tune_trials": tune}
     say("logging the run and registering the bundle in MLflow")
     exp_id = tracking.ensure_experiment(experiment, workdir)
-    tags = {"data_source": "book", "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD, HINDSIGHT_PD], errors="ignore")),
+    notes = tables.notes
+    tags = {"data_source": "book", "label_source": notes.label_source, "label": notes.label,
+            "training_fingerprint": tracking.fingerprint(data.drop(columns=[TRUE_PD, HINDSIGHT_PD], errors="ignore")),
             **{k: v for k, v in split.windows().items()}}
     # what a validator checks first: no outcome the fit knew reaches into the test window
     overlap = outcome_overlap(split, cfg.training.horizon_months)
@@ -162,12 +173,14 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
                  "outcome_overlap": str(overlap["overlap"]).lower(),
                  "train_outcome_end": overlap["train_outcome_end"], "valid_outcome_end": overlap["valid_outcome_end"]})
     bundle.metadata.update({"metrics": metrics, "training_fingerprint": tags["training_fingerprint"],
+                            "label_source": notes.label_source, "label": notes.label,
                             "outcome_overlap": overlap})
 
     def card(gate: dict, run_id: str, version: str) -> str:
         return model_card(
             name=cfg.serving.model_name, version=version, run_id=run_id,
-            windows={**split.windows(), "outcomes known to the fit": f"training to {overlap['train_outcome_end']}, "
+            windows={"default label": notes.label, **{f"data note {i}": line for i, line in enumerate(notes.lines(label=False), 1)},
+                     **split.windows(), "outcomes known to the fit": f"training to {overlap['train_outcome_end']}, "
                      f"validation to {overlap['valid_outcome_end']}; first test date {overlap['first_test']}"},
             fingerprint=tags["training_fingerprint"],
             n_rows={"train": len(split.train), "validation": len(split.valid), "test": len(split.test)},
@@ -187,16 +200,31 @@ def train_on_book(tables: RawTables, cfg: RiskcastConfig, workdir: Path, *, expe
 
 # -- a user's own feature table -----------------------------------------------------------------
 
+def is_categorical_column(values: pd.Series) -> bool:
+    """Whether a table's column holds categories: text, pandas categories or booleans."""
+    t = pd.api.types
+    return (t.is_bool_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)
+            or t.is_object_dtype(values) or t.is_string_dtype(values))
+
+
 def table_registry(df: pd.DataFrame, target: str, exclude: list[str]) -> FeatureRegistry:
-    """Every numeric column but the target, id and time columns becomes a feature."""
+    """Every column but the target, id and time columns becomes a feature: a numeric one a
+    number, a text, category or boolean one a categorical feature (``Feature.dtype``
+    "category"). A column of dates, or of text with a different value in every row (an id),
+    is refused by name."""
     cols = [c for c in df.columns if c not in {target, *exclude}]
-    non_numeric = [c for c in cols if not pd.api.types.is_numeric_dtype(df[c])]
-    if non_numeric:
-        raise DataValidationError("table", non_numeric[0], "is not numeric (feature columns must be numbers; "
-                                  "pass it as --id-col or drop it)")
+    categorical = [c for c in cols if is_categorical_column(df[c])]
+    for c in cols:
+        if c in categorical:
+            if len(df) > 1 and df[c].nunique(dropna=False) == len(df):
+                raise DataValidationError("table", c, "has a different value in every row, so no category to learn "
+                                          "from (an id? pass it as --id-col or drop it)")
+        elif not pd.api.types.is_numeric_dtype(df[c]):
+            raise DataValidationError("table", c, f"is neither numbers nor text (dtype {df[c].dtype}; feature "
+                                      "columns must be one or the other: pass it as --id-col or --time-col, or drop it)")
     if not cols:
         raise DataValidationError("table", None, "has no feature columns besides the target")
-    return FeatureRegistry.for_table(cols)
+    return FeatureRegistry.for_table(cols, categorical=categorical)
 
 
 def prepare_table(df: pd.DataFrame, target: str, id_col: str | None, time_col: str | None) -> pd.DataFrame:
@@ -297,6 +325,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
     if time_col is not None:
         split = _time_split(data)
         bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
+        record_coverage(bundle, split)
         metrics = evaluate_bundle(bundle, split.test)
         protocol = "out-of-time (no embargo: the label's outcome window is the table's own)"
     else:
@@ -306,6 +335,7 @@ def train_on_table(df: pd.DataFrame, target: str, cfg: RiskcastConfig, workdir: 
         split = Split(train, valid, data)
         say("final fit on the whole table")
         bundle = fit_bundle(split, registry, cfg.training, cfg.master_scale, progress=say)
+        record_coverage(bundle, split)
         protocol = f"stratified {folds}-fold cross-validation"
     reference = _reference(bundle, split.test)
     exp_id = tracking.ensure_experiment(f"riskcast-table-{name}", workdir)

@@ -7,7 +7,7 @@ the invariant ``total points = offset - factor * logit(PD)`` that the tests chec
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from riskcast.config import ScorecardConfig
 from riskcast.env import quiet
+
+from .categories import category_text
+
+
+#: the WoE a missing value takes (optbinning's ``metric_missing``), and so an unseen category
+#: (its ``cat_unknown``): the policy of ``categories``, a category not seen at fit is missing
+MISSING_WOE = 0.0
 
 
 def quiet_solvers():
@@ -88,20 +95,37 @@ class WoELogisticRegression(ClassifierMixin, BaseEstimator):
 
 
 class CreditScorecard:
-    """WoE scorecard with monotonic bins per feature (``trends``: optbinning monotonic_trend)."""
+    """WoE scorecard with monotonic bins per feature (``trends``: optbinning monotonic_trend).
 
-    def __init__(self, trends: Mapping[str, str], config: ScorecardConfig | None = None, random_state: int = 0) -> None:
+    The ``categorical`` features are binned as categories (optbinning's ``dtype="categorical"``:
+    categories of like default rate share a bin); their values are read as text
+    (``categories.category_text``). A category not seen at fit takes the WoE of a missing
+    value, ``MISSING_WOE`` (optbinning's ``cat_unknown``), as the model treats it as missing.
+    """
+
+    #: (a scorecard pickled before categorical features reads this: none)
+    categorical: tuple[str, ...] = ()
+
+    def __init__(self, trends: Mapping[str, str], config: ScorecardConfig | None = None, random_state: int = 0,
+                 categorical: Sequence[str] = ()) -> None:
         self.trends = dict(trends)
         self.config = config or ScorecardConfig()
         self.random_state = random_state
+        self.categorical = tuple(categorical)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "CreditScorecard":
         with quiet_solvers():
             from optbinning import BinningProcess, Scorecard
 
             names = list(self.trends)
+            unknown = [n for n in self.categorical if n not in self.trends]
+            if unknown:
+                raise ValueError(f"categorical features {unknown} have no trend (every feature needs one)")
             params = {n: {"monotonic_trend": t, "max_n_bins": self.config.max_n_bins} for n, t in self.trends.items()}
-            bp = BinningProcess(names, binning_fit_params=params)
+            for n in self.categorical:
+                params[n]["cat_unknown"] = MISSING_WOE
+            bp = BinningProcess(names, categorical_variables=list(self.categorical) or None,
+                                binning_fit_params=params)
             sc = Scorecard(
                 binning_process=bp,
                 estimator=WoELogisticRegression(C=1.0, max_iter=1000),
@@ -111,7 +135,7 @@ class CreditScorecard:
                 rounding=False,
                 verbose=False,
             )
-            sc.fit(X[names], np.asarray(y))
+            sc.fit(self._known(self._text(X[names])), np.asarray(y))
         self.scorecard_ = sc
         self.feature_names_in_ = names
         self.offset_, self.factor_ = points_scale(self.config)
@@ -125,8 +149,28 @@ class CreditScorecard:
         self.table_ = table
         return self
 
+    def _known(self, X: pd.DataFrame) -> pd.DataFrame:
+        """A feature missing on every training row (its source absent from the data: a ledger
+        without statements) as one constant value: optbinning cannot bin nothing, and a single
+        bin holding every row has WoE 0, so the feature gives no points, whatever it holds later."""
+        empty = [n for n in X.columns if X[n].isna().all()]
+        if not empty:
+            return X
+        return X.assign(**{n: ("" if n in self.categorical else 0.0) for n in empty})
+
+    def _text(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` with the categorical features' values as text, as they are binned."""
+        if not self.categorical:
+            return X
+        out = X.copy()
+        for n in self.categorical:
+            out[n] = category_text(X[n])
+        return out
+
     def _woe(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.scorecard_.binning_process_.transform(X[self.feature_names_in_], metric="woe"), dtype=float)
+        X = self._text(X[self.feature_names_in_])
+        return np.asarray(self.scorecard_.binning_process_.transform(X, metric="woe", metric_missing=MISSING_WOE),
+                          dtype=float)
 
     def logit(self, X: pd.DataFrame) -> np.ndarray:
         return self._woe(X) @ self.coef_ + self.intercept_

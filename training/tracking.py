@@ -455,7 +455,7 @@ def log_and_register(bundle: ModelBundle, *, experiment_id: str, model_name: str
             if reference is not None:
                 reference.to_parquet(bundle_dir / REFERENCE_FILE, index=False)
                 write_manifest(bundle_dir)  # the manifest covers the bundle as logged
-            X = sample[bundle.registry.names].astype("float64").head(50)
+            X = bundle.codes.signature_frame(sample.head(50))
             signature = infer_signature(X, bundle.score_frame(X), params={"kind": "lightgbm"})
             info = mlflow.pyfunc.log_model(
                 name="model",

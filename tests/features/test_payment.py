@@ -24,14 +24,26 @@ def _random_invoices(n: int, customers: int, seed: int) -> pd.DataFrame:
     due = due.where((rng.random(n) > 0.05) | (issue > AS_OF), AS_OF)
     paid = paid.where(rng.random(n) > 0.05, AS_OF).where(~open_)
     paid = paid.where(paid.isna() | (paid >= issue), issue)
+    amount = rng.gamma(2.0, 500.0, n).round(2)
+    # a part payment on some paid invoices (the rest stays open), none on most
+    part = np.asarray(pd.notna(paid)) & (rng.random(n) < 0.15)
+    disputed = rng.random(n) < 0.15
+    raised = pd.Series(issue + pd.to_timedelta(rng.integers(0, 90, n), unit="D")).where(disputed & (rng.random(n) < 0.8))
     return pd.DataFrame({
         "invoice_id": [f"I{i}" for i in range(n)],
         "customer_id": [f"C{c:03d}" for c in rng.integers(0, customers, n)],
         "issue_date": issue, "due_date": due,
-        "amount": rng.gamma(2.0, 500.0, n).round(2),
-        "paid_date": paid, "paid_amount": np.nan,
-        "disputed": rng.random(n) < 0.1,
+        "amount": amount,
+        "paid_date": paid, "paid_amount": np.where(part, (amount * rng.uniform(0.1, 0.9, n)).round(2), np.nan),
+        "disputed": disputed, "dispute_date": raised,
     })
+
+
+def _dispute_known_on(inv: pd.DataFrame) -> pd.Series:
+    """The day each invoice's dispute is known: its date, or for a flag without one the
+    ledger's last date (the export), never the start."""
+    last = max(inv["issue_date"].max(), inv["paid_date"].max(), inv["dispute_date"].max())
+    return inv["dispute_date"].where(~inv["disputed"] | inv["dispute_date"].notna(), last)
 
 
 def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -39,6 +51,7 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     c24 = as_of - pd.DateOffset(months=24)
     c12, c3 = as_of - pd.DateOffset(months=12), as_of - pd.DateOffset(months=3)
     rows = {}
+    inv = inv.assign(known_dispute=_dispute_known_on(inv))
     for cust, g in inv.groupby("customer_id"):
         dbt3, dbt12, dbt24, w3, w12, disputed12, last_late, last_paid = [], [], [], [], [], [], None, None
         due60 = unpaid60 = 0
@@ -51,7 +64,11 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
             if r.issue_date > as_of:
                 continue
             seen = True
-            settled = not pd.isna(r.paid_date) and r.paid_date <= as_of
+            paid_by_then = not pd.isna(r.paid_date) and r.paid_date <= as_of
+            in_part = not pd.isna(r.paid_amount) and r.paid_amount < r.amount
+            settled = paid_by_then and not in_part  # a part payment leaves the rest open
+            owed = r.amount - (r.paid_amount if paid_by_then and in_part else 0.0)
+            disputed = not pd.isna(r.known_dispute) and r.known_dispute <= as_of
             days = max(((r.paid_date if settled else as_of) - r.due_date).days, 0)
             if r.issue_date > c12:
                 issued12 += 1
@@ -60,25 +77,26 @@ def _reference(inv: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                 if r.due_date > c24:
                     dbt24.append(days)
                 if r.due_date > c12:
-                    dbt12.append(days), w12.append(r.amount), disputed12.append(r.disputed)
+                    dbt12.append(days), w12.append(r.amount), disputed12.append(disputed)
                 if r.due_date > c3:
                     dbt3.append(days), w3.append(r.amount)
                 if days > 0:
                     last_late = r.due_date if last_late is None else max(last_late, r.due_date)
-            if settled:
+            if paid_by_then:  # a part payment is a payment too
                 last_paid = r.paid_date if last_paid is None else max(last_paid, r.paid_date)
+            if settled:
                 if r.paid_date > c12:
                     max_paid12 = max(max_paid12, days)
             if as_of - pd.Timedelta(days=60) < r.due_date <= as_of:
                 due60 += 1
                 unpaid60 += not settled
             if not settled:
-                open_amt += r.amount
+                open_amt += owed
                 if r.due_date < as_of:
-                    overdue_amt += r.amount
+                    overdue_amt += owed
                     max_overdue = max(max_overdue, days)
                     n_overdue += 1
-                    overdue.append((days, r.disputed, r.due_date))
+                    overdue.append((days, disputed, r.due_date))
         if not seen:
             continue
         undisputed = [d for d, disputed, _ in overdue if not disputed]

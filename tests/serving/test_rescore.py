@@ -52,16 +52,16 @@ def test_rows_in_equal_rows_scored_plus_rows_rejected(demo_workdir, workdir_copy
     assert not set(scored["customer_id"]) & set(rejected["customer_id"])
     assert summary["customers_in"] == len(customers) == summary["scored"] + summary["rejected"]
     why = dict(zip(rejected["customer_id"], rejected["reason"]))
-    assert "unknown industry ZZ" in why[customers.loc[3, "customer_id"]]
+    assert "ZZ is not a NACE section" in why[customers.loc[3, "customer_id"]]
     assert "first_trade_date" in why[customers.loc[7, "customer_id"]]
     assert any(r.startswith("in default since") for r in why.values())
     assert any(r.startswith("not trading yet") for r in why.values())
     # counted by kind, one kind per cause
     kinds = dict(zip(rejected["customer_id"], rejected["kind"]))
-    assert kinds[customers.loc[3, "customer_id"]] == "unknown industry"
+    assert kinds[customers.loc[3, "customer_id"]] == "bad industry code"
     assert kinds[customers.loc[7, "customer_id"]] == "bad first trade date"
     assert summary["rejected_by_reason"] == rejected["kind"].value_counts().to_dict()
-    assert set(summary["rejected_by_reason"]) <= {"unknown industry", "bad first trade date", "in default",
+    assert set(summary["rejected_by_reason"]) <= {"bad industry code", "bad first trade date", "in default",
                                                   "not trading yet", "no data at all"}
     printed = capsys.readouterr().out
     assert f"customers in {len(customers):,} = scored {len(scored):,} + rejected {len(rejected):,}" in printed

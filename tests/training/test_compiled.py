@@ -54,22 +54,29 @@ def test_compiled_trees_reach_lightgbms_leaves_margin_and_attribution(missing, t
              for n in _internal(t["tree_structure"])}
     assert {"nan": "NaN", "zero": "Zero", "none": "None"}[missing] in kinds
     probe = _probe_rows(X, booster)
-    reference = LeafAttribution(booster)  # no folder: never compiled
-    att = LeafAttribution(booster, cache_dir=tmp_path)
-    fast = att.compiled()
-    assert fast is not None, att.compiled_error
-    margin, contrib, leaves = fast.explain(probe, with_leaves=True)
-    np.testing.assert_array_equal(leaves, booster.predict(probe, pred_leaf=True))
-    np.testing.assert_array_equal(margin, booster.predict(probe, raw_score=True))
+    att, fast, margin, contrib = _compiled_agrees(booster, probe, tmp_path)
     np.testing.assert_array_equal(fast.margin(probe), margin)
-    ref_margin, ref_contrib = reference.explain(probe)
+    ref_margin, _ = LeafAttribution(booster).explain(probe)  # no folder: never compiled
     np.testing.assert_array_equal(ref_margin, margin)
-    np.testing.assert_allclose(contrib, ref_contrib, rtol=0, atol=1e-12)
     # what a batch gets: the compiled answer, from two threads as from one
     m2, c2 = att.explain(probe, num_threads=2)
     np.testing.assert_array_equal(m2, margin)
     np.testing.assert_array_equal(c2, contrib)
     assert list(tmp_path.glob("trees-*.so")), "the library is kept for the next process"
+
+
+def _compiled_agrees(booster, probe, cache_dir):
+    """The compiled trees of ``booster``, checked on ``probe``: LightGBM's leaves, its margin to
+    the last bit, and the path attribution of ``pred_leaf`` and the leaf tables."""
+    att = LeafAttribution(booster, cache_dir=cache_dir)
+    fast = att.compiled()
+    assert fast is not None, att.compiled_error
+    margin, contrib, leaves = fast.explain(probe, with_leaves=True)
+    np.testing.assert_array_equal(leaves, booster.predict(probe, pred_leaf=True))
+    np.testing.assert_array_equal(margin, booster.predict(probe, raw_score=True))
+    _, ref_contrib = LeafAttribution(booster).explain(probe)  # no folder: never compiled
+    np.testing.assert_allclose(contrib, ref_contrib, rtol=0, atol=1e-12)
+    return att, fast, margin, contrib
 
 
 def _internal(node):
@@ -88,19 +95,56 @@ def test_without_a_compiler_a_batch_still_scores_through_pred_leaf(tmp_path, mon
     np.testing.assert_allclose(margin, booster.predict(X, raw_score=True), rtol=0, atol=1e-12)
 
 
-def test_a_categorical_split_is_not_compiled_and_says_so(tmp_path):
-    rng = np.random.default_rng(6)
-    X = rng.normal(size=(3000, 4))
-    X[:, 3] = rng.integers(0, 7, size=3000)
-    y = (rng.random(3000) < np.where(np.isin(X[:, 3], [1, 4, 5]), 0.6, 0.05)).astype(int)
-    data = lgb.Dataset(X, y, categorical_feature=[3])
-    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7, "min_data_per_group": 5,
-                         "cat_smooth": 1}, data, 20)
-    assert any(n.get("decision_type") == "==" for t in booster.dump_model()["tree_info"]
-               for n in _internal(t["tree_structure"]))
+def _categorical_data(seed=6, n=6000):
+    """Two categorical columns of codes (one beyond a 32-bit word of categories), missing
+    ones, and category 0 among the risky ones (where a missing value treated as 0 would show)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    X[:, 2] = rng.integers(0, 5, size=n)
+    X[:, 3] = rng.integers(0, 70, size=n)
+    X[rng.random((n, 4)) < 0.1] = np.nan
+    risky = np.isin(X[:, 3], [0, 1, 4, 5, 33, 64, 65]) | np.isnan(X[:, 3])
+    p = np.where(risky, 0.5, 0.05) * np.where(X[:, 2] == 0, 1.5, 0.7) * np.where(np.nan_to_num(X[:, 0]) > 0, 1.3, 0.8)
+    return X, (rng.random(n) < p).astype(int)
+
+
+@pytest.mark.parametrize("missing", ["nan", "zero", "none"])
+def test_categorical_splits_compile_to_lightgbms_leaves_margin_and_attribution(missing, tmp_path):
+    X, y = _categorical_data()
+    params = {"objective": "binary", "verbose": -1, "num_leaves": 15, "min_data_per_group": 5, "cat_smooth": 1,
+              "max_cat_to_onehot": 1, "seed": 1}
+    if missing == "zero":
+        params["zero_as_missing"] = True
+    if missing == "none":
+        params["use_missing"] = False
+    booster = lgb.train(params, lgb.Dataset(X, y, categorical_feature=[2, 3]), 40)
+    splits = [n for t in booster.dump_model()["tree_info"] for n in _internal(t["tree_structure"])]
+    assert {n["split_feature"] for n in splits if n["decision_type"] == "=="} == {2, 3}
+    assert any(int(c) >= 32 for n in splits if n["decision_type"] == "==" for c in n["threshold"].split("||"))
+    # every code, fractions of one, negatives, beyond int32, infinities and missing, in both columns
+    values = [np.nan, -1.0, -0.99, -0.5, -0.0, 0.0, 1e-36, 0.5, 1.0, 1.9, 4.0, 31.0, 32.0, 33.0, 33.99, 63.0,
+              64.0, 65.0, 69.0, 70.0, 200.0, 2.0 ** 31 - 1, 2.0 ** 31, 1e10, -2.0 ** 31, np.inf, -np.inf]
+    probe = [X[:COMPILE_FROM_ROWS]]
+    for v in values:
+        for f in (2, 3):
+            r = X[:20].copy()
+            r[:, f] = v
+            probe.append(r)
+    probe = np.vstack(probe)
+    _, fast, margin, _ = _compiled_agrees(booster, probe, tmp_path)
+    for i in range(0, len(probe), 97):  # order entry's one-row path through the same trees
+        m1, _ = fast.explain_row(probe[i])
+        assert m1[0] == margin[i]
+
+
+def test_linear_trees_are_not_compiled_and_say_so(tmp_path):
+    X, y = _data(seed=6, n=3000)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 7, "linear_tree": True},
+                        lgb.Dataset(np.nan_to_num(X), y), 10)
     att = LeafAttribution(booster, cache_dir=tmp_path)
-    assert att.compiled() is None and "split of type '=='" in att.compiled_error
-    np.testing.assert_allclose(att.margin(X), booster.predict(X, raw_score=True), rtol=0, atol=1e-12)
+    assert att.compiled() is None and "linear trees" in att.compiled_error
+    np.testing.assert_allclose(att.margin(np.nan_to_num(X)), booster.predict(np.nan_to_num(X), raw_score=True),
+                               rtol=0, atol=1e-12)
 
 
 def test_a_call_that_may_not_compile_takes_the_trees_only_when_ready(tmp_path):
