@@ -375,14 +375,13 @@ def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "Col
     if from_ledger:
         out["defaults"] = validate_table(RAW_TABLES["defaults"],
                                          ledger.ledger_defaults(invoices, label.days_past_due, label.min_amount))
-    why = "no defaults table" if label.source == "auto" else 'label.source = "ledger"'
+    why = ("no defaults table" if label.source == "auto" else 'label.source = "ledger"') if from_ledger else ""
     out["invoices"] = invoices
     truth_path = find_table_file(directory, "truth") if with_truth else None
     out["truth"] = validate_table(ALL_TABLES["truth"], read_any(truth_path)) if truth_path else None
     notes = BookNotes(absent=tuple(absent), derived_customers=derived, unknown_customers=unknown, left_out=left_out,
                       undated=undated, label_source="ledger" if from_ledger else "defaults",
-                      label=ledger.label_words(from_ledger, label.days_past_due, label.min_amount,
-                                                                why if from_ledger else ""))
+                      label=ledger.label_words(from_ledger, label.days_past_due, label.min_amount, why))
     return RawTables(**out, notes=notes)
 
 

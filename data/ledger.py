@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import UNKNOWN_INDUSTRY
+from .schema import INVOICES, UNKNOWN_INDUSTRY, absent_column
 
 #: how many ids a note shows
 EXAMPLES = 5
+#: half a cent: what rounding leaves of a payment is no debt
+ROUNDING = 0.005
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,9 @@ def date_undated(invoices: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] |
     if end is None:
         return invoices, None
     out = invoices.copy(deep=False)
-    for column, empty in (("dispute_date", pd.NaT), ("paid_amount", np.nan), ("disputed", False)):
-        if column not in out.columns:  # a table built in code, not read: what an absent column says
-            out[column] = pd.Series(empty, index=out.index, dtype=None if column != "dispute_date" else "datetime64[ns]")
+    for column in ("dispute_date", "paid_amount", "disputed"):
+        if column not in out.columns:  # a table built in code, not read
+            out[column] = absent_column(INVOICES, column, out.index)
     undated_dispute = out["disputed"].to_numpy(bool) & out["dispute_date"].isna().to_numpy()
     paid_amount = out["paid_amount"].to_numpy(dtype=float, na_value=np.nan)
     undated_part = out["paid_date"].isna().to_numpy() & (np.nan_to_num(paid_amount) > 0)
@@ -150,13 +152,18 @@ def derived_customers(invoices: pd.DataFrame, ids: np.ndarray | None = None) -> 
     })
 
 
+def received(amount: np.ndarray, paid_amount: np.ndarray, paid: np.ndarray) -> np.ndarray:
+    """Per invoice, what the payments counted (``paid``: a mask) brought in: ``paid_amount``,
+    at most the amount, or the whole amount when it is empty (a paid date alone is payment in
+    full). The one rule of the open amount, the ledger's defaults and the payment features."""
+    return np.where(paid, np.where(np.isnan(paid_amount), amount, np.minimum(paid_amount, amount)), 0.0)
+
+
 def open_amount(invoices: pd.DataFrame) -> np.ndarray:
     """Per invoice, what is left unpaid at the ledger's last date."""
     amount = invoices["amount"].to_numpy(dtype=float)
     paid = invoices["paid_amount"].to_numpy(dtype=float, na_value=np.nan)
-    settled = invoices["paid_date"].notna().to_numpy()
-    got = np.where(settled, np.where(np.isnan(paid), amount, np.minimum(paid, amount)), 0.0)
-    return amount - got
+    return amount - received(amount, paid, invoices["paid_date"].notna().to_numpy())
 
 
 def unknown_customers(invoices: pd.DataFrame, known: pd.Series) -> tuple[np.ndarray, dict[str, Any] | None]:
@@ -201,12 +208,11 @@ def ledger_defaults(invoices: pd.DataFrame, days_past_due: int = 90, min_amount:
     paid = invoices["paid_amount"].to_numpy(dtype=float, na_value=np.nan)
     paid_on = invoices["paid_date"].to_numpy(dtype="datetime64[ns]")
     by_then = ~np.isnat(paid_on) & (paid_on < day)  # a payment on the day itself came too late
-    got = np.where(by_then, np.where(np.isnan(paid), amount, np.minimum(paid, amount)), 0.0)
-    # half a cent: what rounding leaves of a payment is no debt
-    raised = invoices["dispute_date"].to_numpy(dtype="datetime64[ns]") if "dispute_date" in invoices.columns \
-        else np.full(len(invoices), np.datetime64("NaT"), dtype="datetime64[ns]")
+    got = received(amount, paid, by_then)
+    raised = (invoices["dispute_date"] if "dispute_date" in invoices.columns
+              else absent_column(INVOICES, "dispute_date", invoices.index)).to_numpy(dtype="datetime64[ns]")
     disputed = ~np.isnat(raised) & (raised <= day)
-    late = (amount - got > max(float(min_amount), 0.005)) & (day <= np.datetime64(end, "ns")) & ~disputed
+    late = (amount - got > max(float(min_amount), ROUNDING)) & (day <= np.datetime64(end, "ns")) & ~disputed
     kind = "90dpd" if days_past_due == 90 else "delinquent"
     parts = [pd.DataFrame({"customer_id": invoices["customer_id"].to_numpy(dtype=object)[late],
                            "default_date": day[late], "kind": kind})]

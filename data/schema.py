@@ -265,6 +265,15 @@ def _coerce(table: str, col: Column, s: pd.Series, date_format: str | None = Non
     raise AssertionError(col.kind)  # pragma: no cover - Kind is closed
 
 
+def absent_column(contract: TableContract, name: str, index: pd.Index) -> pd.Series:
+    """What an optional column a table lacks holds, typed as a read one: for tables built in
+    code rather than read (``validate_table`` adds them to read ones)."""
+    col = next(c for c in contract.columns if c.name == name)
+    if not col.optional:
+        raise ValueError(f"{contract.name}.{name} is required: it has no value when absent")
+    return _absent(col, len(index), index)
+
+
 def _absent(col: Column, n: int, index: pd.Index) -> pd.Series:
     """An optional column the file lacks: its default on every row, typed as read ones are."""
     if col.kind == "date":

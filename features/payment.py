@@ -86,7 +86,7 @@ class InvoiceLedger:
     def from_invoices(cls, invoices: pd.DataFrame) -> "InvoiceLedger":
         """From a validated ``invoices`` table (customer ids as str, category or Arrow strings);
         facts without a date are dated as ``data.ledger.date_undated`` says."""
-        from riskcast.data.ledger import date_undated
+        from riskcast.data.ledger import ROUNDING, date_undated, received
 
         invoices, _ = date_undated(invoices)
         codes, uniques = _factorize(invoices["customer_id"])
@@ -94,7 +94,7 @@ class InvoiceLedger:
         # copies, not views: a view would keep the table's whole column block alive
         amount = np.array(invoices["amount"], dtype=np.float64, copy=True)
         paid_amount = invoices["paid_amount"].to_numpy(dtype=np.float64, na_value=np.nan)
-        short = (paid != _OPEN) & (paid_amount < amount - 0.005)  # NaN: paid in full
+        short = amount - received(amount, paid_amount, paid != _OPEN) > ROUNDING
         part = part_day = None
         if short.any():
             part = np.where(short, paid_amount, 0.0)

@@ -360,7 +360,7 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
         later = "" if days is None else (f", known a median {abs(days):.0f} days "
                                          + ("later" if days > 0 else "earlier") if days else ", on the same day")
         print(f"default label: the defaults table ({lab['table']:,} customers); the ledger alone would give "
-              f"{lab['ledger']:,} (an invoice more than {_config(args).label.days_past_due} days past due, or written "
+              f"{lab['ledger']:,} (an invoice more than {lab['days_past_due']} days past due, or written "
               f"off; {lab['both']:,} of them in the table too{later}): a ledger without a defaults table trains on it")
     if d.gate_override:
         print(f"GATE OVERRIDDEN: {d.gate_override}")

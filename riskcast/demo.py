@@ -27,7 +27,8 @@ class DemoOutcome:
     #: why the first model was made champion by hand (None: the gate promoted it, or a
     #: champion was there already)
     gate_override: str | None = None
-    #: the defaults table against the label the ledger alone would give (``compare_labels``)
+    #: the defaults table against the label the ledger alone would give (``compare_labels``, and
+    #: the label's ``days_past_due``)
     labels: dict[str, Any] | None = None
 
 
@@ -76,8 +77,9 @@ def run_demo(gen: GeneratorConfig, paths: WorkPaths, config_file: str | Path | N
     say("4/5 drift report: the champion's reference against the latest rescore")
     watched = monitor(paths.scored, paths.drift, cfg, paths, progress=say)
     say("5/5 done")
-    labels = compare_labels(tables.defaults, ledger_defaults(tables.invoices, cfg.label.days_past_due,
-                                                             cfg.label.min_amount))
+    labels = {**compare_labels(tables.defaults, ledger_defaults(tables.invoices, cfg.label.days_past_due,
+                                                                cfg.label.min_amount)),
+              "days_past_due": cfg.label.days_past_due}
     return DemoOutcome(paths.book, paths.config, trained, job, watched, example, override, labels)
 
 

@@ -36,10 +36,10 @@ from riskcast.training.masterscale import (SCALE_FINGERPRINT_COLUMN, SCALE_VERSI
 
 from .core import ScoringCore
 from .model_fit import ModelFit, bundle_fit
+from .policy import seller_ceilings
 
 if TYPE_CHECKING:
     import pyarrow as pa
-from .policy import seller_ceilings
 
 Progress = Callable[[str], None]
 REJECTED_COLUMNS = ["customer_id", "kind", "reason"]
@@ -189,6 +189,8 @@ class RescoreResult:
     summary_path: Path
     summary: dict[str, Any]
     features: pd.DataFrame = field(repr=False)
+    #: per feature of the registry, the share of the book's customers it is known for
+    coverage: dict[str, float] = field(default_factory=dict, repr=False)
 
 
 def _digest(obj: Any) -> str:
@@ -292,11 +294,13 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         n_customers, seller = int(saved_book["customers_in"]), saved_book["seller"]
         notes = saved_book.get("book_notes")
         say(f"resuming: the book's {len(feats):,} feature rows were already built")
-        fit, forced = fit_to_data(feats, core, forced, say)
+        coverage = feature_coverage(feats, core.registry.names)
+        fit, forced = fit_to_data(coverage, core, forced, say)
     else:
         try:
             feats, rejected, n_customers, notes = _build_book(tables, core, as_of, say)
-            fit, forced = fit_to_data(feats, core, forced, say)
+            coverage = feature_coverage(feats, core.registry.names)
+            fit, forced = fit_to_data(coverage, core, forced, say)
             feats, seller = with_seller_limits(feats, core, forced, say)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
@@ -331,15 +335,15 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
                     "chunks": len(part_paths), "chunks_resumed": done_before})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
-    return RescoreResult(out, rejected_path, summary_path, summary, feats)
+    return RescoreResult(out, rejected_path, summary_path, summary, feats, coverage)
 
 
-def fit_to_data(feats: pd.DataFrame, core: ScoringCore, forced: str | None, say: Progress
+def fit_to_data(coverage: dict[str, float], core: ScoringCore, forced: str | None, say: Progress
                 ) -> tuple[ModelFit | None, str | None]:
-    """Whether the book holds what the model relied on (``model_fit``), said on stderr when it
-    does not (not a progress line: ``--quiet`` keeps it), and the fallback mode that follows:
-    the scorecard decides every customer when so configured."""
-    fit = bundle_fit(core.model.bundle, feature_coverage(feats, core.registry.names), core.cfg.model_fit)
+    """Whether a book of feature ``coverage`` holds what the model relied on (``model_fit``),
+    said on stderr when it does not (not a progress line: ``--quiet`` keeps it), and the
+    fallback mode that follows: the scorecard decides every customer when so configured."""
+    fit = bundle_fit(core.model.bundle, coverage, core.cfg.model_fit)
     if fit is None or fit.fits:
         return fit, forced
     print(f"riskcast: {fit.note()}", file=sys.stderr, flush=True)
@@ -352,10 +356,12 @@ def fit_to_data(feats: pd.DataFrame, core: ScoringCore, forced: str | None, say:
 def _with_fit_note(table: "pa.Table", note: str | None) -> "pa.Table":
     """A scored part with the ``model_fit`` column: the note on the rows the model decided."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    fallback = table.column("fallback").to_numpy(zero_copy_only=False).astype(bool)
-    values = pa.array([None if f or note is None else note for f in fallback], type=pa.string())
-    return table.append_column("model_fit", values)
+    if note is None:
+        return table.append_column("model_fit", pa.nulls(len(table), pa.string()))
+    by_model = pc.invert(pc.fill_null(table.column("fallback"), False))
+    return table.append_column("model_fit", pc.if_else(by_model, pa.scalar(note), pa.scalar(None, pa.string())))
 
 
 def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | None, say: Progress

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping
 
 import pandas as pd
 
 from riskcast.config import WorkPaths
 from riskcast.data.io import RawTables, days_past_data
 from riskcast.errors import InputError, RiskcastError
-from riskcast.features.coverage import COVERAGE_KEY, feature_coverage
+from riskcast.features.coverage import COVERAGE_KEY
 from riskcast.features.store import store_as_of, write_store
 
 from .rescore import RescoreResult, read_previous, rescore_to_file
@@ -87,14 +87,14 @@ def _within_data(tables: RawTables | Callable[[], RawTables], as_of: pd.Timestam
     return read
 
 
-def book_meta(features: pd.DataFrame, names: Sequence[str] = ()) -> dict[str, str]:
+def book_meta(features: pd.DataFrame, coverage: Mapping[str, float] | None = None) -> dict[str, str]:
     """What the store keeps of the whole book: the sum of its limits (for the seller's cap) and
-    the coverage of the features ``names`` (for /readyz's ``model_fit``)."""
+    its feature coverage (``RescoreResult.coverage``, for /readyz's ``model_fit``)."""
     from .core import BOOK_LIMITS_TOTAL
 
     out = {}
-    if names and not features.empty:
-        out[COVERAGE_KEY] = json.dumps(feature_coverage(features, names))
+    if coverage and not features.empty:
+        out[COVERAGE_KEY] = json.dumps(dict(coverage))
     if BOOK_LIMITS_TOTAL in features.columns and not features.empty:
         out[BOOK_LIMITS_TOTAL] = repr(float(features[BOOK_LIMITS_TOTAL].iloc[0]))
     return out
@@ -140,6 +140,6 @@ def rescore_workdir(tables: RawTables | Callable[[], RawTables], workdir: Path, 
         replace, note = store_rule(paths.store, as_of, replace_store)
     if replace:
         say(f"writing the order-entry feature store {paths.store}")
-        write_store(result.features, paths.store, core.registry.version, meta=book_meta(result.features, core.registry.names))
+        write_store(result.features, paths.store, core.registry.version, meta=book_meta(result.features, result.coverage))
     say("done")
     return RescoreJob(result, core.model.name, core.model.version, replace, note, paths.store)
