@@ -593,10 +593,10 @@ def _writable_or_refused(_dialect: Any, _record: Any, cargs: Sequence[Any], cpar
     if not path or path == ":memory:" or path.startswith("file:"):
         return
     wal = Path(path + "-wal")
-    needed = [Path(path), *(p for p in (wal, Path(path + "-shm")) if p.exists())]
-    if not wal.exists():
-        needed.append(Path(path).parent)  # the write-ahead log is created beside the file
-    if not all(os.access(p, os.W_OK) for p in needed if p.exists()):
+    # the last connection to close deletes the write-ahead log and its index at any moment:
+    # a file is refused only when it cannot be written and is still there
+    refused = any(not os.access(p, os.W_OK) and p.exists() for p in (Path(path), wal, Path(path + "-shm")))
+    if refused or (not wal.exists() and not os.access(Path(path).parent, os.W_OK)):  # created beside the file
         raise AuditUnavailableError("audit log: the log cannot be written (read-only); retry")
 
 
