@@ -166,6 +166,23 @@ def open_amount(invoices: pd.DataFrame) -> np.ndarray:
     return amount - received(amount, paid, invoices["paid_date"].notna().to_numpy())
 
 
+def open_invoices(invoices: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The invoices open on ``as_of`` (issued by then, not paid in full by then), with what is
+    left of each and how many days it is past due (0: not yet due): what the desk shows of a
+    customer's receivables."""
+    as_of = pd.Timestamp(as_of)
+    issued = invoices[invoices["issue_date"] <= as_of]
+    amount = issued["amount"].to_numpy(dtype=float)
+    paid_amount = issued["paid_amount"].to_numpy(dtype=float, na_value=np.nan)
+    paid_by = (issued["paid_date"].notna() & (issued["paid_date"] <= as_of)).to_numpy()
+    left = amount - received(amount, paid_amount, paid_by)
+    keep = left > ROUNDING
+    out = issued.loc[keep, ["customer_id", "invoice_id", "issue_date", "due_date", "amount"]].copy()
+    out["open_amount"] = np.round(left[keep], 2)
+    out["days_past_due"] = np.maximum((as_of - out["due_date"]).dt.days.to_numpy(), 0)
+    return out.sort_values(["customer_id", "due_date", "invoice_id"], kind="stable").reset_index(drop=True)
+
+
 def unknown_customers(invoices: pd.DataFrame, known: pd.Series) -> tuple[np.ndarray, dict[str, Any] | None]:
     """The customers with invoices that ``known`` (a customers table's ids) lacks, and the note on
     them: how many, their invoices, amount, open amount and a few ids."""

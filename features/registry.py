@@ -320,6 +320,8 @@ POLICY_FACTS: tuple[PolicyFact, ...] = (
                math.nan, from_request=False),
     PolicyFact("book_limits_total", "Sum of all customers' limits in the last rescore", math.nan,
                valid_max=1e16, from_request=False),
+    PolicyFact("approved_limit", "The limit approved on the credit desk, while its review date stands", math.nan,
+               from_request=False),
 )
 
 #: what ``FeatureRegistry.fill_row`` reads for an entry its row lacks (NaN is not this)

@@ -463,6 +463,89 @@ def cmd_scale(args: argparse.Namespace, say: Progress) -> int:
     return 0
 
 
+def _desk(args: argparse.Namespace):
+    from riskcast.serving.runtime import open_desk
+
+    return open_desk(_config(args), _paths(args))
+
+
+def cmd_desk(args: argparse.Namespace, say: Progress) -> int:
+    """The credit desk from the shell of the machine it runs on: users and keys (the first
+    admin is made here), the queue, review cases for limits whose review fell due, the schema."""
+    desk = _desk(args)
+    by = f"cli:{_who_acts()}"
+    action = args.action
+    if action == "migrate":
+        from riskcast.serving.desk.store import migrate
+
+        print(f"the desk's schema is at revision {migrate(desk.engine)}")
+    elif action == "add-user":
+        if not args.user_id or not args.role:
+            raise InputError("add-user needs USER_ID and --role", field="user_id" if not args.user_id else "role")
+        key = desk.add_user(args.user_id, args.name or args.user_id, args.role, by=by)
+        print(f"user {args.user_id} ({args.role}) added; the key, shown only now:")
+        print(key)
+    elif action == "new-key":
+        print(desk.new_key(_needs(args.user_id, "user_id"), args.label or "key", by=by))
+    elif action == "revoke-key":
+        print(f"key {desk.revoke_key(_needs(args.user_id, 'key'), by=by)} revoked")
+    elif action in ("set-role", "deactivate"):
+        user = desk.set_role(_needs(args.user_id, "user_id"), args.role if action == "set-role" else None, by=by,
+                             active=False if action == "deactivate" else None)
+        print(f"user {user.user_id}: role {user.role}, {'active' if user.active else 'deactivated'}")
+    elif action == "users":
+        for u in desk.users():
+            keys = ", ".join(f"{k['key']}{' (revoked)' if k['revoked'] else ''}" for k in u["keys"]) or "no key"
+            print(f"{u['user_id']:<16} {u['role']:<17} {'active' if u['active'] else 'deactivated':<11} {u['name']}  "
+                  f"keys: {keys}")
+    elif action == "queue":
+        cases = desk.queue()
+        print(f"{len(cases)} open case(s), the most at stake (exposure x PD) first")
+        for c in cases:
+            pd_ = c.facts.get("pd_12m")
+            print(f"  case {c.case_id:>5}  {c.customer_id:<14} {c.kind:<9} {c.state:<16} exposure {c.exposure:>14,.2f}  "
+                  f"PD {'-' if pd_ is None else f'{pd_:.2%}':>7}  orders {len(c.orders)}  opened {c.opened_at[:10]}")
+    elif action == "reviews":
+        opened = desk.open_reviews()
+        print(f"{len(opened)} approved limit(s) past their review date: "
+              + (", ".join(f"{cid} (case {cid_case})" for cid, cid_case in opened.items()) or "none"))
+    return 0
+
+
+def _needs(value: str | None, name: str) -> str:
+    if not value:
+        raise InputError(f"{name}: this action needs it", field=name)
+    return value
+
+
+def cmd_report(args: argparse.Namespace, say: Progress) -> int:
+    """Reports on the desk's decisions: override rates and, where outcomes matured, their defaults."""
+    import json
+
+    import pandas as pd
+
+    from riskcast.data.io import json_ready
+    from riskcast.data.ledger import last_date
+    from riskcast.serving.desk.overrides import override_report, report_lines
+
+    cfg = _config(args)
+    defaults = last = None
+    if args.data:
+        tables = _read_book(args, cfg, with_truth=False)
+        defaults = tables.defaults
+        found = last_date(tables.invoices)
+        last = pd.Timestamp(found).date() if found is not None else None
+    report = override_report(_desk(args).cases(), defaults, horizon_months=cfg.training.horizon_months,
+                             data_last_date=last)
+    for line in report_lines(report):
+        print(line)
+    if args.json:
+        from riskcast.data.io import write_text
+
+        write_text(json.dumps(json_ready(report), indent=2), Path(args.json))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -589,6 +672,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--even-bands", action="store_true",
                     help="deal the A-E bands out evenly over the grades (moves PDs between bands, so it changes "
                          "decisions); by default the bands keep their PD ranges")
+    with_workdir(sp)
+
+    sp = add("desk", cmd_desk, "the credit desk: users and their keys (roles viewer, analyst, manager, "
+                               "credit_committee, admin), the referral queue, review cases, the database schema")
+    sp.add_argument("action", choices=["add-user", "new-key", "revoke-key", "set-role", "deactivate", "users", "queue",
+                                       "reviews", "migrate"])
+    sp.add_argument("user_id", nargs="?", metavar="USER_ID|KEY",
+                    help="the user (add-user, new-key, set-role, deactivate), or the key or its listed prefix "
+                         "(revoke-key)")
+    sp.add_argument("--role", choices=["viewer", "analyst", "manager", "credit_committee", "admin"],
+                    help="add-user, set-role: the user's role")
+    sp.add_argument("--name", help="add-user: the user's full name (default: the id)")
+    sp.add_argument("--label", help="new-key: what the key is for")
+    with_workdir(sp)
+
+    sp = add("report", cmd_report, "reports on the credit desk: override rates by analyst, band and reason code, and "
+                                   "the default rate of overridden against followed decisions where outcomes matured")
+    sp.add_argument("report", choices=["overrides"])
+    sp.add_argument("--data", help="folder with the raw tables: its defaults table measures the outcomes")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the raw tables")
+    sp.add_argument("--json", help="also write the report as JSON to this file")
     with_workdir(sp)
 
     sp = add("monitor", cmd_monitor, "drift and stability report (HTML + JSON), backtest on matured outcomes; exit "

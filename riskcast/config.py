@@ -354,6 +354,55 @@ class ModelFitConfig(_Section):
     action: Literal["reason", "scorecard"] = "reason"
 
 
+#: the desk's roles, least to most: a viewer reads; analysts, managers and the credit committee
+#: decide within their amount; an admin manages users and keys and decides nothing (the one
+#: who hands out authority does not use it)
+ROLES = ("viewer", "analyst", "manager", "credit_committee", "admin")
+BANDS = ("A", "B", "C", "D", "E")
+
+
+class DeskConfig(_Section):
+    """The credit desk: who may decide how much, how often an approved limit is reviewed, and
+    the reason codes a decision names. Amounts are of exposure: the customer's open
+    receivables with the order, or the limit set, whichever is larger."""
+
+    #: the most exposure one person of each role may approve; above the highest, two
+    #: different people holding one of the highest roles must approve
+    authority: dict[str, float] = Field(
+        default_factory=lambda: {"analyst": 50_000.0, "manager": 250_000.0, "credit_committee": 250_000.0})
+    #: months an approved limit stands before its review, by A-E band: the riskiest monthly,
+    #: C quarterly, A-B yearly
+    review_months: dict[str, int] = Field(default_factory=lambda: {"A": 12, "B": 12, "C": 3, "D": 1, "E": 1})
+    #: what a desk decision may give as its reason (code: text)
+    reason_codes: dict[str, str] = Field(default_factory=lambda: {
+        "FIN": "financial statements support it",
+        "PAY": "payment record supports it",
+        "SEC": "security obtained (guarantee, letter of credit, deposit)",
+        "REL": "strategic or long-standing relationship",
+        "INS": "receivable insured",
+        "RISK": "risk too high for the exposure",
+        "OVD": "overdue invoices not settled",
+        "DOC": "information missing or out of date",
+        "POL": "credit policy rule",
+    })
+    #: where cases, limits, users and the trail live: any SQLAlchemy URL; None: the audit
+    #: log's database. ``RISKCAST_DESK_URL`` overrides it
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> "DeskConfig":
+        bad = sorted(set(self.authority) - {"analyst", "manager", "credit_committee"})
+        if bad:
+            raise ValueError(f"authority: {bad} cannot decide (roles that decide: analyst, manager, credit_committee)")
+        if not self.authority or any(not (v > 0 and math.isfinite(v)) for v in self.authority.values()):
+            raise ValueError("authority: each amount must be a finite number > 0, and one role at least must decide")
+        if set(self.review_months) != set(BANDS) or any(not 1 <= m <= 36 for m in self.review_months.values()):
+            raise ValueError(f"review_months: give every band {', '.join(BANDS)} a number of months in [1, 36]")
+        if not self.reason_codes or any(not (k.strip() and v.strip()) for k, v in self.reason_codes.items()):
+            raise ValueError("reason_codes: at least one, each code and text non-empty")
+        return self
+
+
 class RiskcastConfig(_Section):
     generator: GeneratorConfig = GeneratorConfig()
     label: LabelConfig = LabelConfig()
@@ -365,6 +414,7 @@ class RiskcastConfig(_Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     rescore: RescoreConfig = RescoreConfig()
     model_fit: ModelFitConfig = ModelFitConfig()
+    desk: DeskConfig = DeskConfig()
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -427,6 +477,11 @@ class WorkPaths(BaseModel):
     @property
     def store(self) -> Path:
         return self.root / "features.sqlite"
+
+    @property
+    def open_invoices(self) -> Path:
+        """The invoices open on the store's date, beside it (the desk's customer page)."""
+        return self.root / "open_invoices.parquet"
 
     @property
     def scored(self) -> Path:

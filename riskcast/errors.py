@@ -81,3 +81,36 @@ class StoreUnavailableError(RiskcastError):
 
     http_status = 503
     exit_code = 1
+
+
+class AuthError(InputError):
+    """No key, or a key that is not (or no longer) a desk user's."""
+
+    http_status = 401
+
+
+class AuthorityError(InputError):
+    """A desk action beyond the user's role or amount authority, or a second approval by the
+    person who gave the first."""
+
+    http_status = 403
+
+
+class NotFoundError(InputError):
+    """A case, user or customer the desk does not hold."""
+
+    http_status = 404
+
+
+class StaleCaseError(InputError):
+    """The case changed since the user read it (another decision, an order that joined): the
+    action is not taken and the user reads the case again."""
+
+    http_status = 409
+
+
+class DeskUnavailableError(RiskcastError):
+    """The credit desk's database cannot be read: an order is not decided without the limit
+    the desk may have approved for its customer (the caller may retry)."""
+
+    http_status = 503

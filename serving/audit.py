@@ -476,6 +476,16 @@ class AuditLog:
             rows = [dict(m) for m in conn.execute(q).mappings()]
         return sorted(rows, key=lambda r: r["id"])
 
+    def of_customer(self, customer_id: str, last: int = 50) -> list[dict[str, Any]]:
+        """A customer's last ``last`` decisions, newest first (the desk's history; the desk's
+        migrations index ``customer_id`` where the log shares the desk's database)."""
+        t = self.table
+        q = sa.select(t.c.id, t.c.request_id, t.c.decided_at, t.c.order_amount, t.c.decision, t.c.decision_reason,
+                      t.c.credit_limit, t.c.pd_12m, t.c.grade, t.c.band, t.c.reasons, t.c.model_version,
+                      t.c.fallback).where(t.c.customer_id == customer_id).order_by(t.c.id.desc()).limit(last)
+        with self.engine.connect() as conn:
+            return [dict(m) for m in conn.execute(q).mappings()]
+
     def configuration(self, fingerprint: str) -> str | None:
         """The configuration (JSON) recorded under ``fingerprint``; None when there is none."""
         with self.engine.connect() as conn:

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,10 +30,14 @@ from riskcast.features.store import FeatureStore
 from riskcast.training.tracking import LoadedModel
 
 from .audit import AuditLog, Evidence
+from .desk.orders import open_cases, referral, review_referral, standing_limit
 from .model_fit import bundle_fit
 from .policy import PolicyInputs, apply_policy
 from .reasons import reason_columns, top_reasons
 from .switch import FallbackSwitch
+
+if TYPE_CHECKING:
+    from .desk.store import DeskStore
 
 #: what a customer without history or statements is assumed to have: each fact's declared
 #: default, the fill training gives it too (``FeatureRegistry.fill_row`` lays it over a NaN)
@@ -143,7 +147,8 @@ class ScoringCore:
 
     def __init__(self, cfg: RiskcastConfig, model: LoadedModel | None, store: FeatureStore | None,
                  model_error: str | None = None, registry: FeatureRegistry | None = None,
-                 switch: FallbackSwitch | None = None, audit: AuditLog | None = None) -> None:
+                 switch: FallbackSwitch | None = None, audit: AuditLog | None = None,
+                 desk: "DeskStore | None" = None) -> None:
         self.cfg = cfg
         self.model = model
         self.store = store
@@ -151,6 +156,8 @@ class ScoringCore:
         self.switch = switch
         #: where order-entry decisions are recorded before they are returned
         self.audit = audit
+        #: the credit desk: approved limits read per order, referrals opened as cases
+        self.desk = desk
         self.model_error = model_error
         self.registry = model.bundle.registry if model is not None else (registry or default_registry())
         #: what a request may supply: model features and policy facts, with their valid ranges
@@ -202,7 +209,8 @@ class ScoringCore:
     def with_model(self, model: LoadedModel | None, model_error: str | None = None) -> "ScoringCore":
         """A core for another model sharing this one's store, switch and audit log: a reload
         swaps the whole core, so a request in flight finishes on the model it started with."""
-        return ScoringCore(self.cfg, model, self.store, model_error, switch=self.switch, audit=self.audit)
+        return ScoringCore(self.cfg, model, self.store, model_error, switch=self.switch, audit=self.audit,
+                           desk=self.desk)
 
     @property
     def max_missing_share(self) -> float:
@@ -321,6 +329,9 @@ class ScoringCore:
         base["customer_id"] = order.customer_id
         base["in_book"] = row is not None
         base["overridden"] = replaced
+        # the desk's limit, never a stale copy in the store's row
+        base["approved_limit"], base["review_due"] = (standing_limit(self.desk, order.customer_id)
+                                                      if self.desk is not None else (math.nan, None))
         return base
 
     def order_rows(self, bases: Sequence[Mapping[str, Any]]) -> _Rows:
@@ -448,7 +459,7 @@ class ScoringCore:
             relationship_months=_zero_nan(rows.X[:, self._relationship]) if self._relationship is not None
             else np.zeros(n),
             limit_ceiling=facts["limit_ceiling"], booked_limit=facts["booked_limit"],
-            book_limits_total=facts["book_limits_total"],
+            book_limits_total=facts["book_limits_total"], approved_limit=facts["approved_limit"],
             order_amount=np.asarray(order_amount, dtype=float),
             requested_terms_days=np.asarray(requested_terms, dtype=float),
             refer_reason=refer), self.cfg.policy, self.cfg.seller, explain=explain, texts=texts)
@@ -486,6 +497,8 @@ class ScoringCore:
             "score": np.where(failed, np.nan, np.round(c["points"], 1)),
             "grade": c["grade"], "band": np.where(failed, None, c["band"]), "decision": decision,
             "credit_limit": np.asarray(policy.credit_limit, dtype=float),
+            "limit_source": policy.limit_source,
+            "recommended_limit": np.asarray(policy.recommended_limit, dtype=float),
             "recommended_terms_days": np.asarray(policy.terms_days).astype(int),
             "fallback": s.kind != "lightgbm", "fallback_reason": s.fallback_reason,
             "exposure": np.round(np.asarray(policy.exposure, dtype=float), 2),
@@ -531,6 +544,8 @@ class ScoringCore:
                 "conditions": [] if failed else policy.conditions[i],
                 "early_payment_discount": None if failed else policy.discount[i],
                 "credit_limit": float(policy.credit_limit[i]),
+                "limit_source": str(policy.limit_source[i]),
+                "recommended_limit": float(policy.recommended_limit[i]),
                 "exposure_after_order": round(float(policy.exposure[i]), 2),
                 "recommended_terms_days": int(policy.terms_days[i]),
                 "reasons": [] if failed else reasons[i],
@@ -539,11 +554,13 @@ class ScoringCore:
                 "fallback_reason": s.fallback_reason[i],
                 "store_as_of": store_as_of[i] if store_as_of is not None else None,
                 "request_id": request_ids[i] if request_ids is not None else uuid.uuid4().hex,
+                "case_id": None,
             })
         return out, s
 
     def score_orders(self, orders: Sequence[Order], forced_fallback: str | None = None, *,
-                     each: bool = False, deadline: float | None = None, wait: bool = True) -> list[dict[str, Any]]:
+                     each: bool = False, deadline: float | None = None, wait: bool = True,
+                     referrals: list | None = None) -> list[dict[str, Any]]:
         """Decide sales orders (order entry): the same path as ``decide``, without a DataFrame,
         under the model's time budget and the fallback switch; on record before returned.
 
@@ -557,7 +574,12 @@ class ScoringCore:
         past it nothing is decided or recorded (``AuditUnavailableError``), and the wait for
         the record ends at it or at ``serving.audit_budget_ms``, whichever comes first.
         Without ``wait`` (the event loop) the record does not wait for another writer's lock:
-        ``AuditBusy`` (nothing recorded) says to decide again where waiting blocks no one."""
+        ``AuditBusy`` (nothing recorded) says to decide again where waiting blocks no one.
+
+        Once on record, each referral opens or joins its customer's case on the desk (and an
+        approved limit whose review fell due opens a review case), its id in ``case_id``; with
+        ``referrals`` (a list) they are appended to it instead, for ``open_cases`` to open
+        where waiting for the desk's database blocks no one."""
         if not orders:
             return []
         if deadline is not None and self.audit is not None and time.monotonic() >= deadline:
@@ -572,7 +594,7 @@ class ScoringCore:
                     raise
                 failed[i] = _error_entry(o, exc)
         todo = [o for i, o in enumerate(orders) if i not in failed] if failed else list(orders)
-        decided = self._orders(todo, bases, forced_fallback, each, deadline, wait) if todo else []
+        decided = self._orders(todo, bases, forced_fallback, each, deadline, wait, referrals) if todo else []
         if not failed:
             return decided
         out, rest = [], iter(decided)
@@ -581,7 +603,8 @@ class ScoringCore:
         return out
 
     def _orders(self, orders: list[Order], bases: list[dict[str, Any]], forced_fallback: str | None,
-                each: bool, deadline: float | None = None, wait: bool = True) -> list[dict[str, Any]]:
+                each: bool, deadline: float | None = None, wait: bool = True,
+                referrals: list | None = None) -> list[dict[str, Any]]:
         rows = self.order_rows(bases)
         amounts = np.array([o.order_amount for o in orders], dtype=float)
         terms = np.array([np.nan if o.requested_terms_days is None else o.requested_terms_days for o in orders], dtype=float)
@@ -591,6 +614,7 @@ class ScoringCore:
             forced_fallback = self.switch.active_reason()
         decisions, s = self._decisions(rows, amounts, terms, ids, forced_fallback, budget_s=budget)
         if self.audit is None:
+            self._to_desk(orders, bases, decisions, referrals)
             return decisions
         spent = time.monotonic() + self.cfg.serving.audit_budget_ms / 1000.0
         try:
@@ -609,7 +633,31 @@ class ScoringCore:
                     raise got
                 got = _error_entry(orders[k], got)
             decisions[k] = got  # a retry: the answer on record, as it was sent
+        self._to_desk(orders, bases, decisions, referrals)
         return decisions
+
+    def _to_desk(self, orders: Sequence[Order], bases: Sequence[Mapping[str, Any]], decisions: list[dict[str, Any]],
+                 referrals: list | None) -> None:
+        """The cases these decisions open: one per referral, one per limit whose review fell due."""
+        if self.desk is None:
+            return
+        pending = []
+        for i, (o, b, d) in enumerate(zip(orders, bases, decisions)):
+            if "error" in d:
+                continue
+            if d["decision"] == "refer":
+                pending.append((i, referral(d, o.order_amount, o.requested_terms_days, d["request_id"])))
+            elif b.get("review_due") is not None:
+                pending.append((i, review_referral(b["review_due"], d)))
+        if referrals is not None:
+            referrals.extend(pending)
+        else:
+            self.open_cases(pending, decisions)
+
+    def open_cases(self, pending: Sequence[tuple[int, Any]], decisions: list[dict[str, Any]]) -> None:
+        """Open the cases ``score_orders`` left in ``referrals``, their ids into ``decisions``."""
+        if self.desk is not None:
+            open_cases(self.desk, pending, decisions)
 
     def _evidence(self, rows: _Rows, bases: list[dict[str, Any]], s: _Scored,
                   forced_fallback: str | None) -> Evidence:
@@ -652,6 +700,17 @@ class ScoringCore:
             np.array([np.nan if terms is None else terms], dtype=float), [record["request_id"]],
             env.get("forced_fallback") or env.get("over_budget"), budget_s=math.inf)
         return decisions[0]
+
+    def customer_view(self, customer_id: str) -> dict[str, Any]:
+        """The customer as the system sees it now, without an order: PD, grade, band, the limit
+        that decides (the desk's approved one, or the recommendation) and why; nothing recorded."""
+        base = self.lookup(Order(customer_id, 1.0))  # a nominal order: lookup's checks, no amount decided
+        out = self._decide(self.order_rows([base]), np.zeros(1), np.full(1, np.nan), ["view"], None, budget_s=None)[0]
+        out["review_due"] = base.get("review_due")
+        out["open_receivables"] = float(base.get("open_receivables") or 0.0)
+        out["max_days_overdue_open"] = float(base.get("max_days_overdue_open") or 0.0)
+        out["in_book"] = bool(base.get("in_book"))
+        return out
 
     def score_order(self, order: Order, forced_fallback: str | None = None) -> dict[str, Any]:
         return self.score_orders([order], forced_fallback)[0]

@@ -47,7 +47,7 @@ TOO_LARGE = "too_large"
 #: the path an unknown path is answered under, so that metrics label all of them alike
 UNKNOWN_PATH = "/(unknown)"
 _SCORING = ("/score", "/score_batch")
-_GUARDED = (*_SCORING, "/admin/")
+_GUARDED = (*_SCORING, "/admin/", "/cases")
 _ERROR = {"$ref": "#/components/schemas/InvalidArgument"}
 _RELOAD = "/admin/reload"
 _KEY_REFUSED = "X-API-Key missing or wrong (when the service has a key)"

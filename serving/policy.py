@@ -61,6 +61,9 @@ class PolicyInputs:
     order_amount: np.ndarray
     requested_terms_days: np.ndarray  # NaN when not requested
     refer_reason: np.ndarray          # object: why a person must look (fallback, ...), or None
+    #: the limit approved on the credit desk while its review date stands (NaN: none): it is
+    #: the customer's limit in place of the recommendation, and the rules decide against it
+    approved_limit: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,13 @@ class PolicyOutputs:
     exposure: np.ndarray
     explanation: list[str]
     discount: list[str | None]        # the early-payment discount offered, e.g. "2/10 net 60"
+    recommended_limit: np.ndarray     # the policy's own limit, whichever decided
+    approved: np.ndarray              # bool: the desk's approved limit decided
+
+    @property
+    def limit_source(self) -> np.ndarray:
+        """Per customer, which limit decided: ``approved`` (the desk's) or ``recommended``."""
+        return np.where(self.approved, "approved", "recommended").astype(object)
 
 
 # ----------------------------------------------------------------------------- columns
@@ -121,11 +131,14 @@ def _rules(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig, limit: np.n
 
 def _past_seller_cap(x: PolicyInputs, seller: SellerConfig, limit: np.ndarray) -> np.ndarray:
     """Orders whose limit, in place of the customer's booked one, takes the book's total past
-    the seller's cap (only a limit above the booked one adds to the total)."""
+    the seller's cap (only a limit above the booked one adds to the total). A limit approved on
+    the desk was decided by someone with the authority for it: it is not referred again (the
+    next rescore counts it in the book's total)."""
     if not isfinite(seller.total_cap):
         return np.zeros(len(limit), dtype=bool)
     booked = _booked(x)
-    return ~np.isnan(x.book_limits_total) & (limit > booked) & (_seller_totals(x, limit) > seller.total_cap)
+    return (~np.isnan(x.book_limits_total) & (limit > booked) & (_seller_totals(x, limit) > seller.total_cap)
+            & ~_approved(x))
 
 
 def apply_policy(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig | None = None,
@@ -138,30 +151,42 @@ def apply_policy(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig | None
     seller = seller or SellerConfig()
     if explain:
         return _orders(x, cfg, seller)
-    limit = credit_limit(x, cfg, seller)
+    recommended = credit_limit(x, cfg, seller)
+    approved = _approved(x)
+    limit = np.where(approved, x.approved_limit, recommended) if approved.any() else recommended
     terms = _terms(x, cfg)
     exposure = x.open_receivables + x.order_amount
     rules = _rules(x, cfg, seller, limit, exposure)
     decision = np.array([RULES[r] for r in rules], dtype=object)
     no_terms = (terms <= 0) & np.isin(decision, [APPROVE, CONDITIONS])
     decision[no_terms] = CONDITIONS
-    why, conditions, discount = _book_texts(x, cfg, seller, rules, limit, terms, exposure) if texts else ([], [], [])
-    return PolicyOutputs(limit, terms.astype(int), decision, rules, conditions, exposure, why, discount)
+    why, conditions, discount = (_book_texts(x, cfg, seller, rules, limit, terms, exposure, approved) if texts
+                                 else ([], [], []))
+    return PolicyOutputs(limit, terms.astype(int), decision, rules, conditions, exposure, why, discount, recommended,
+                         approved)
+
+
+def _approved(x: PolicyInputs) -> np.ndarray:
+    """Whether each customer has a desk-approved limit standing."""
+    if x.approved_limit is None:
+        return np.zeros(len(x.band), dtype=bool)
+    return ~np.isnan(x.approved_limit)
 
 
 def _book_texts(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig, rules: np.ndarray, limit: np.ndarray,
-                terms: np.ndarray, exposure: np.ndarray) -> tuple[list[str], list[list[str]], list[str | None]]:
+                terms: np.ndarray, exposure: np.ndarray, approved: np.ndarray
+                ) -> tuple[list[str], list[list[str]], list[str | None]]:
     """``_texts`` for every customer of a book; a rule's sentence is made once for each
     distinct set of the values it shows (a book of a million repeats most of them)."""
     seen: dict[tuple, tuple[str, list[str], str | None]] = {}
     why, conditions, discount = [], [], []
     cols = zip(rules, x.band, x.max_days_overdue_open.tolist(), x.refer_reason, limit.tolist(), exposure.tolist(),
-               x.order_amount.tolist(), terms.tolist(), _seller_totals(x, limit).tolist())
-    for rule, band, overdue, refer, lim, exp_, order, term, total in cols:
-        key = _shown(rule, band, overdue, refer, lim, exp_, order, term, total)
+               x.order_amount.tolist(), terms.tolist(), _seller_totals(x, limit).tolist(), approved.tolist())
+    for rule, band, overdue, refer, lim, exp_, order, term, total, desk in cols:
+        key = (_shown(rule, band, overdue, refer, lim, exp_, order, term, total), desk)
         out = seen.get(key)
         if out is None:
-            out = seen[key] = _texts(rule, band, overdue, refer, lim, exp_, order, term, total, cfg, seller)
+            out = seen[key] = _texts(rule, band, overdue, refer, lim, exp_, order, term, total, cfg, seller, desk)
         why.append(out[0])
         conditions.append(out[1])
         discount.append(out[2])
@@ -193,7 +218,9 @@ def _shown(rule: str, band: str, overdue: float, refer: object, limit: float, ex
 
 def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyOutputs:
     n = len(x.band)
-    limits, terms_days, exposures = np.empty(n), np.empty(n, dtype=int), np.empty(n)
+    limits, terms_days, exposures, recommended = np.empty(n), np.empty(n, dtype=int), np.empty(n), np.empty(n)
+    approved_limits = x.approved_limit.tolist() if x.approved_limit is not None else [float("nan")] * n
+    approved = np.zeros(n, dtype=bool)
     decision, rules = np.empty(n, dtype=object), np.empty(n, dtype=object)
     conditions: list[list[str]] = []
     why: list[str] = []
@@ -205,8 +232,10 @@ def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyO
                x.requested_terms_days.tolist(), x.refer_reason)
     for i, (band, revenue, ocf, age, amount_12m, open_, overdue, late24, months, ceiling, booked, book_total,
             order, requested, refer) in enumerate(rows):
-        limit = _limit_of(band, revenue, ocf, age, amount_12m, open_, overdue, late24, months, ceiling, order,
-                          cfg, seller)
+        own = _limit_of(band, revenue, ocf, age, amount_12m, open_, overdue, late24, months, ceiling, order,
+                        cfg, seller)
+        desk = not isnan(approved_limits[i])
+        limit = approved_limits[i] if desk else own
         max_terms = float(cfg.terms_days[band])
         terms = max_terms if isnan(requested) else _min(requested, max_terms)
         exposure = open_ + order
@@ -218,7 +247,8 @@ def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyO
             rule = "declined_overdue"
         elif refer:
             rule = "referred_fallback"
-        elif isfinite(seller.total_cap) and not isnan(book_total) and limit > booked and total > seller.total_cap:
+        elif not desk and isfinite(seller.total_cap) and not isnan(book_total) and limit > booked \
+                and total > seller.total_cap:
             rule = "referred_seller_cap"
         elif limit <= 0:
             rule = "no_open_credit"
@@ -233,12 +263,14 @@ def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyO
         d = RULES[rule]
         if terms <= 0 and d in (APPROVE, CONDITIONS):
             d = CONDITIONS
-        w, cond, offer = _texts(rule, band, overdue, refer, limit, exposure, order, terms, total, cfg, seller)
+        w, cond, offer = _texts(rule, band, overdue, refer, limit, exposure, order, terms, total, cfg, seller, desk)
         limits[i], terms_days[i], exposures[i], decision[i], rules[i] = limit, int(terms), exposure, d, rule
+        recommended[i], approved[i] = own, desk
         conditions.append(cond)
         why.append(w)
         discount.append(offer)
-    return PolicyOutputs(limits, terms_days, decision, rules, conditions, exposures, why, discount)
+    return PolicyOutputs(limits, terms_days, decision, rules, conditions, exposures, why, discount, recommended,
+                         approved)
 
 
 def _min(a: float, b: float) -> float:
@@ -276,10 +308,12 @@ def _limit_of(band: str, revenue: float, ocf: float, age: float, amount_12m: flo
 
 
 def _texts(rule: str, band: str, overdue: float, refer: object, limit: float, exposure: float, order: float,
-           terms: float, total: float, cfg: PolicyConfig, seller: SellerConfig
+           terms: float, total: float, cfg: PolicyConfig, seller: SellerConfig, approved: bool = False
            ) -> tuple[str, list[str], str | None]:
-    """A decision's reason, its conditions and the discount offered, from the rule that decided."""
+    """A decision's reason, its conditions and the discount offered, from the rule that decided;
+    ``approved``: the limit is the one approved on the credit desk, and the sentence says so."""
     cond: list[str] = []
+    the_limit = "the approved limit" if approved else "the limit"
     if rule == "declined_band":
         why = f"band {band} is declined by policy"
     elif rule == "declined_overdue":
@@ -298,14 +332,14 @@ def _texts(rule: str, band: str, overdue: float, refer: object, limit: float, ex
                 if order > 0 else f"deposit of {cfg.deposit_share:.0%} of each order before delivery",
                 f"payment terms Net {int(terms)}"]
     elif rule == "within_limit":
-        why = "exposure within the credit limit"
+        why = "exposure within the approved limit" if approved else "exposure within the credit limit"
     elif rule == "referred_over_limit":
-        why = f"exposure {exposure:,.2f} exceeds the limit {limit:,.2f} by less than {cfg.refer_margin:.0%}"
+        why = f"exposure {exposure:,.2f} exceeds {the_limit} {limit:,.2f} by less than {cfg.refer_margin:.0%}"
     elif rule == "over_limit_no_order":
-        why = f"open receivables {exposure:,.2f} exceed the limit {limit:,.2f}"
+        why = f"open receivables {exposure:,.2f} exceed {the_limit} {limit:,.2f}"
         cond = ["new orders against prepayment until the open receivables are back within the limit"]
     else:
-        why = f"exposure {exposure:,.2f} exceeds the limit {limit:,.2f}"
+        why = f"exposure {exposure:,.2f} exceeds {the_limit} {limit:,.2f}"
         cond = [f"prepayment of {min(round(exposure - limit, 2), order):,.2f} "
                 "(the part of the order above the credit limit)"]
     if terms <= 0 and RULES[rule] in (APPROVE, CONDITIONS) and rule != "no_open_credit":

@@ -60,7 +60,7 @@ def stop_serving(home: str | Path, server: subprocess.Popen | None = None, timeo
 #: what a service started for a work directory must not inherit from its caller: another
 #: registry, API key, work directory, configuration or audit log
 FOREIGN_ENV = ("MLFLOW_TRACKING_URI", "RISKCAST_EMBEDDED_TRACKING_URI", "RISKCAST_API_KEY", "RISKCAST_HOME",
-               "RISKCAST_CONFIG", "RISKCAST_AUDIT_URL")
+               "RISKCAST_CONFIG", "RISKCAST_AUDIT_URL", "RISKCAST_DESK_URL")
 
 
 def start_serving(home: str | Path, log: str | Path) -> tuple[subprocess.Popen, int]:

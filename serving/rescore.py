@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -25,7 +26,7 @@ import pandas as pd
 
 from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
                               write_text)
-from riskcast.data.ledger import BookNotes
+from riskcast.data.ledger import BookNotes, open_invoices
 from riskcast.data.schema import UNKNOWN_INDUSTRY
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
@@ -35,6 +36,7 @@ from riskcast.training.masterscale import (SCALE_FINGERPRINT_COLUMN, SCALE_VERSI
                                            describe_concentration, grade_migration)
 
 from .core import ScoringCore
+from .desk.orders import book_referrals, with_approved_limits
 from .model_fit import ModelFit, bundle_fit
 from .policy import seller_ceilings
 
@@ -204,6 +206,12 @@ def side_paths(out: Path) -> tuple[Path, Path, Path]:
             out.with_name(f".{out.name}.parts"))
 
 
+def open_invoices_path(out: Path) -> Path:
+    """Where the invoices open on the rescore's date go, beside ``out`` (the desk shows them)."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.open_invoices.parquet")
+
+
 def _bar(done: int, total: int, rate: float, width: int = 24) -> str:
     share = done / total if total else 1.0
     filled = int(round(share * width))
@@ -298,9 +306,13 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         fit, forced = fit_to_data(coverage, core, forced, say)
     else:
         try:
-            feats, rejected, n_customers, notes = _build_book(tables, core, as_of, say)
+            feats, rejected, n_customers, notes = _build_book(tables, core, as_of, say, work / "open_invoices.parquet")
             coverage = feature_coverage(feats, core.registry.names)
             fit, forced = fit_to_data(coverage, core, forced, say)
+            feats, desk_limits = with_approved_limits(feats, core.desk)
+            if core.desk is not None:
+                say(f"the credit desk: {desk_limits['approved_limits']:,} approved limits stand, "
+                    f"{desk_limits['reviews_due']:,} fell due for review")
             feats, seller = with_seller_limits(feats, core, forced, say)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
@@ -324,6 +336,8 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         for path in part_paths:
             writer.append(_with_fit_note(pq.read_table(path), note))
     write_parquet(rejected, rejected_path)
+    if (work / "open_invoices.parquet").exists():  # a run resumed from an older version's work has none
+        os.replace(work / "open_invoices.parquet", open_invoices_path(out))
     say("summarising the book")
     scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
@@ -332,10 +346,33 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
                     "fallback_mode": forced, "seller": seller, "book_notes": notes,
                     "model_fit": fit.to_dict() if fit is not None else None,
                     "output": str(out), "rejected_file": str(rejected_path),
-                    "chunks": len(part_paths), "chunks_resumed": done_before})
+                    "chunks": len(part_paths), "chunks_resumed": done_before,
+                    "desk": refer_to_desk(core, out, str(as_of.date()), say)})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats, coverage)
+
+
+def refer_to_desk(core: ScoringCore, out: Path, as_of: str, say: Progress) -> dict[str, int] | None:
+    """The rescore's referrals as cases on the desk (opened, or joined to the customer's open
+    case), and a review case for every approved limit whose review fell due."""
+    if core.desk is None:
+        return None
+    k = core.cfg.serving.top_reasons
+    cols = ["customer_id", "decision", "pd_12m", "score", "grade", "band", "decision_reason", "credit_limit",
+            "limit_source", "recommended_limit", "recommended_terms_days", "fallback_reason", "exposure",
+            "model_version", *[f"reason_{p + 1}" for p in range(k)]]
+    scored = pd.read_parquet(out, columns=cols, filters=[("decision", "==", "refer")])
+    referrals = book_referrals(scored, as_of, k)
+    before = {c.case_id for c in core.desk.cases(open_only=True)}
+    cases = core.desk.refer(referrals, by="rescore") if referrals else {}
+    reviews = core.desk.open_reviews()
+    opened = set(cases.values()) - before
+    report = {"referred": len(referrals), "cases_opened": len(opened), "cases_joined": len(set(cases.values()) - opened),
+              "reviews_opened": len(set(reviews.values()) - before - opened)}
+    say(f"the credit desk: {report['referred']:,} referrals, {report['cases_opened']:,} cases opened, "
+        f"{report['cases_joined']:,} joined, {report['reviews_opened']:,} review cases")
+    return report
 
 
 def fit_to_data(coverage: dict[str, float], core: ScoringCore, forced: str | None, say: Progress
@@ -394,9 +431,10 @@ def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | Non
 
 
 def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
-                say: Progress) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
+                say: Progress, open_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
     """Feature rows, rejected rows, the number of customers read (bad records included) and
-    the notes on what was derived from the ledger or left out (``BookNotes``)."""
+    the notes on what was derived from the ledger or left out (``BookNotes``); the invoices
+    open on ``as_of`` are written to ``open_path``."""
     read = tables if callable(tables) else (lambda: tables)
     say("reading and validating the raw tables")
     book = read()
@@ -407,6 +445,7 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
     for line in notes.lines(label=False):
         say(line)
     ledger = InvoiceLedger.from_invoices(book.invoices)
+    write_parquet(open_invoices(book.invoices, as_of), open_path)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
     release_memory()

@@ -8,6 +8,7 @@ the same files and the same store as the command.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -15,12 +16,12 @@ from typing import Callable, Mapping
 import pandas as pd
 
 from riskcast.config import WorkPaths
-from riskcast.data.io import RawTables, days_past_data
+from riskcast.data.io import RawTables, atomic_path, days_past_data
 from riskcast.errors import InputError, RiskcastError
 from riskcast.features.coverage import COVERAGE_KEY
 from riskcast.features.store import store_as_of, write_store
 
-from .rescore import RescoreResult, read_previous, rescore_to_file
+from .rescore import RescoreResult, open_invoices_path, read_previous, rescore_to_file
 
 Progress = Callable[[str], None]
 
@@ -123,7 +124,8 @@ def rescore_workdir(tables: RawTables | Callable[[], RawTables], workdir: Path, 
     as_of = pd.Timestamp(as_of)
     tables = _within_data(tables, as_of, allow_future_as_of)
     paths = WorkPaths(root=Path(workdir))
-    core = build_core(paths.root, config_path)
+    # a what-if opens no case on the desk
+    core = build_core(paths.root, config_path, desk=not allow_future_as_of)
     if core.model is None:
         raise RiskcastError(f"no champion model to rescore with: {core.model_error}")
     say(f"rescoring the book as of {as_of.date()} with {core.model.name} v{core.model.version}")
@@ -141,5 +143,9 @@ def rescore_workdir(tables: RawTables | Callable[[], RawTables], workdir: Path, 
     if replace:
         say(f"writing the order-entry feature store {paths.store}")
         write_store(result.features, paths.store, core.registry.version, meta=book_meta(result.features, result.coverage))
+        opened = open_invoices_path(result.out)
+        if opened.exists():
+            with atomic_path(paths.open_invoices) as tmp:
+                shutil.copyfile(opened, tmp)
     say("done")
     return RescoreJob(result, core.model.name, core.model.version, replace, note, paths.store)

@@ -46,6 +46,7 @@ from riskcast.training.tracking import LoadedModel
 
 from .audit import AuditLog, sqlite_url
 from .core import ScoringCore
+from .desk.store import DeskStore
 from .switch import FallbackSwitch
 
 #: staging folders and incomplete copies moved aside are removed once older than this (seconds):
@@ -224,19 +225,32 @@ def load_champion(cfg: RiskcastConfig, paths: WorkPaths) -> tuple[LoadedModel | 
     return load_version(cfg, paths, version)
 
 
-def build_core(home: str | Path | None, config_path: str | Path | None = None, *, audit: bool = False) -> ScoringCore:
+def build_core(home: str | Path | None, config_path: str | Path | None = None, *, audit: bool = False,
+               desk: bool | None = None) -> ScoringCore:
     """The core for a work directory; without a model it still answers (``refer``). With
-    ``audit`` every order-entry decision is recorded (the service)."""
+    ``audit`` every order-entry decision is recorded (the service); with ``desk`` (by default
+    when ``audit``) approved limits decide and referrals open cases on the credit desk."""
     offline_environment()
     paths = WorkPaths(root=workdir(home))
     cfg = load_config(config_path_for(paths.root, config_path))
     tracking.configure(paths.root)
     model, error = load_champion(cfg, paths)
     store = FeatureStore(paths.store, must_exist=False)  # missing or unreadable: orders wait for it (503)
-    log = None
-    if audit:
-        log = AuditLog(os.environ.get("RISKCAST_AUDIT_URL") or cfg.serving.audit_url or sqlite_url(paths.audit))
-    return ScoringCore(cfg, model, store, model_error=error, switch=FallbackSwitch(paths.fallback_switch), audit=log)
+    log = AuditLog(audit_url(cfg, paths)) if audit else None
+    credit_desk = open_desk(cfg, paths) if (audit if desk is None else desk) else None
+    return ScoringCore(cfg, model, store, model_error=error, switch=FallbackSwitch(paths.fallback_switch), audit=log,
+                       desk=credit_desk)
+
+
+def audit_url(cfg: RiskcastConfig, paths: WorkPaths) -> str:
+    """``RISKCAST_AUDIT_URL``, else ``serving.audit_url``, else the work directory's file."""
+    return os.environ.get("RISKCAST_AUDIT_URL") or cfg.serving.audit_url or sqlite_url(paths.audit)
+
+
+def open_desk(cfg: RiskcastConfig, paths: WorkPaths) -> DeskStore:
+    """The credit desk of a work directory: ``RISKCAST_DESK_URL``, else ``desk.url``, else the
+    audit log's database (brought to the desk's newest schema on opening)."""
+    return DeskStore(os.environ.get("RISKCAST_DESK_URL") or cfg.desk.url or audit_url(cfg, paths), cfg.desk)
 
 
 # -- one version for every worker ------------------------------------------------------------

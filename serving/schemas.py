@@ -85,6 +85,10 @@ class ScoreResponse(BaseModel):
     early_payment_discount: Optional[str] = _maybe(
         "Early-payment discount offered (e.g. '2/10 net 60': 2% off when paid within 10 days); null when none")
     credit_limit: float = Field(ge=0, description="Credit limit for the customer")
+    limit_source: Literal["approved", "recommended"] = Field(
+        "recommended", description="Which limit decided: the one approved on the credit desk (while its review date "
+                                   "stands) or the policy's recommendation")
+    recommended_limit: Optional[float] = _maybe("The policy's own limit for the customer, whichever decided", ge=0)
     exposure_after_order: float = Field(description="Open receivables plus this order")
     recommended_terms_days: int = Field(ge=0, le=365, description="Payment terms to offer, in days (0: prepayment)")
     reasons: list[Reason] = Field(description="The factors that raise this customer's risk most, most important first")
@@ -95,6 +99,8 @@ class ScoreResponse(BaseModel):
         "As-of date (YYYY-MM-DD) of the order-entry store row the decision used: how old the customer's "
         "features are; null for a customer not in the book (decided on the request's own features)")
     request_id: str = Field(description="The caller's request id, or one made up; the key of the audit record")
+    case_id: Optional[int] = _maybe("The credit case a referral opened or joined (GET /cases/{case_id} tells its "
+                                    "state and the order's final decision); null when the order was not referred")
 
 
 class OrderError(BaseModel):

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from riskcast.config import REQUEST_TIMEOUT_S
 from riskcast.errors import AuditUnavailableError, RiskcastError
 
+from .desk.web import cases_app, desk_app
 from .gate import MAX_BATCH, MAX_BODY, TOO_LARGE, KnownPaths, RequestGate, log_refusal
 from .schemas import OrderError, ReloadRequest, ReloadResponse, ScoreRequest, ScoreResponse
 
@@ -53,7 +54,19 @@ class _EdgeService(bentoml.Service):
     __slots__ = ()
 
     def to_asgi(self, is_main: bool = True) -> Any:
+        from starlette.responses import HTMLResponse
+        from starlette.routing import Route
+
+        from .desk.web import index_page
+
         app = super().to_asgi(is_main)
+
+        async def index(_request: Any) -> HTMLResponse:
+            return HTMLResponse(index_page())
+
+        # the service's own front page in place of the framework's (which loads a third-party script)
+        app.router.routes = [Route("/", index, methods=["GET"]) if getattr(r, "path", None) == "/" else r
+                             for r in app.router.routes]
         app.add_middleware(KnownPaths, routes=app.routes)
         return app
 
@@ -71,6 +84,13 @@ def _warning_line(message: Any, category: type, _filename: str, _lineno: int, _f
 # log by default: a line per request cost 0.25-0.5 ms of an order's answer at 100-500 orders/s
 # (side by side, three rounds each); /metrics counts every request by path and status, and
 # BENTOML_CONFIG_OPTIONS='services.riskcast.logging.access.enabled=true' turns the log back on.
+def _served() -> Any:
+    """This worker's ``ServedCore``, for the desk's pages and the cases' JSON."""
+    return bentoml.get_current_service().served
+
+
+@bentoml.asgi_app(desk_app(_served), path="/desk")
+@bentoml.asgi_app(cases_app(_served), path="/cases")
 @bentoml.service(name="riskcast", workers=2, http={"max_request_size": MAX_BODY}, traffic={"timeout": REQUEST_TIMEOUT_S},
                  tracing={"excluded_urls": "score,score_batch"}, logging={"access": {"enabled": False}},
                  service_class=_EdgeService)
@@ -196,13 +216,18 @@ async def _decide_on_loop(service: Any, request: Any) -> dict:
     core = service.core
     budget = core.cfg.serving.audit_budget_ms / 1000.0
     deadline = time.monotonic() + budget
+    referrals: list = []
     try:
-        return core.score_orders([order], deadline=deadline, wait=False)[0]
+        answer = core.score_orders([order], deadline=deadline, wait=False, referrals=referrals)
     except AuditUnavailableError as exc:
         from .audit import AuditBusy
 
         if not isinstance(exc, AuditBusy):
             raise
+    else:
+        if referrals:  # on record: its case is opened where a wait for the desk's database blocks no one
+            await asyncio.get_running_loop().run_in_executor(None, core.open_cases, referrals, answer)
+        return answer[0]
     work = asyncio.get_running_loop().run_in_executor(
         None, lambda: service.core.score_orders([order], deadline=deadline)[0])
     try:
