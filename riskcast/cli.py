@@ -375,6 +375,8 @@ def cmd_demo(args: argparse.Namespace, say: Progress) -> int:
     print(f"  score an order    : curl -s -X POST http://127.0.0.1:3000/score -H 'content-type: application/json' "
           f"-d '{{\"customer_id\": \"{d.example_customer}\", \"order_amount\": 25000}}'")
     print(f"  MLflow UI         : MLFLOW_DISABLE_TELEMETRY=true {bin_dir / 'mlflow'} ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --host 127.0.0.1 --port 5000")
+    print(f"  credit desk       : {bin_dir / 'riskcast'} desk add-user ann --role analyst --workdir {home}  (prints "
+          "the key), then http://127.0.0.1:3000/desk/ with the service started")
     if alert:
         print("(the drift report raised an alert: see above)")
     return 0
@@ -471,7 +473,8 @@ def _desk(args: argparse.Namespace):
 
 def cmd_desk(args: argparse.Namespace, say: Progress) -> int:
     """The credit desk from the shell of the machine it runs on: users and keys (the first
-    admin is made here), the queue, review cases for limits whose review fell due, the schema."""
+    admin is made here), the queue, review cases for limits whose review fell due, cases for
+    referrals on record without one, the schema."""
     desk = _desk(args)
     by = f"cli:{_who_acts()}"
     action = args.action
@@ -505,6 +508,18 @@ def cmd_desk(args: argparse.Namespace, say: Progress) -> int:
             pd_ = c.facts.get("pd_12m")
             print(f"  case {c.case_id:>5}  {c.customer_id:<14} {c.kind:<9} {c.state:<16} exposure {c.exposure:>14,.2f}  "
                   f"PD {'-' if pd_ is None else f'{pd_:.2%}':>7}  orders {len(c.orders)}  opened {c.opened_at[:10]}")
+    elif action == "sync":
+        from riskcast.serving.audit import AuditLog
+        from riskcast.serving.desk.orders import sync_referrals
+        from riskcast.serving.runtime import audit_url
+
+        log = AuditLog(audit_url(_config(args), _paths(args)))
+        try:
+            done = sync_referrals(desk, log)
+        finally:
+            log.close()
+        print(f"{done['referrals_on_record']:,} referrals on record; {done['opened_now']:,} had no case and are now on "
+              "the desk")
     elif action == "reviews":
         opened = desk.open_reviews()
         print(f"{len(opened)} approved limit(s) past their review date: "
@@ -677,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("desk", cmd_desk, "the credit desk: users and their keys (roles viewer, analyst, manager, "
                                "credit_committee, admin), the referral queue, review cases, the database schema")
     sp.add_argument("action", choices=["add-user", "new-key", "revoke-key", "set-role", "deactivate", "users", "queue",
-                                       "reviews", "migrate"])
+                                       "reviews", "sync", "migrate"])
     sp.add_argument("user_id", nargs="?", metavar="USER_ID|KEY",
                     help="the user (add-user, new-key, set-role, deactivate), or the key or its listed prefix "
                          "(revoke-key)")

@@ -314,6 +314,7 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
                 say(f"the credit desk: {desk_limits['approved_limits']:,} approved limits stand, "
                     f"{desk_limits['reviews_due']:,} fell due for review")
             feats, seller = with_seller_limits(feats, core, forced, say)
+            feats["approved_limit"] = feats.pop("approved_limit")  # last, in the order of the policy facts
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
             raise
@@ -363,15 +364,20 @@ def refer_to_desk(core: ScoringCore, out: Path, as_of: str, say: Progress) -> di
             "limit_source", "recommended_limit", "recommended_terms_days", "fallback_reason", "exposure",
             "model_version", *[f"reason_{p + 1}" for p in range(k)]]
     scored = pd.read_parquet(out, columns=cols, filters=[("decision", "==", "refer")])
+    desk = core.desk
     referrals = book_referrals(scored, as_of, k)
-    before = {c.case_id for c in core.desk.cases(open_only=True)}
-    cases = core.desk.refer(referrals, by="rescore") if referrals else {}
-    reviews = core.desk.open_reviews()
+    # a rescore run again refers what its first run did: those are on the desk already
+    new = [r for r in referrals if desk.case_of_order(r.request_id) is None]
+    before = {c.case_id for c in desk.cases(open_only=True)}
+    cases = desk.refer(new, by="rescore") if new else {}
     opened = set(cases.values()) - before
-    report = {"referred": len(referrals), "cases_opened": len(opened), "cases_joined": len(set(cases.values()) - opened),
+    reviews = desk.open_reviews()
+    report = {"referred": len(referrals), "on_the_desk_already": len(referrals) - len(new),
+              "cases_opened": len(opened), "cases_joined": sum(cases[r.request_id] not in opened for r in new),
               "reviews_opened": len(set(reviews.values()) - before - opened)}
-    say(f"the credit desk: {report['referred']:,} referrals, {report['cases_opened']:,} cases opened, "
-        f"{report['cases_joined']:,} joined, {report['reviews_opened']:,} review cases")
+    say(f"the credit desk: {report['referred']:,} referrals ({report['on_the_desk_already']:,} on the desk already), "
+        f"{report['cases_opened']:,} cases opened, {report['cases_joined']:,} joined an open case, "
+        f"{report['reviews_opened']:,} review cases")
     return report
 
 
@@ -668,6 +674,11 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
         say(f"industry: unknown for {s['industry_unknown_share']:.1%} of the exposure (the data gives none)")
     say("top exposures: " + "  ".join(f"{t['customer_id']} {t['exposure']:,.0f} (grade {t['grade']})"
                                       for t in s["top_exposures"][:5]))
+    desk = s.get("desk")
+    if desk:
+        say(f"credit desk: {desk['referred']:,} referred -> {desk['cases_opened']:,} cases opened, "
+            f"{desk['cases_joined']:,} joined the customer's open case, {desk['on_the_desk_already']:,} on the desk "
+            f"already; {desk['reviews_opened']:,} review cases for limits past their review date")
     mig = s.get("migration")
     if mig and mig.get("compared") is False:
         say(f"migration against the previous run: {mig['reason']}; newly over limit {s['newly_over_limit']:,}; "

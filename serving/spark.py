@@ -31,8 +31,8 @@ from .core import ScoringCore
 #: the decision columns of ``ScoringCore.decide_frame`` with their Spark types, before the reasons
 DECISION_FIELDS: tuple[tuple[str, str], ...] = (
     ("customer_id", "string"), ("pd_12m", "double"), ("score", "double"), ("grade", "string"),
-    ("band", "string"), ("decision", "string"), ("credit_limit", "double"),
-    ("recommended_terms_days", "long"), ("fallback", "boolean"), ("fallback_reason", "string"),
+    ("band", "string"), ("decision", "string"), ("credit_limit", "double"), ("limit_source", "string"),
+    ("recommended_limit", "double"), ("recommended_terms_days", "long"), ("fallback", "boolean"), ("fallback_reason", "string"),
     ("exposure", "double"), ("decision_rule", "string"), ("decision_reason", "string"), ("conditions", "string"),
     ("early_payment_discount", "string"), ("model_version", "string"), ("model_kind", "string"),
 )

@@ -215,3 +215,23 @@ def hold_writer():
     yield hold
     for writer in held:
         writer.release()
+
+
+@pytest.fixture(scope="session")
+def referable_order(demo_workdir):
+    """A demo customer approved within its limit whose order takes it just past the limit
+    (within the refer margin), so that order entry refers it, and whose limit an analyst may
+    raise by a quarter within authority: (customer_id, recommended limit, exposure, amount)."""
+    import pandas as pd
+
+    from riskcast.config import DeskConfig
+
+    scored = pd.read_parquet(demo_workdir / "scored_book.parquet")
+    authority = DeskConfig().authority["analyst"]
+    ok = scored[(scored["decision_rule"] == "within_limit") & scored["band"].isin(["A", "B", "C"])
+                & (scored["credit_limit"] > 2000) & (scored["credit_limit"] * 1.3 < authority)
+                & (scored["exposure"] < scored["credit_limit"] * 0.9)].sort_values("credit_limit", ascending=False)
+    assert not ok.empty, "the demo book has no customer to refer within an analyst's authority"
+    row = ok.iloc[0]
+    limit, exposure = float(row["credit_limit"]), float(row["exposure"])
+    return str(row["customer_id"]), limit, exposure, round(limit * 1.05 - exposure, 2)

@@ -158,13 +158,15 @@ def relocate_artifacts(db: Path, artifacts: Path) -> dict[str, int]:
 
 
 def ensure_experiment(name: str, workdir: Path) -> str:
-    """The experiment's id; created with its artifacts beside the embedded database."""
+    """The experiment's id; created with its artifacts in the work directory's ``mlartifacts``
+    when MLflow is given a database (embedded or the user's): MLflow would otherwise put them
+    under ``./mlruns`` of whatever folder the job runs in. A tracking server keeps its own."""
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    embedded = mlflow.get_tracking_uri() == embedded_uri(workdir)
-    location = (workdir / "mlartifacts").resolve().as_uri() if embedded else None
+    server = mlflow.get_tracking_uri().split(":", 1)[0] in ("http", "https", "databricks")
+    location = None if server else (workdir / "mlartifacts").resolve().as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

@@ -70,8 +70,8 @@ def open_cases(desk: DeskStore, pending: Sequence[tuple[int, Referral]], decisio
     try:
         ids = desk.refer([r for _, r in pending], by=by)
     except Exception as exc:  # noqa: BLE001 - one line, no values
-        logger.error("credit desk: %d referral(s) could not be opened as cases (%s)", len(pending),
-                     type(exc).__name__)
+        logger.error("credit desk: %d referral(s) on record could not be opened as cases (%s); "
+                     "`riskcast desk sync` opens them", len(pending), type(exc).__name__)
         return
     for i, r in pending:
         if r.request_id is not None:
@@ -114,3 +114,20 @@ def book_referrals(scored: "pd.DataFrame", as_of: str, top_reasons: int) -> list
              "model": {"version": rec.get("model_version")}}
         out.append(referral(d, 0.0, None, f"rescore:{as_of}:{rec['customer_id']}"))
     return out
+
+
+def sync_referrals(desk: DeskStore, audit: Any) -> dict[str, int]:
+    """Open the cases of referrals on record that have none (the desk could not be written
+    when they were decided): the audit log's answer is what the system decided."""
+    import json
+
+    import sqlalchemy as sa
+
+    t = audit.table
+    with audit.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.c.request_id, t.c.order_amount, t.c.requested_terms_days, t.c.answer)
+                            .where(t.c.decision == "refer").order_by(t.c.id)).all()
+    missing = [r for r in rows if r.answer and desk.case_of_order(r.request_id) is None]
+    referrals = [referral(json.loads(r.answer), r.order_amount, r.requested_terms_days, r.request_id) for r in missing]
+    ids = desk.refer(referrals, by="order entry (sync)") if referrals else {}
+    return {"referrals_on_record": len(rows), "opened_now": len(ids)}

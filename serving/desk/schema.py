@@ -65,7 +65,7 @@ events = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("kind", sa.String(24), nullable=False),          # referred | review_due | approval | decided
     sa.Column("user_id", sa.String(64)),                        # null: the system
-    sa.Column("request_id", sa.String(64)),                     # the order a referral brought
+    sa.Column("request_id", sa.String(128)),                    # the order a referral brought
     sa.Column("body", sa.Text, nullable=False),                 # JSON: the facts or the decision
     sa.UniqueConstraint("case_id", "seq", name="ux_desk_case_events_seq"),
     sa.Index("ux_desk_case_events_request", "request_id", unique=True),

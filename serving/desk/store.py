@@ -15,6 +15,8 @@ import fcntl
 import hashlib
 import json
 import secrets
+import sqlite3
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -127,6 +129,8 @@ def _fold(row: Mapping[str, Any], evs: Sequence[Mapping[str, Any]]) -> Case:
                             "request_id": e["request_id"], **body})
         if e["kind"] in ("referred", "review_due"):
             case.facts = body
+            if case.state == "awaiting_second":  # what was approved is no longer the case: two approve it afresh
+                case.state, case.approvals = "open", []
             if e["kind"] == "referred":
                 case.orders.append({"request_id": e["request_id"], "order_amount": float(body.get("order_amount") or 0),
                                     "exposure": float(body.get("exposure") or 0), "at": e["at"],
@@ -160,9 +164,17 @@ class DeskStore:
         if sqlite_db:
             sa.event.listen(self.engine, "connect", _sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
+        #: SQLite: each thread reads the limits master on a connection of its own, outside the
+        #: pool (order entry reads it per order: 8 against 340 us through the pool)
+        self._readers = threading.local() if sqlite_db and self.engine.url.database not in (None, "", ":memory:") \
+            else None
         migrate(self.engine)
 
     def close(self) -> None:
+        conn = getattr(self._readers, "conn", None) if self._readers is not None else None
+        if conn is not None:
+            self._readers.conn = None
+            conn.close()
         self.engine.dispose()
 
     # -- transactions ------------------------------------------------------------------
@@ -238,14 +250,21 @@ class DeskStore:
         return key
 
     def revoke_key(self, key_or_prefix: str, by: str) -> str:
-        """Revoke a key, given itself or the first 12 characters of its hash (as listed)."""
+        """Revoke a key, given itself or at least the first 8 characters of its hash (as listed)."""
+        h = key_hash(key_or_prefix) if key_or_prefix.startswith("rk_") else key_or_prefix.strip().lower()
+        if not 8 <= len(h) <= 64 or any(c not in "0123456789abcdef" for c in h):
+            raise InputError(f"key: the key itself, or 8 to 64 hexadecimal characters of its listed hash; got "
+                             f"{key_or_prefix[:16]!r}", field="key")
+
         def work(conn: sa.Connection) -> str:
-            h = key_hash(key_or_prefix) if key_or_prefix.startswith("rk_") else key_or_prefix
-            rows = conn.execute(sa.select(t.keys.c.key_hash).where(t.keys.c.key_hash.like(f"{h}%"))).all()
+            rows = conn.execute(sa.select(t.keys.c.key_hash).where(t.keys.c.key_hash.startswith(h, autoescape=True))
+                                ).all()
             if len(rows) != 1:
                 raise NotFoundError(f"key: {'no' if not rows else 'more than one'} key matches {h[:12]!r}",
                                     field="key")
             full = rows[0][0]
+            if conn.execute(sa.select(t.revocations.c.key_hash).where(t.revocations.c.key_hash == full)).first():
+                raise InputError(f"key: {full[:12]} is revoked already", field="key")
             conn.execute(t.revocations.insert().values(key_hash=full, at=_now(), by=by))
             self._trail(conn, by, "revoke_key", "key", full[:12], None, {"revoked": True})
             return full[:12]
@@ -369,7 +388,8 @@ class DeskStore:
         """Take a decision on a case read at event ``seen``, under the user's authority. Above
         the highest authority the first approval waits for a second by another person, who
         confirms it (the same action, limit and terms) or declines."""
-        if terms_days is not None and (isinstance(terms_days, bool) or not 0 <= int(terms_days) <= 365):
+        if terms_days is not None and (isinstance(terms_days, bool) or not isinstance(terms_days, int)
+                                       or not 0 <= terms_days <= 365):
             raise InputError(f"terms_days: a whole number of days in [0, 365]; got {terms_days!r}", field="terms_days")
         conditions = [c.strip() for c in conditions if c and c.strip()]
         if action == "approve_with_conditions" and not conditions:
@@ -392,8 +412,8 @@ class DeskStore:
             amount = decision_amount(action, credit_limit, exposure)
             need = needed(amount, self.cfg)
             first = case.approvals[-1] if case.state == "awaiting_second" else None
-            if action == "decline":
-                check_authority(user.role, user.user_id, needed(0.0, self.cfg), None)
+            if action == "decline":  # accepts no exposure; but only a possible second approver overrules a first
+                check_authority(user.role, user.user_id, needed(first["amount"] if first else 0.0, self.cfg), None)
             else:
                 check_authority(user.role, user.user_id, need, first["user_id"] if first else None)
                 if first is not None and (first["action"], first.get("credit_limit"), first.get("terms_days")) != (
@@ -445,6 +465,13 @@ class DeskStore:
     def approved_limit(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's latest approved limit row (its review date says whether it stands);
         None when the desk never approved one."""
+        if self._readers is not None:
+            conn = getattr(self._readers, "conn", None)
+            if conn is None:  # autocommit: each read sees what was committed before it
+                conn = self._readers.conn = sqlite3.connect(self.engine.url.database, timeout=30,
+                                                            isolation_level=None, check_same_thread=False)
+            found = conn.execute(_LATEST_LIMIT_SQL, (customer_id,)).fetchone()
+            return None if found is None else dict(zip(_LIMIT_COLUMNS, found))
         with self.engine.connect() as conn:
             row = _latest_limit(conn, customer_id)
         return None if row is None else _limit_dict(row)
@@ -515,13 +542,18 @@ def _latest_limit(conn: sa.Connection, customer_id: str) -> Mapping[str, Any] | 
                         .order_by(t.limits.c.id.desc()).limit(1)).mappings().first()
 
 
+_LIMIT_COLUMNS = ("id", "customer_id", "credit_limit", "terms_days", "band", "approved_at", "review_date", "case_id",
+                  "approved_by")
+_LATEST_LIMIT_SQL = (f"SELECT {', '.join(_LIMIT_COLUMNS)} FROM desk_limits WHERE customer_id = ? "
+                     "ORDER BY id DESC LIMIT 1")
+
+
 def _user_dict(r: Mapping[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("user_id", "version", "name", "role", "active", "at", "by")}
 
 
 def _limit_dict(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: r[k] for k in ("id", "customer_id", "credit_limit", "terms_days", "band", "approved_at",
-                              "review_date", "case_id", "approved_by") if k in r}
+    return {k: r[k] for k in _LIMIT_COLUMNS if k in r}
 
 
 def _check_user_fields(user_id: str, name: str, role: str) -> None:

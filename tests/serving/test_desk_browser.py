@@ -16,7 +16,6 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 CHROMIUM = os.environ.get("RISKCAST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -34,19 +33,7 @@ def _call(port: int, method: str, path: str, body: dict | None = None) -> tuple[
         return e.code, json.loads(e.read() or b"{}")
 
 
-def _referable(scored: pd.DataFrame, authority: float) -> tuple[str, float, float, float]:
-    """A customer approved within its limit whose order can take it just past the limit
-    (within the refer margin), with the limit the analyst then approves within authority."""
-    ok = scored[(scored["decision_rule"] == "within_limit") & scored["band"].isin(["A", "B", "C"])
-                & (scored["credit_limit"] > 2000) & (scored["credit_limit"] * 1.3 < authority)
-                & (scored["exposure"] < scored["credit_limit"] * 0.9)].sort_values("credit_limit", ascending=False)
-    assert not ok.empty, "the demo book has no customer to refer within an analyst's authority"
-    row = ok.iloc[0]
-    limit, exposure = float(row["credit_limit"]), float(row["exposure"])
-    return str(row["customer_id"]), limit, exposure, round(limit * 1.05 - exposure, 2)
-
-
-def test_an_analyst_approves_a_referred_order_and_the_erp_sees_it(workdir_copy, tmp_path):
+def test_an_analyst_approves_a_referred_order_and_the_erp_sees_it(workdir_copy, tmp_path, referable_order):
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
     if CHROMIUM is None:
         pytest.skip("no chromium to drive (Debian: apt-get install chromium; or set RISKCAST_CHROMIUM)")
@@ -59,8 +46,7 @@ def test_an_analyst_approves_a_referred_order_and_the_erp_sees_it(workdir_copy, 
     ann = desk.add_user("ann", "Ann Analyst", "analyst", by="test")
     max_ = desk.add_user("max", "Max Manager", "manager", by="test")
     desk.close()
-    cid, limit, exposure, amount = _referable(pd.read_parquet(workdir_copy / "scored_book.parquet"),
-                                             cfg.desk.authority["analyst"])
+    cid, limit, exposure, amount = referable_order
     SHOTS.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "serve.log"
     proc, port = start_serving(workdir_copy, log)

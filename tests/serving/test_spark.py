@@ -32,5 +32,8 @@ def test_spark_engine_equals_local_engine_for_every_customer(demo_workdir, workd
     assert (local["grade_change"].fillna(0) != 0).any() and local["previous_grade"].isna().any()
     pd.testing.assert_frame_equal(spark, local, check_exact=True)
     pd.testing.assert_frame_equal(spark_rej, local_rej)
+    # the second run finds the first one's referrals on the desk: it opens no case twice
+    assert spark_sum.pop("desk") == {**local_sum.pop("desk"), "on_the_desk_already": local_sum["decisions"]["refer"],
+                                     "cases_opened": 0}
     assert spark_sum == local_sum
     assert not (tmp_path / ".spark.parquet.parts").exists()

@@ -3,8 +3,8 @@ database runs riskcast: the runs, the registered versions and their aliases are 
 (nothing in the work directory's embedded ``mlflow.db``), the promotion gate reads the
 champion back from it, and serving loads the champion it names.
 
-The artifacts stay on local disk: MLflow puts them under ``./mlruns`` of the directory the
-job runs in when the tracking store is a database server and no artifact root is given."""
+The artifacts stay on local disk, in the work directory's ``mlartifacts`` whatever folder the
+job runs in (MLflow alone would put them under ``./mlruns`` of that folder)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_training_registers_in_postgresql_and_serving_loads_the_champion_from_it
     from riskcast.serving.runtime import build_core
 
     work = tmp_path / "work"
-    here = tmp_path / "job"  # where the user runs `riskcast train` from: MLflow's ./mlruns
+    here = tmp_path / "job"  # where the user runs `riskcast train` from: nothing lands there
     here.mkdir()
     monkeypatch.chdir(here)
     cfg = RiskcastConfig()
@@ -136,13 +136,14 @@ def test_training_registers_in_postgresql_and_serving_loads_the_champion_from_it
     assert [(n, v, r) for n, v, r, _ in db["versions"]] == [(MODEL, 1, first.run.run_id)]
     assert db["aliases"] == {(MODEL, "champion"): 1, (MODEL, "challenger"): 1}
     assert [(e["action"], e["version"], e["previous"]) for e in db["history"].values()] == [("gate", "1", None)]
-    # nothing went into the work directory's own registry: no database, no artifacts folder
-    assert not (work / "mlflow.db").exists() and not (work / "mlartifacts").exists()
-    # the artifacts are on local disk, under the job's directory, where the database says
-    assert _inside(db["experiments"][EXPERIMENT], here)
-    assert _inside(db["runs"][first.run.run_id][2], here)
+    # nothing went into the work directory's own registry, nothing into the folder the job ran in
+    assert not (work / "mlflow.db").exists() and list(here.iterdir()) == []
+    # the artifacts are on local disk, in the work directory's artifacts folder, where the database says
+    artifacts = work / "mlartifacts"
+    assert _inside(db["experiments"][EXPERIMENT], artifacts)
+    assert _inside(db["runs"][first.run.run_id][2], artifacts)
     storage = Path(db["versions"][0][3].removeprefix("file://"))
-    assert _inside(str(storage), here) and (storage / "MLmodel").is_file()
+    assert _inside(str(storage), artifacts) and (storage / "MLmodel").is_file()
     assert (storage / "artifacts" / "bundle" / tracking.REFERENCE_FILE).is_file()
 
     # a crippled retrain: the gate scores the champion read back from PostgreSQL on the

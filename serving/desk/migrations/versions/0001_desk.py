@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("at", sa.String(32), nullable=False),
         sa.Column("kind", sa.String(24), nullable=False),
         sa.Column("user_id", sa.String(64)),
-        sa.Column("request_id", sa.String(64)),
+        sa.Column("request_id", sa.String(128)),
         sa.Column("body", sa.Text, nullable=False),
         sa.UniqueConstraint("case_id", "seq", name="ux_desk_case_events_seq"),
     )

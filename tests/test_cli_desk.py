@@ -1,0 +1,46 @@
+"""`riskcast desk` and `riskcast report overrides` as a credit manager runs them."""
+
+from __future__ import annotations
+
+import json
+
+from riskcast.cli import main
+
+
+def test_users_keys_queue_and_the_override_report_from_the_command_line(workdir_copy, capsys, tmp_path):
+    home = ["--workdir", str(workdir_copy)]
+    assert main(["desk", "add-user", "ann", "--role", "analyst", "--name", "Ann Analyst", *home]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert key.startswith("rk_") and key.encode() not in (workdir_copy / "audit.sqlite").read_bytes()
+    assert main(["desk", "add-user", "bob", *home]) == 2  # no role
+    assert "--role" in capsys.readouterr().err
+    assert main(["desk", "users", *home]) == 0
+    listed = capsys.readouterr().out
+    assert "ann" in listed and "analyst" in listed and key not in listed
+    assert main(["desk", "queue", *home]) == 0
+    queue = capsys.readouterr().out.splitlines()
+    summary = json.loads((workdir_copy / "scored_book.summary.json").read_text())
+    assert queue[0].startswith(f"{summary['decisions']['refer']} open case(s)")
+
+    # ann approves the first case: the report shows her override
+    from riskcast.config import WorkPaths, load_config
+    from riskcast.serving.runtime import open_desk
+
+    desk = open_desk(load_config(workdir_copy / "riskcast.toml"), WorkPaths(root=workdir_copy))
+    case = min(desk.queue(), key=lambda c: c.exposure)
+    ann = desk.authenticate(key)
+    desk.decide(case.case_id, ann, case.seq, "set_limit", reason_code="PAY", text="paid on time",
+                credit_limit=round(case.recommended_limit * 1.1, 2))
+    out = tmp_path / "overrides.json"
+    assert main(["report", "overrides", "--data", str(workdir_copy / "book"), "--json", str(out), *home]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("desk decisions: 1, overrides 1 (100.0%): up 1, down 0")
+    report = json.loads(out.read_text())
+    assert report["by_analyst"] == [{"decided_by": "ann", "decisions": 1, "overrides": 1, "up": 1, "down": 0,
+                                     "override_rate": 1.0}]
+    assert report["outcomes"]["matured"] == 0  # decided today: its 12 months are ahead
+    assert main(["desk", "revoke-key", key, *home]) == 0
+    assert main(["desk", "revoke-key", key, *home]) == 2
+    assert "revoked already" in capsys.readouterr().err
+    assert main(["desk", "migrate", *home]) == 0
+    assert "revision 0002" in capsys.readouterr().out
