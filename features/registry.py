@@ -322,6 +322,8 @@ POLICY_FACTS: tuple[PolicyFact, ...] = (
                valid_max=1e16, from_request=False),
     PolicyFact("approved_limit", "The limit approved on the credit desk, while its review date stands", math.nan,
                from_request=False),
+    PolicyFact("approved_terms_days", "The payment terms approved with it (none: the band's)", math.nan, 0.0, 365.0,
+               from_request=False),
 )
 
 #: what ``FeatureRegistry.fill_row`` reads for an entry its row lacks (NaN is not this)

@@ -330,8 +330,8 @@ class ScoringCore:
         base["in_book"] = row is not None
         base["overridden"] = replaced
         # the desk's limit, never a stale copy in the store's row
-        base["approved_limit"], base["review_due"] = (standing_limit(self.desk, order.customer_id)
-                                                      if self.desk is not None else (math.nan, None))
+        base["approved_limit"], base["approved_terms_days"], base["review_due"] = (
+            standing_limit(self.desk, order.customer_id) if self.desk is not None else (math.nan, math.nan, None))
         return base
 
     def order_rows(self, bases: Sequence[Mapping[str, Any]]) -> _Rows:
@@ -460,6 +460,7 @@ class ScoringCore:
             else np.zeros(n),
             limit_ceiling=facts["limit_ceiling"], booked_limit=facts["booked_limit"],
             book_limits_total=facts["book_limits_total"], approved_limit=facts["approved_limit"],
+            approved_terms_days=facts["approved_terms_days"],
             order_amount=np.asarray(order_amount, dtype=float),
             requested_terms_days=np.asarray(requested_terms, dtype=float),
             refer_reason=refer), self.cfg.policy, self.cfg.seller, explain=explain, texts=texts)

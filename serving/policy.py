@@ -64,6 +64,8 @@ class PolicyInputs:
     #: the limit approved on the credit desk while its review date stands (NaN: none): it is
     #: the customer's limit in place of the recommendation, and the rules decide against it
     approved_limit: np.ndarray | None = None
+    #: the terms approved with it (NaN: the band's); they stand and fall with the limit
+    approved_terms_days: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ def credit_limit(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig | None
 
 def _terms(x: PolicyInputs, cfg: PolicyConfig) -> np.ndarray:
     max_terms = np.array([cfg.terms_days[b] for b in x.band], dtype=float)
+    if x.approved_terms_days is not None:
+        desk = _approved(x) & ~np.isnan(x.approved_terms_days)
+        max_terms = np.where(desk, x.approved_terms_days, max_terms)
     return np.where(np.isnan(x.requested_terms_days), max_terms, np.minimum(x.requested_terms_days, max_terms))
 
 
@@ -220,6 +225,7 @@ def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyO
     n = len(x.band)
     limits, terms_days, exposures, recommended = np.empty(n), np.empty(n, dtype=int), np.empty(n), np.empty(n)
     approved_limits = x.approved_limit.tolist() if x.approved_limit is not None else [float("nan")] * n
+    approved_terms = x.approved_terms_days.tolist() if x.approved_terms_days is not None else [float("nan")] * n
     approved = np.zeros(n, dtype=bool)
     decision, rules = np.empty(n, dtype=object), np.empty(n, dtype=object)
     conditions: list[list[str]] = []
@@ -236,7 +242,7 @@ def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyO
                         cfg, seller)
         desk = not isnan(approved_limits[i])
         limit = approved_limits[i] if desk else own
-        max_terms = float(cfg.terms_days[band])
+        max_terms = approved_terms[i] if desk and not isnan(approved_terms[i]) else float(cfg.terms_days[band])
         terms = max_terms if isnan(requested) else _min(requested, max_terms)
         exposure = open_ + order
         booked = 0.0 if isnan(booked) else booked

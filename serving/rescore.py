@@ -314,7 +314,8 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
                 say(f"the credit desk: {desk_limits['approved_limits']:,} approved limits stand, "
                     f"{desk_limits['reviews_due']:,} fell due for review")
             feats, seller = with_seller_limits(feats, core, forced, say)
-            feats["approved_limit"] = feats.pop("approved_limit")  # last, in the order of the policy facts
+            for fact in ("approved_limit", "approved_terms_days"):  # last, in the order of the policy facts
+                feats[fact] = feats.pop(fact)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
             raise

@@ -79,10 +79,12 @@ def check_authority(role: str, user_id: str, need: Needed, first_approver: str |
     """Refuse a decision beyond the user's authority, and a second approval by the person who
     gave the first. ``first_approver``: who approved first when two are needed (None: nobody yet)."""
     if role not in DECIDING:
-        raise AuthorityError(f"role: a {role} decides no case (deciding roles: {', '.join(DECIDING)})", field="role")
+        raise AuthorityError(f"role: {'an' if role[0] in 'aeiou' else 'a'} {role} decides no case (deciding roles: "
+                             f"{', '.join(DECIDING)})", field="role")
     if role not in need.roles:
-        raise AuthorityError(f"authority: this decision needs {need.text()}; a {role.replace('_', ' ')} may not "
-                             f"give it", field="authority")
+        who = role.replace("_", " ")
+        raise AuthorityError(f"authority: this decision needs {need.text()}; {'an' if who[0] in 'aeiou' else 'a'} "
+                             f"{who} may not give it", field="authority")
     if need.approvers == 2 and first_approver == user_id:
         raise AuthorityError(f"authority: {user_id} gave the first approval; the second must be another person's",
                              field="authority")

@@ -18,19 +18,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger("riskcast.desk")
 
 
-def standing_limit(desk: DeskStore, customer_id: str) -> tuple[float, dict[str, Any] | None]:
-    """The customer's approved limit while its review date has not come (NaN: none stands),
-    and the limit row whose review fell due (None: none did)."""
+def standing_limit(desk: DeskStore, customer_id: str) -> tuple[float, float, dict[str, Any] | None]:
+    """The customer's approved limit and terms while its review date has not come (NaN: none
+    stands; terms NaN: the band's), and the limit row whose review fell due (None: none did)."""
     try:
         row = desk.approved_limit(customer_id)
     except Exception as exc:  # noqa: BLE001 - said in one line, without the database's address
         raise DeskUnavailableError(f"credit desk: the approved limits cannot be read ({type(exc).__name__}); "
                                    "retry") from None
     if row is None or row["credit_limit"] is None:
-        return math.nan, None
+        return math.nan, math.nan, None
     if date.fromisoformat(row["review_date"]) <= desk.clock():
-        return math.nan, row
-    return float(row["credit_limit"]), None
+        return math.nan, math.nan, row
+    terms = row["terms_days"]
+    return float(row["credit_limit"]), math.nan if terms is None else float(terms), None
 
 
 def referral(decision: Mapping[str, Any], order_amount: float, requested_terms: int | None,
@@ -86,18 +87,22 @@ def with_approved_limits(feats: "pd.DataFrame", desk: DeskStore | None) -> tuple
     out = feats.copy(deep=False)
     counts = {"approved_limits": 0, "reviews_due": 0}
     if desk is None:
-        out["approved_limit"] = np.nan
+        out["approved_limit"] = out["approved_terms_days"] = np.nan
         return out, counts
     today = desk.clock()
     standing: dict[str, float] = {}
+    terms: dict[str, float] = {}
     for cid, row in desk.current_limits().items():
         if row["credit_limit"] is None:
             continue
         if date.fromisoformat(row["review_date"]) > today:
             standing[cid] = float(row["credit_limit"])
+            terms[cid] = np.nan if row["terms_days"] is None else float(row["terms_days"])
         else:
             counts["reviews_due"] += 1
-    out["approved_limit"] = out["customer_id"].astype(str).map(standing).astype("float64")
+    ids = out["customer_id"].astype(str)
+    out["approved_limit"] = ids.map(standing).astype("float64")
+    out["approved_terms_days"] = ids.map(terms).astype("float64")
     counts["approved_limits"] = int(out["approved_limit"].notna().sum())
     return out, counts
 

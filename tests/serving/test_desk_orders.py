@@ -37,12 +37,13 @@ def desk_core(core, tmp_path):
     desk.close()
 
 
-def _approve(desk: DeskStore, case_id: int, limit: float, who: str = "ann") -> None:
+def _approve(desk: DeskStore, case_id: int, limit: float, who: str = "ann", terms: int | None = None) -> None:
     if who not in {u["user_id"] for u in desk.users()}:
         desk.add_user(who, who.title(), "analyst", by="test")
     user = desk.authenticate(desk.new_key(who, "test", by="test"))
     case = desk.case(case_id)
-    desk.decide(case_id, user, case.seq, "approve", reason_code="PAY", text="pays on time", credit_limit=limit)
+    desk.decide(case_id, user, case.seq, "approve", reason_code="PAY", text="pays on time", credit_limit=limit,
+                terms_days=terms)
 
 
 def _referred_then_approved(served: ScoringCore, desk: DeskStore, referable: tuple, request_id: str
@@ -86,6 +87,20 @@ def test_the_approved_limit_decides_the_next_order_and_replays(desk_core, refera
     # without the desk the same facts give the recommendation (the record, not the desk, replays)
     plain = ScoringCore(served.cfg, served.model, served.store)
     assert plain.score_order(Order(cid, big))["limit_source"] == "recommended"
+
+
+def test_the_terms_approved_with_the_limit_are_the_most_an_order_is_offered(desk_core, referable_order):
+    served, desk, _, _ = desk_core
+    cid, limit, _, amount = referable_order
+    case_id = served.score_order(Order(cid, amount, request_id="t-1"))["case_id"]
+    band_terms = served.cfg.policy.terms_days[desk.case(case_id).facts["band"]]
+    approved_terms = band_terms // 3
+    _approve(desk, case_id, float(round(limit * 1.25)), terms=approved_terms)
+    assert served.score_order(Order(cid, 100.0, request_id="t-2"))["recommended_terms_days"] == approved_terms
+    asked = served.score_order(Order(cid, 100.0, band_terms, request_id="t-3"))
+    assert asked["recommended_terms_days"] == approved_terms and asked["limit_source"] == "approved"
+    shorter = served.score_order(Order(cid, 100.0, approved_terms - 5, request_id="t-4"))
+    assert shorter["recommended_terms_days"] == approved_terms - 5
 
 
 def test_an_expired_review_routes_to_the_recommendation_and_opens_a_review_case(desk_core, referable_order):

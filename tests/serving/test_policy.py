@@ -27,6 +27,7 @@ def _both(x, cfg=CFG, seller=None):
     np.testing.assert_array_equal(one.credit_limit, book.credit_limit)
     assert list(one.decision) == list(book.decision) and list(one.rule) == list(book.rule)
     assert one.explanation == book.explanation and one.conditions == book.conditions
+    assert list(one.limit_source) == list(book.limit_source)
     return one
 
 
@@ -242,6 +243,8 @@ def test_a_book_decided_column_by_column_equals_order_by_order(seed):
         order_amount=np.where(rng.random(n) < 0.3, 0.0, rng.lognormal(9, 1.5, n)),
         requested_terms_days=np.where(rng.random(n) < 0.5, np.nan, rng.choice([0.0, 30.0, 60.0, 90.0], n)),
         refer_reason=np.where(rng.random(n) < 0.1, "fallback in use: model error", None).astype(object),
+        approved_limit=np.where(rng.random(n) < 0.8, np.nan, rng.lognormal(10, 1.5, n)),
+        approved_terms_days=np.where(rng.random(n) < 0.5, np.nan, rng.choice([0.0, 15.0, 30.0, 45.0], n)),
     )
     cfg = PolicyConfig(discount_bands=("A", "B"))
     seller = SellerConfig(annual_revenue=1e9 / 1.5, monthly_operating_cash_flow=2e5)
@@ -253,3 +256,28 @@ def test_a_book_decided_column_by_column_equals_order_by_order(seed):
     np.testing.assert_array_equal(book.exposure, explained.exposure)
     assert book.explanation == explained.explanation and book.conditions == explained.conditions
     assert book.discount == explained.discount
+    np.testing.assert_array_equal(book.recommended_limit, explained.recommended_limit)
+    assert list(book.limit_source) == list(explained.limit_source)
+    desk = ~np.isnan(x.approved_limit)
+    assert desk.sum() > 500 and (book.limit_source[desk] == "approved").all()
+    np.testing.assert_array_equal(book.credit_limit[desk], x.approved_limit[desk])
+    held = desk & ~np.isnan(x.approved_terms_days)
+    assert (book.terms_days[held] <= x.approved_terms_days[held]).all()
+
+
+def test_an_approved_limit_decides_in_place_of_the_recommendation_but_not_the_hard_rules():
+    within = _both(_x(approved_limit=40_000.0))  # exposure 15,000 of an approved 40,000
+    assert within.decision[0] == "approve" and within.credit_limit[0] == 40_000.0
+    assert within.limit_source[0] == "approved" and within.explanation[0] == "exposure within the approved limit"
+    assert within.recommended_limit[0] == _both(_x()).credit_limit[0]
+    over = _both(_x(approved_limit=14_000.0))  # 15,000 is within 10% over the approved limit
+    assert over.decision[0] == "refer" and "the approved limit 14,000.00" in over.explanation[0]
+    assert _both(_x(approved_limit=40_000.0, max_days_overdue_open=45.0)).decision[0] == "decline"
+    assert _both(_x(approved_limit=40_000.0, band="E")).decision[0] == "decline"
+    # the seller's total cap refers an order past it on the recommendation, not on an approved limit
+    seller = SellerConfig(annual_revenue=1e6, monthly_operating_cash_flow=1e7)  # total cap 150,000
+    capped = dict(book_limits_total=149_000.0, booked_limit=1_000.0)
+    assert _both(_x(**capped), seller=seller).rule[0] == "referred_seller_cap"
+    assert _both(_x(**capped, approved_limit=40_000.0), seller=seller).decision[0] == "approve"
+    assert _both(_x(approved_limit=40_000.0, approved_terms_days=15.0)).terms_days[0] == 15
+    assert _both(_x(approved_terms_days=15.0)).terms_days[0] == CFG.terms_days["B"]  # terms stand with a limit

@@ -201,7 +201,7 @@ def test_an_analyst_approves_within_50000(desk, people):
     assert limit["case_id"] == cid and limit["approved_by"] == "ann"
     assert limit["review_date"] == "2026-02-28"     # 31 January + 1 month: February's last day
     assert len(desk.limits("C1")) == 1
-    assert orders.standing_limit(desk, "C1") == (50_000.0, None)
+    assert orders.standing_limit(desk, "C1") == (50_000.0, 45.0, None)
 
 
 @pytest.mark.parametrize("band, review", [("A", "2027-01-31"), ("B", "2027-01-31"), ("C", "2026-04-30"),
@@ -407,13 +407,13 @@ def test_a_decided_case_cannot_be_decided_again(desk, people):
 def test_an_expired_limit_opens_a_review_once_and_its_decision_sets_a_new_limit(desk, people, clock):
     cid = _open(desk, "C1", 20_000.0, band="D")
     _decide(desk, cid, people["ann"], "approve", 30_000.0)
-    assert orders.standing_limit(desk, "C1") == (30_000.0, None)
+    assert orders.standing_limit(desk, "C1") == (30_000.0, 60.0, None)
     clock.today = date(2026, 2, 27)
-    assert orders.standing_limit(desk, "C1") == (30_000.0, None)   # the day before its review
+    assert orders.standing_limit(desk, "C1") == (30_000.0, 60.0, None)   # the day before its review
     assert desk.open_reviews() == {}
     clock.today = date(2026, 3, 2)                                 # past the review date
-    limit, row = orders.standing_limit(desk, "C1")
-    assert math.isnan(limit) and row["credit_limit"] == 30_000.0 and row["review_date"] == "2026-02-28"
+    limit, terms, row = orders.standing_limit(desk, "C1")
+    assert math.isnan(limit) and math.isnan(terms) and row["credit_limit"] == 30_000.0 and row["review_date"] == "2026-02-28"
 
     opened = desk.open_reviews()
     assert list(opened) == ["C1"]
@@ -429,7 +429,7 @@ def test_an_expired_limit_opens_a_review_once_and_its_decision_sets_a_new_limit(
     assert new["credit_limit"] == 40_000.0 and new["case_id"] == review.case_id
     assert new["review_date"] == "2026-04-02"
     assert len(desk.limits("C1")) == 2
-    assert orders.standing_limit(desk, "C1") == (40_000.0, None)
+    assert orders.standing_limit(desk, "C1") == (40_000.0, 60.0, None)
     assert desk.open_reviews() == {}
 
 
@@ -441,8 +441,8 @@ def test_a_review_declined_withdraws_the_limit(desk, people, clock):
     _decide(desk, review, people["ann"], "decline", reason_code="OVD")
     withdrawn = desk.approved_limit("C1")
     assert withdrawn["credit_limit"] is None and withdrawn["case_id"] == review
-    limit, row = orders.standing_limit(desk, "C1")
-    assert math.isnan(limit) and row is None
+    limit, terms, row = orders.standing_limit(desk, "C1")
+    assert math.isnan(limit) and math.isnan(terms) and row is None
     assert desk.open_reviews() == {}                          # nothing stands, nothing to review
     assert [r["action"] for r in desk.trail("limit", "C1")] == ["approve_limit", "withdraw_limit"]
 
@@ -675,8 +675,8 @@ def test_with_approved_limits_gives_the_standing_limits_only(desk, people, clock
     clock.today = date(2026, 3, 15)                      # C2's month is over, C1's year is not
     feats = pd.DataFrame({"customer_id": ["C1", "C2", "C3"]})
     out, tally = orders.with_approved_limits(feats, desk)
-    assert out["approved_limit"].iloc[0] == 2_000.0
-    assert out["approved_limit"].iloc[1:].isna().all()
+    assert out["approved_limit"].iloc[0] == 2_000.0 and out["approved_terms_days"].iloc[0] == 60.0
+    assert out["approved_limit"].iloc[1:].isna().all() and out["approved_terms_days"].iloc[1:].isna().all()
     assert tally == {"approved_limits": 1, "reviews_due": 1}
     none, nothing = orders.with_approved_limits(feats, None)
     assert none["approved_limit"].isna().all() and nothing == {"approved_limits": 0, "reviews_due": 0}
