@@ -225,14 +225,19 @@ def test_riskcast_replay_reproduces_1000_recorded_decisions_after_a_restart(work
     rec = log.records(["one-5"])[0]
     answer = json.loads(rec["answer"])
     answer["credit_limit"] += 1.0
+    older = json.loads(log.records(["one-6"])[0]["answer"])  # as recorded before the desk's fields
+    for added in ("limit_source", "recommended_limit", "case_id"):
+        del older[added]
     with log.engine.begin() as conn:
         conn.execute(log.table.update().where(log.table.c.request_id == "one-5").values(answer=json.dumps(answer)))
+        conn.execute(log.table.update().where(log.table.c.request_id == "one-6").values(answer=json.dumps(older)))
     log.close()
     from riskcast.cli import main
     from riskcast.serving.replay import replay
 
     [r] = replay(home, ["one-5"])
     assert r.status == "different" and [d[0] for d in r.differences] == ["credit_limit"]
+    assert replay(home, ["one-6"])[0].status == "identical"
     assert main(["--quiet", "replay", "one-5", "--workdir", str(home)]) == 1
     assert main(["--quiet", "replay", "no-such-request", "--workdir", str(home)]) == 2
     assert main(["--quiet", "replay", "--last", "20", "--workdir", str(home)]) == 0
