@@ -533,6 +533,30 @@ def _needs(value: str | None, name: str) -> str:
     return value
 
 
+def cmd_receivables(args: argparse.Namespace, say: Progress) -> int:
+    """Receivables on a date: aging, DSO, average days delinquent, collection effectiveness."""
+    from riskcast.data.io import write_parquet
+    from riskcast.data.receivables import book_receivables, receivables_at, receivables_lines
+
+    dates = _as_of(args.as_of)
+    if len(dates) != 1:
+        raise InputError("as_of: receivables takes one date", field="as_of")
+    as_of = dates[0]
+    if args.out:
+        _writable(args.out, "--out", folder=False)
+    cfg = _config(args)
+    tables = _read_book(args, cfg, with_truth=False)
+    r = cfg.receivables
+    say(f"aging {len(tables.invoices):,} invoices as of {as_of.date()}")
+    for line in receivables_lines(book_receivables(tables.invoices, as_of, r.buckets, r.dso_days, r.cei_days)):
+        print(line)
+    if args.out:
+        per_customer = receivables_at(tables.invoices, as_of, r.buckets, r.dso_days)
+        write_parquet(per_customer.reset_index(), Path(args.out))
+        print(f"per customer: {args.out} ({len(per_customer):,} customers)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, say: Progress) -> int:
     """Reports on the desk's decisions: override rates and, where outcomes matured, their defaults."""
     import json
@@ -701,6 +725,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", help="add-user: the user's full name (default: the id)")
     sp.add_argument("--label", help="new-key: what the key is for")
     with_workdir(sp)
+
+    sp = add("receivables", cmd_receivables, "receivables on a date: aging by days past due, DSO (count-back and "
+                                             "simple), average days delinquent, collection effectiveness index")
+    sp.add_argument("--data", required=True, help="folder with the raw tables (the invoices are enough)")
+    sp.add_argument("--mapping", help="TOML column mapping from your own files to the raw tables")
+    sp.add_argument("--as-of", required=True, help="the date, YYYY-MM-DD")
+    sp.add_argument("--out", help="Parquet file for the figures of every customer")
+    sp.add_argument("--config", help="TOML file overriding the default configuration")
 
     sp = add("report", cmd_report, "reports on the credit desk: override rates by analyst, band and reason code, and "
                                    "the default rate of overridden against followed decisions where outcomes matured")

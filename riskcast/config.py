@@ -331,6 +331,24 @@ class RescoreConfig(_Section):
     lgd: float = Field(0.45, ge=0, le=1)
 
 
+class ReceivablesConfig(_Section):
+    """Receivables on a date: the aging buckets (upper bounds of days past due; after
+    ``current``, and the last open-ended) and the windows of the simple DSO and the CEI."""
+
+    buckets: tuple[int, ...] = (30, 60, 90)
+    #: days of credit sales the simple DSO and the average days delinquent divide by
+    dso_days: int = Field(90, ge=7, le=730)
+    #: days back from the as-of date the collection effectiveness index covers
+    cei_days: int = Field(90, ge=7, le=730)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "ReceivablesConfig":
+        b = self.buckets
+        if not b or any(x <= 0 for x in b) or any(y <= x for x, y in zip(b, b[1:])):
+            raise ValueError(f"buckets: increasing whole numbers of days past due > 0, e.g. [30, 60, 90]; got {list(b)}")
+        return self
+
+
 class LabelConfig(_Section):
     """What a default is. ``source``: "defaults" reads the defaults table; "ledger" derives
     defaults from the invoices (severe delinquency: an invoice more than ``days_past_due`` days
@@ -415,6 +433,7 @@ class RiskcastConfig(_Section):
     rescore: RescoreConfig = RescoreConfig()
     model_fit: ModelFitConfig = ModelFitConfig()
     desk: DeskConfig = DeskConfig()
+    receivables: ReceivablesConfig = ReceivablesConfig()
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -27,6 +27,7 @@ import pandas as pd
 from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
                               write_text)
 from riskcast.data.ledger import BookNotes, open_invoices
+from riskcast.data.receivables import book_receivables, receivables_lines
 from riskcast.data.schema import UNKNOWN_INDUSTRY
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
@@ -300,13 +301,14 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         feats, rejected = pd.read_parquet(feats_path), pd.read_parquet(rej_path)
         saved_book = json.loads(book_path.read_text())
         n_customers, seller = int(saved_book["customers_in"]), saved_book["seller"]
-        notes = saved_book.get("book_notes")
+        notes, receivables = saved_book.get("book_notes"), saved_book.get("receivables")
         say(f"resuming: the book's {len(feats):,} feature rows were already built")
         coverage = feature_coverage(feats, core.registry.names)
         fit, forced = fit_to_data(coverage, core, forced, say)
     else:
         try:
-            feats, rejected, n_customers, notes = _build_book(tables, core, as_of, say, work / "open_invoices.parquet")
+            feats, rejected, n_customers, notes, receivables = _build_book(tables, core, as_of, say,
+                                                                           work / "open_invoices.parquet")
             coverage = feature_coverage(feats, core.registry.names)
             fit, forced = fit_to_data(coverage, core, forced, say)
             feats, desk_limits = with_approved_limits(feats, core.desk)
@@ -319,8 +321,8 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)  # nothing saved yet: leave nothing behind
             raise
-        write_text(json.dumps(json_ready({"customers_in": n_customers, "seller": seller, "book_notes": notes})),
-                   book_path)
+        write_text(json.dumps(json_ready({"customers_in": n_customers, "seller": seller, "book_notes": notes,
+                                          "receivables": receivables})), book_path)
         write_parquet(rejected, rej_path)
         write_parquet(feats, feats_path)  # last: its presence says all three are complete
     del tables
@@ -345,7 +347,7 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
-                    "fallback_mode": forced, "seller": seller, "book_notes": notes,
+                    "fallback_mode": forced, "seller": seller, "book_notes": notes, "receivables": receivables,
                     "model_fit": fit.to_dict() if fit is not None else None,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before,
@@ -438,10 +440,10 @@ def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | Non
 
 
 def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
-                say: Progress, open_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int, dict]:
-    """Feature rows, rejected rows, the number of customers read (bad records included) and
-    the notes on what was derived from the ledger or left out (``BookNotes``); the invoices
-    open on ``as_of`` are written to ``open_path``."""
+                say: Progress, open_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int, dict, dict]:
+    """Feature rows, rejected rows, the number of customers read (bad records included), the
+    notes on what was derived from the ledger or left out (``BookNotes``) and the book's
+    receivables (``data.receivables``); the invoices open on ``as_of`` go to ``open_path``."""
     read = tables if callable(tables) else (lambda: tables)
     say("reading and validating the raw tables")
     book = read()
@@ -453,6 +455,9 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
         say(line)
     ledger = InvoiceLedger.from_invoices(book.invoices)
     write_parquet(open_invoices(book.invoices, as_of), open_path)
+    r = core.cfg.receivables
+    say("receivables: aging, DSO, collection effectiveness")
+    receivables = book_receivables(book.invoices, as_of, r.buckets, r.dso_days, r.cei_days)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
     release_memory()
@@ -461,7 +466,7 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
     del book, ledger
     release_memory()
     say(f"{len(feats):,} customers to score, {len(rejected):,} set aside with the reason")
-    return feats, rejected, n_customers, notes.to_dict()
+    return feats, rejected, n_customers, notes.to_dict(), receivables
 
 
 def _empty_like(df: pd.DataFrame) -> pd.DataFrame:
@@ -675,6 +680,9 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
         say(f"industry: unknown for {s['industry_unknown_share']:.1%} of the exposure (the data gives none)")
     say("top exposures: " + "  ".join(f"{t['customer_id']} {t['exposure']:,.0f} (grade {t['grade']})"
                                       for t in s["top_exposures"][:5]))
+    if s.get("receivables"):
+        for line in receivables_lines(s["receivables"]):
+            say(line)
     desk = s.get("desk")
     if desk:
         say(f"credit desk: {desk['referred']:,} referred -> {desk['cases_opened']:,} cases opened, "

@@ -173,9 +173,11 @@ def desk_app(served: Callable[[], Any]) -> Any:
         history = core.audit.of_customer(cid) if core.audit is not None else []
         for h in history:
             h["reasons"] = [r.get("text") for r in json.loads(h["reasons"] or "[]")]
+        invoices = _open_invoices(ctx.paths, cid)
         return page("customer.html", user=user, title=f"Customer {cid}", cid=cid, view=view,
                     approved=desk.approved_limit(cid), limits=desk.limits(cid), cases=desk.cases(cid),
-                    invoices=_open_invoices(ctx.paths, cid), history=history, today=desk.clock())
+                    invoices=invoices, aged=_aged(invoices, core.cfg.receivables.buckets), history=history,
+                    today=desk.clock())
 
     async def overrides(request: Request, user: User) -> Response:
         from .overrides import override_report
@@ -275,7 +277,19 @@ def _open_invoices(paths: Any, cid: str) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, filters=[("customer_id", "==", cid)])
-    return table.to_pandas().to_dict("records")
+    return table.to_pandas().sort_values(["due_date", "invoice_id"], kind="stable").to_dict("records")
+
+
+def _aged(invoices: list[dict[str, Any]], buckets: tuple[int, ...]) -> dict[str, float]:
+    """The customer's open invoices by bucket of days past due (``data.receivables.aging``)."""
+    import pandas as pd
+
+    from riskcast.data.receivables import aging, bucket_labels
+
+    if not invoices:
+        return {}
+    row = aging(pd.DataFrame(invoices), buckets).iloc[0]
+    return {k: float(row[k]) for k in bucket_labels(buckets)}
 
 
 def _defaults(paths: Any) -> tuple[Any, date | None]:

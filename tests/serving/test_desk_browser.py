@@ -130,6 +130,8 @@ def test_an_analyst_approves_a_referred_order_and_the_erp_sees_it(workdir_copy, 
             page.goto(f"{base}/desk/customers/{cid}")
             now = page.get_by_role("region", name="Now").inner_text()
             assert f"{approved:,.2f}" in now and "approved" in now
+            aging = page.get_by_role("table", name="Aging (days past due)").inner_text()
+            assert "current" in aging and "90+" in aging
             history = page.get_by_role("region", name="Decision history (order entry)").inner_text()
             assert "refer" in history and "approve" in history
             browser.close()
