@@ -78,17 +78,17 @@ def _warning_line(message: Any, category: type, _filename: str, _lineno: int, _f
     logger.warning("%s: %s", category.__name__, text[0][:200] if text else "")
 
 
+def _served() -> Any:
+    """This worker's ``ServedCore``, for the desk's pages and the cases' JSON."""
+    return bentoml.get_current_service().served
+
+
 # Two worker processes: one per core of the machines this runs on (the GIL serialises one).
 # No tracing spans for scoring calls: with no exporter they only cost (~0.4 ms of ~1.6 ms per
 # order, measured through the ASGI app); each decision is in the audit log instead. No access
 # log by default: a line per request cost 0.25-0.5 ms of an order's answer at 100-500 orders/s
 # (side by side, three rounds each); /metrics counts every request by path and status, and
 # BENTOML_CONFIG_OPTIONS='services.riskcast.logging.access.enabled=true' turns the log back on.
-def _served() -> Any:
-    """This worker's ``ServedCore``, for the desk's pages and the cases' JSON."""
-    return bentoml.get_current_service().served
-
-
 @bentoml.asgi_app(desk_app(_served), path="/desk")
 @bentoml.asgi_app(cases_app(_served), path="/cases")
 @bentoml.service(name="riskcast", workers=2, http={"max_request_size": MAX_BODY}, traffic={"timeout": REQUEST_TIMEOUT_S},

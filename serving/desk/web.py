@@ -66,6 +66,7 @@ def _templates() -> Any:
 def desk_app(served: Callable[[], Any]) -> Any:
     """The ``/desk`` pages."""
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, RedirectResponse, Response
     from starlette.routing import Route
@@ -83,26 +84,34 @@ def desk_app(served: Callable[[], Any]) -> Any:
     def signed_in(request: Request) -> User:
         return ctx.desk.authenticate(request.cookies.get(COOKIE))
 
-    def guarded(handler: Callable[..., Any], roles: tuple[str, ...] | None = None) -> Callable[[Request], Any]:
+    def guarded(handler: Callable[..., Response], roles: tuple[str, ...] | None = None) -> Callable[[Request], Any]:
+        """An endpoint of a signed-in user: its form read on the event loop, the rest (the
+        database's work) in a thread, so that the worker's orders are not kept waiting."""
         async def endpoint(request: Request) -> Response:
-            try:
-                user = signed_in(request)
-            except AuthError:
-                return RedirectResponse(f"{request.scope.get('root_path', '')}/signin?next="
-                                        f"{quote(request.url.path)}", status_code=303)
-            if request.method == "POST" and not _same_origin(request):
-                return page("error.html", 403, user=user, title="Refused",
-                            message="This form was sent from another site; open the desk and send it again.")
-            if roles is not None and user.role not in roles:
-                return page("error.html", 403, user=user, title="Not for your role",
-                            message=f"This page is for {', '.join(r.replace('_', ' ') for r in roles)}.")
-            try:
-                return await handler(request, user)
-            except NotFoundError as exc:
-                return page("error.html", 404, user=user, title="Not found", message=str(exc))
-            except RiskcastError as exc:
-                return page("error.html", exc.http_status, user=user, title="Not possible", message=str(exc))
+            form = {k: str(v) for k, v in (await request.form()).items()} if request.method == "POST" else {}
+            return await run_in_threadpool(signed, handler, roles, request, form)
         return endpoint
+
+    def signed(handler: Callable[..., Response], roles: tuple[str, ...] | None, request: Request,
+               form: dict[str, str]) -> Response:
+        """The user signed in, a form from this site, the role the page is for; then the page."""
+        try:
+            user = signed_in(request)
+        except AuthError:
+            return RedirectResponse(f"{request.scope.get('root_path', '')}/signin?next="
+                                    f"{quote(request.url.path)}", status_code=303)
+        if request.method == "POST" and not _same_origin(request):
+            return page("error.html", 403, user=user, title="Refused",
+                        message="This form was sent from another site; open the desk and send it again.")
+        if roles is not None and user.role not in roles:
+            return page("error.html", 403, user=user, title="Not for your role",
+                        message=f"This page is for {', '.join(r.replace('_', ' ') for r in roles)}.")
+        try:
+            return handler(request, user, form)
+        except NotFoundError as exc:
+            return page("error.html", 404, user=user, title="Not found", message=str(exc))
+        except RiskcastError as exc:
+            return page("error.html", exc.http_status, user=user, title="Not possible", message=str(exc))
 
     async def signin_form(request: Request) -> Response:
         return page("signin.html", next=_safe_next(request.query_params.get("next")), error=None)
@@ -114,7 +123,7 @@ def desk_app(served: Callable[[], Any]) -> Any:
         if not _same_origin(request):
             return page("signin.html", 403, next=target, error="This form was sent from another site.")
         try:
-            ctx.desk.authenticate(key)
+            await run_in_threadpool(ctx.desk.authenticate, key)
         except AuthError as exc:
             return page("signin.html", 401, next=target, error=str(exc).removeprefix("key: "))
         out = RedirectResponse(target, status_code=303)
@@ -126,21 +135,20 @@ def desk_app(served: Callable[[], Any]) -> Any:
         out.delete_cookie(COOKIE, path="/desk")
         return out
 
-    async def queue(request: Request, user: User) -> Response:
+    def queue(request: Request, user: User, _form: dict[str, str]) -> Response:
         cases = ctx.desk.queue()
         return page("queue.html", user=user, cases=cases, title="Referral queue")
 
-    async def case_page(request: Request, user: User, *, error: str | None = None, status: int = 200,
-                        form: dict | None = None) -> Response:
+    def case_page(request: Request, user: User, form: dict[str, str], *, error: str | None = None,
+                  status: int = 200) -> Response:
         case = ctx.desk.case(_int(request.path_params["case_id"], "case_id"))
         return page("case.html", status, user=user, case=case, title=f"Case {case.case_id}", error=error,
-                    form=form or {}, actions=ACTIONS, reason_codes=ctx.desk.cfg.reason_codes,
+                    form=form, actions=ACTIONS, reason_codes=ctx.desk.cfg.reason_codes,
                     can_decide=user.role in DECIDING and case.state != "decided",
                     needed=_needed_text(case, ctx.desk), notice=request.query_params.get("done"))
 
-    async def decide(request: Request, user: User) -> Response:
+    def decide(request: Request, user: User, form: dict[str, str]) -> Response:
         case_id = _int(request.path_params["case_id"], "case_id")
-        form = {k: str(v) for k, v in (await request.form()).items()}
         try:
             case = ctx.desk.decide(
                 case_id, user, _int(form.get("seen"), "seen"), form.get("action", ""),
@@ -149,18 +157,18 @@ def desk_app(served: Callable[[], Any]) -> Any:
                 terms_days=_opt_int(form.get("terms_days"), "terms_days"),
                 conditions=[c for c in (form.get("conditions") or "").splitlines()])
         except (InputError, AuthorityError) as exc:
-            return await case_page(request, user, error=str(exc), status=exc.http_status, form=form)
+            return case_page(request, user, form, error=str(exc), status=exc.http_status)
         done = "awaiting-second" if case.state == "awaiting_second" else "decided"
         return RedirectResponse(f"{request.scope.get('root_path', '')}/cases/{case_id}?done={done}", status_code=303)
 
-    async def lookup(request: Request, user: User) -> Response:
+    def lookup(request: Request, user: User, _form: dict[str, str]) -> Response:
         q = (request.query_params.get("q") or "").strip()
         if q:
             return RedirectResponse(f"{request.scope.get('root_path', '')}/customers/{quote(q, safe='')}",
                                     status_code=303)
         return page("lookup.html", user=user, title="Customer lookup")
 
-    async def customer(request: Request, user: User) -> Response:
+    def customer(request: Request, user: User, _form: dict[str, str]) -> Response:
         cid = request.path_params["customer_id"]
         core = ctx.core
         try:
@@ -179,7 +187,7 @@ def desk_app(served: Callable[[], Any]) -> Any:
                     invoices=invoices, aged=_aged(invoices, core.cfg.receivables.buckets), history=history,
                     today=desk.clock())
 
-    async def overrides(request: Request, user: User) -> Response:
+    def overrides(request: Request, user: User, _form: dict[str, str]) -> Response:
         from .overrides import override_report
 
         defaults, last = _defaults(ctx.paths)
@@ -209,6 +217,7 @@ def cases_app(served: Callable[[], Any]) -> Any:
     """``/cases``: a case's state and its orders' final decisions, as JSON for the ERP
     (behind the service's API key, as ``/score`` is)."""
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -218,7 +227,7 @@ def cases_app(served: Callable[[], Any]) -> Any:
     def answer(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> JSONResponse:
             try:
-                return JSONResponse(fn(request))
+                return JSONResponse(await run_in_threadpool(fn, request))
             except RiskcastError as exc:
                 return JSONResponse({"error": str(exc), "field": exc.field}, status_code=exc.http_status)
         return endpoint
