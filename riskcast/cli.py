@@ -506,7 +506,7 @@ def cmd_desk(args: argparse.Namespace, say: Progress) -> int:
         print(f"{len(cases)} open case(s), the most at stake (exposure x PD) first")
         for c in cases:
             pd_ = c.facts.get("pd_12m")
-            print(f"  case {c.case_id:>5}  {c.customer_id:<14} {c.kind:<9} {c.state:<16} exposure {c.exposure:>14,.2f}  "
+            print(f"  case {c.case_id:>5}  {_printable(c.customer_id):<14} {c.kind:<9} {c.state:<16} exposure {c.exposure:>14,.2f}  "
                   f"PD {'-' if pd_ is None else f'{pd_:.2%}':>7}  orders {len(c.orders)}  opened {c.opened_at[:10]}")
     elif action == "sync":
         from riskcast.serving.audit import AuditLog
@@ -525,6 +525,12 @@ def cmd_desk(args: argparse.Namespace, say: Progress) -> int:
         print(f"{len(opened)} approved limit(s) past their review date: "
               + (", ".join(f"{cid} (case {cid_case})" for cid, cid_case in opened.items()) or "none"))
     return 0
+
+
+def _printable(text: str) -> str:
+    """An id as one line of a listing: with a line break or another control character in it
+    (an order may bring any customer id), its escaped form."""
+    return text if text.isprintable() else repr(text)
 
 
 def _needs(value: str | None, name: str) -> str:

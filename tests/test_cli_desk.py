@@ -49,3 +49,17 @@ def test_users_keys_queue_and_the_override_report_from_the_command_line(workdir_
     assert "revoked already" in capsys.readouterr().err
     assert main(["desk", "migrate", *home]) == 0
     assert "revision 0002" in capsys.readouterr().out
+
+
+def test_an_id_with_a_line_break_stays_on_its_line_of_the_queue(workdir_copy, capsys):
+    from riskcast.config import WorkPaths, load_config
+    from riskcast.serving.desk.store import Referral
+    from riskcast.serving.runtime import open_desk
+
+    desk = open_desk(load_config(workdir_copy / "riskcast.toml"), WorkPaths(root=workdir_copy))
+    desk.refer([Referral("bad\nid\x07", "odd-1", {"pd_12m": 0.99, "exposure": 1e12, "order_amount": 1.0,
+                                                   "decision": "refer"})])
+    n = len(desk.queue())
+    assert main(["desk", "queue", "--workdir", str(workdir_copy)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == n + 1 and "'bad\\nid\\x07'" in lines[1]  # the most at stake: first

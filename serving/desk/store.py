@@ -559,8 +559,8 @@ def _limit_dict(r: Mapping[str, Any]) -> dict[str, Any]:
 def _check_user_fields(user_id: str, name: str, role: str) -> None:
     if not user_id or len(user_id) > 64 or not all(c.isalnum() or c in "._-@" for c in user_id):
         raise InputError(f"user_id: 1-64 letters, digits or ._-@; got {user_id!r}", field="user_id")
-    if not name or not name.strip() or len(name) > 200:
-        raise InputError("name: 1-200 characters", field="name")
+    if not name or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise InputError("name: 1-200 printable characters (no line breaks)", field="name")
     if role not in ROLES:
         raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}", field="role")
 
