@@ -545,7 +545,7 @@ class ScoringCore:
                 "conditions": [] if failed else policy.conditions[i],
                 "early_payment_discount": None if failed else policy.discount[i],
                 "credit_limit": float(policy.credit_limit[i]),
-                "limit_source": str(policy.limit_source[i]),
+                "limit_source": "approved" if policy.approved[i] else "recommended",
                 "recommended_limit": float(policy.recommended_limit[i]),
                 "exposure_after_order": round(float(policy.exposure[i]), 2),
                 "recommended_terms_days": int(policy.terms_days[i]),
