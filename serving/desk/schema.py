@@ -49,7 +49,7 @@ revocations = sa.Table(
 cases = sa.Table(
     "desk_cases", metadata,
     sa.Column("case_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("customer_id", sa.String(255), nullable=False),
     sa.Column("customer_seq", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),          # referral | review
     sa.Column("opened_at", sa.String(32), nullable=False),
@@ -65,7 +65,7 @@ events = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("kind", sa.String(24), nullable=False),          # referred | review_due | approval | decided
     sa.Column("user_id", sa.String(64)),                        # null: the system
-    sa.Column("request_id", sa.String(128)),                    # the order a referral brought
+    sa.Column("request_id", sa.String(255)),                    # the order a referral brought
     sa.Column("body", sa.Text, nullable=False),                 # JSON: the facts or the decision
     sa.UniqueConstraint("case_id", "seq", name="ux_desk_case_events_seq"),
     sa.Index("ux_desk_case_events_request", "request_id", unique=True),
@@ -74,7 +74,7 @@ events = sa.Table(
 limits = sa.Table(
     "desk_limits", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("customer_id", sa.String(255), nullable=False),
     sa.Column("credit_limit", sa.Float),  # null: the approved limit withdrawn
     sa.Column("terms_days", sa.Integer),
     sa.Column("band", sa.String(1)),
@@ -92,7 +92,7 @@ trail = sa.Table(
     sa.Column("user_id", sa.String(64), nullable=False),       # 'system' for the service's own
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("object", sa.String(16), nullable=False),        # case | limit | user | key
-    sa.Column("object_id", sa.String(64), nullable=False),
+    sa.Column("object_id", sa.String(255), nullable=False),
     sa.Column("old", sa.Text),                                  # JSON, null: nothing before
     sa.Column("new", sa.Text),                                  # JSON
     sa.Index("ix_desk_trail_object", "object", "object_id"),

@@ -657,13 +657,19 @@ def test_the_rescores_referrals_open_cases_once(desk):
     assert case.exposure == 8_000.0 and case.priority == 2_000.0 and case.opened_by == "rescore"
 
 
-def test_a_customer_id_of_the_longest_length_order_entry_takes_can_be_referred_by_the_rescore(desk):
-    """Order entry takes customer ids of up to 64 characters; the rescore names its referral
-    ``rescore:<date>:<customer id>``, which the desk must hold for such a customer too."""
-    long_id = "C" * 64
+@pytest.mark.parametrize("length", [64, 200])
+def test_a_long_customer_id_can_be_referred_by_the_rescore(desk, length):
+    """Order entry takes customer ids of up to 64 characters, a book's own may be longer; the
+    rescore names its referral ``rescore:<date>:<customer id>``, which the desk must hold, and
+    an approved limit of such a customer too (PostgreSQL refuses what is too long)."""
+    long_id = "C" * length
     referrals = orders.book_referrals(_scored([long_id], ["refer"]), "2026-01-31", 2)
     ids = desk.refer(referrals, by="rescore")
-    assert desk.case(ids[referrals[0].request_id]).customer_id == long_id
+    case = desk.case(ids[referrals[0].request_id])
+    assert case.customer_id == long_id
+    user = desk.authenticate(desk.add_user("ann", "Ann", "analyst", by="ada"))
+    desk.decide(case.case_id, user, case.seq, "set_limit", reason_code=REASON, text=TEXT, credit_limit=1_000.0)
+    assert desk.approved_limit(long_id)["credit_limit"] == 1_000.0
 
 
 def test_with_approved_limits_gives_the_standing_limits_only(desk, people, clock):

@@ -47,7 +47,7 @@ def upgrade() -> None:
     op.create_table(
         "desk_cases",
         sa.Column("case_id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("customer_id", sa.String(64), nullable=False),
+        sa.Column("customer_id", sa.String(255), nullable=False),
         sa.Column("customer_seq", sa.Integer, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("opened_at", sa.String(32), nullable=False),
@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("at", sa.String(32), nullable=False),
         sa.Column("kind", sa.String(24), nullable=False),
         sa.Column("user_id", sa.String(64)),
-        sa.Column("request_id", sa.String(128)),
+        sa.Column("request_id", sa.String(255)),
         sa.Column("body", sa.Text, nullable=False),
         sa.UniqueConstraint("case_id", "seq", name="ux_desk_case_events_seq"),
     )
@@ -70,7 +70,7 @@ def upgrade() -> None:
     op.create_table(
         "desk_limits",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("customer_id", sa.String(64), nullable=False),
+        sa.Column("customer_id", sa.String(255), nullable=False),
         sa.Column("credit_limit", sa.Float),
         sa.Column("terms_days", sa.Integer),
         sa.Column("band", sa.String(1)),
@@ -87,7 +87,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(64), nullable=False),
         sa.Column("action", sa.String(32), nullable=False),
         sa.Column("object", sa.String(16), nullable=False),
-        sa.Column("object_id", sa.String(64), nullable=False),
+        sa.Column("object_id", sa.String(255), nullable=False),
         sa.Column("old", sa.Text),
         sa.Column("new", sa.Text),
     )
