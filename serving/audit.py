@@ -603,11 +603,19 @@ def _writable_or_refused(_dialect: Any, _record: Any, cargs: Sequence[Any], cpar
     if not path or path == ":memory:" or path.startswith("file:"):
         return
     wal = Path(path + "-wal")
-    # the last connection to close deletes the write-ahead log and its index at any moment:
-    # a file is refused only when it cannot be written and is still there
-    refused = any(not os.access(p, os.W_OK) and p.exists() for p in (Path(path), wal, Path(path + "-shm")))
+    refused = any(_unwritable(p) for p in (Path(path), wal, Path(path + "-shm")))
     if refused or (not wal.exists() and not os.access(Path(path).parent, os.W_OK)):  # created beside the file
         raise AuditUnavailableError("audit log: the log cannot be written (read-only); retry")
+
+
+def _unwritable(path: Path) -> bool:
+    """Whether ``path`` is there and cannot be written. Other connections create the write-ahead
+    log and its index, and the last to close deletes them, at any moment: a file that is absent
+    when asked about and there a moment later is asked again (a file is never opened here: a
+    descriptor of it closed would drop SQLite's locks on it for the whole process)."""
+    if os.access(path, os.W_OK) or not path.exists():
+        return False
+    return not os.access(path, os.W_OK) and path.exists()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -305,3 +305,36 @@ def test_the_running_service_refuses_orders_while_its_log_is_held_and_keeps_answ
         assert all("held-" in line and "Traceback" not in line and str(home) not in line for line in lines), lines
     finally:
         stop_serving(home, proc)
+
+
+def test_a_write_ahead_log_that_comes_and_goes_never_reads_as_a_log_that_cannot_be_written(tmp_path):
+    """Other connections create the write-ahead log and the last to close deletes it, at any
+    moment: a writable log is never refused for it (the check once refused 2% of 100,000
+    opening connections while another thread did so every tenth of a millisecond)."""
+    from riskcast.serving.audit import _writable_or_refused
+
+    db = tmp_path / "audit.sqlite"
+    db.write_bytes(b"")
+    wal = Path(f"{db}-wal")
+    stop = threading.Event()
+
+    def come_and_go() -> None:
+        while not stop.is_set():
+            wal.write_bytes(b"")
+            time.sleep(0.0001)
+            wal.unlink()
+            time.sleep(0.0001)
+
+    mover = threading.Thread(target=come_and_go)
+    mover.start()
+    refused = 0
+    try:
+        for _ in range(30_000):
+            try:
+                _writable_or_refused(None, None, [str(db)], {})
+            except AuditUnavailableError:
+                refused += 1
+    finally:
+        stop.set()
+        mover.join()
+    assert refused == 0
