@@ -31,11 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .ledger import open_left
+from .ledger import days_past_due, open_left
 
 #: how far back the count-back DSO walks before it calls the receivables older than sales
 COUNTBACK_MONTHS = 12
-_DAY = np.timedelta64(1, "D")
 
 
 def bucket_labels(buckets: tuple[int, ...]) -> list[str]:
@@ -64,8 +63,7 @@ class _Open:
 
 def _open(invoices: pd.DataFrame, as_of: pd.Timestamp) -> _Open:
     where, left = open_left(invoices, as_of)
-    due = invoices["due_date"].to_numpy(dtype="datetime64[ns]")[where]
-    dpd = np.maximum((np.datetime64(pd.Timestamp(as_of), "ns") - due) // _DAY, 0)
+    dpd = days_past_due(invoices["due_date"].to_numpy(dtype="datetime64[ns]")[where], as_of)
     return _Open(where, invoices["customer_id"].to_numpy()[where], left, dpd)
 
 

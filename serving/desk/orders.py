@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import date
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from riskcast.errors import DeskUnavailableError
 
-from .store import DeskStore, Referral
+from .store import DeskStore, Referral, stands
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +27,7 @@ def standing_limit(desk: DeskStore, customer_id: str) -> tuple[float, float, dic
                                    "retry") from None
     if row is None or row["credit_limit"] is None:
         return math.nan, math.nan, None
-    if date.fromisoformat(row["review_date"]) <= desk.clock():
+    if not stands(row, desk.clock()):
         return math.nan, math.nan, row
     terms = row["terms_days"]
     return float(row["credit_limit"]), math.nan if terms is None else float(terms), None
@@ -95,7 +94,7 @@ def with_approved_limits(feats: "pd.DataFrame", desk: DeskStore | None) -> tuple
     for cid, row in desk.current_limits().items():
         if row["credit_limit"] is None:
             continue
-        if date.fromisoformat(row["review_date"]) > today:
+        if stands(row, today):
             standing[cid] = float(row["credit_limit"])
             terms[cid] = np.nan if row["terms_days"] is None else float(row["terms_days"])
         else:

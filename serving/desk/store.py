@@ -60,6 +60,12 @@ def add_months(day: date, months: int) -> date:
     raise AssertionError("unreachable")
 
 
+def stands(limit: Mapping[str, Any], today: date) -> bool:
+    """Whether an approved-limit row decides on ``today``: a limit (not withdrawn) whose
+    review date has not come. Order entry, the rescore and the review sweep all ask this."""
+    return limit["credit_limit"] is not None and date.fromisoformat(limit["review_date"]) > today
+
+
 @dataclass(frozen=True)
 class User:
     user_id: str
@@ -495,8 +501,7 @@ class DeskStore:
         """A review case for every customer whose approved limit's review date has come and
         that has no open case (its open case is the review). Returns customer_id -> case_id."""
         today = today or self.clock()
-        due = [r for r in self.current_limits().values()
-               if r["credit_limit"] is not None and date.fromisoformat(r["review_date"]) <= today]
+        due = [r for r in self.current_limits().values() if r["credit_limit"] is not None and not stands(r, today)]
         return self.refer([Referral(r["customer_id"], None, {
             "decision": "review", "decision_reason": f"the approved limit's review fell due on {r['review_date']}",
             "approved_limit": r["credit_limit"], "review_date": r["review_date"], "band": r["band"],
