@@ -193,7 +193,20 @@ def open_invoices(invoices: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     out = invoices.iloc[where][["customer_id", "invoice_id", "issue_date", "due_date", "amount"]].reset_index(drop=True)
     out["open_amount"] = np.round(left, 2)
     out["days_past_due"] = days_past_due(out["due_date"].to_numpy(dtype="datetime64[ns]"), as_of)
+    out["disputed"] = disputed_on(invoices, as_of)[where]
     return out  # in the ledger's order: sorting 20 million ids would cost more than the rest
+
+
+def disputed_on(invoices: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """Which invoices were in dispute on ``as_of``: flagged, and the dispute raised by then
+    (a flag without a date counts from the day the flag is dated, see above)."""
+    if "disputed" not in invoices.columns:
+        return np.zeros(len(invoices), dtype=bool)
+    flag = invoices["disputed"].to_numpy(dtype=bool, na_value=False)
+    if "dispute_date" not in invoices.columns:
+        return flag
+    raised = invoices["dispute_date"].to_numpy(dtype="datetime64[ns]")
+    return flag & (np.isnat(raised) | (raised <= np.datetime64(pd.Timestamp(as_of), "ns")))
 
 
 def unknown_customers(invoices: pd.DataFrame, known: pd.Series) -> tuple[np.ndarray, dict[str, Any] | None]:

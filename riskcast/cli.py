@@ -210,6 +210,9 @@ def _print_rescored(job, out: Path) -> None:
     print(f"scored book: {result.summary['scored']:,} customers -> {out}")
     print(f"rejected: {result.rejected_path}   summary: {result.summary_path}")
     print_summary(result.summary)
+    col = result.summary.get("collections")
+    if col:
+        print(f"collections worklist: {col['worklist_file']}   stop list: {col['stop_list_file']}")
     if job.store_note:
         print(job.store_note)
     print(f"latest-features store for order entry{'' if job.store_replaced else ' (unchanged)'}: {job.store}")
@@ -563,6 +566,88 @@ def cmd_receivables(args: argparse.Namespace, say: Progress) -> int:
     return 0
 
 
+def cmd_collections(args: argparse.Namespace, say: Progress) -> int:
+    """The dunning ladder: the worklist on a date, a step taken on an invoice, the steps on record."""
+    if args.action == "record":
+        by = f"cli:{_who_acts()}"[:64]
+        step = _desk(args).record_step(_needs(args.customer, "customer"), _needs(args.invoice, "invoice"),
+                                       _needs(args.stage, "stage"), _needs(args.outcome, "outcome"),
+                                       by, note=args.note, promised_date=args.promised,
+                                       request_id=args.request_id)
+        print(f"step {step['id']} on record: invoice {_printable(step['invoice_id'])} of "
+              f"{_printable(step['customer_id'])}, {step['stage']}: {step['outcome']}"
+              + (f" (promised for {step['promised_date']})" if step["promised_date"] else "")
+              + f", by {step['user_id']} at {step['at']}")
+        return 0
+    if args.action == "steps":
+        for st in _desk(args).steps(args.customer, args.invoice):
+            print(f"{st['at'][:16]}  {_printable(st['customer_id']):<14} {_printable(st['invoice_id']):<16} "
+                  f"{st['stage']:<10} {st['outcome']:<15} {st['user_id']}"
+                  + (f"  promised {st['promised_date']}" if st["promised_date"] else "")
+                  + (f"  {_printable(st['note'])}" if st["note"] else ""))
+        return 0
+    return _worklist(args, say)
+
+
+def _worklist(args: argparse.Namespace, say: Progress) -> int:
+    import json
+
+    import pandas as pd
+
+    from riskcast.data.io import write_parquet
+    from riskcast.data.ledger import open_invoices
+    from riskcast.serving.collections import collections_lines, collections_of, customer_pds
+    from riskcast.serving.rescore import side_paths
+
+    for value, name in ((args.data, "data"), (args.as_of, "as_of")):
+        if not value:
+            raise InputError(f"{name}: the worklist needs --{name.replace('_', '-')}", field=name)
+    dates = _as_of(args.as_of)
+    if len(dates) != 1:
+        raise InputError("as_of: the worklist takes one date", field="as_of")
+    as_of = dates[0]
+    paths = _paths(args)
+    out = Path(args.out) if args.out else paths.root / f"collections_{as_of.date()}.parquet"
+    _writable(out, "--out", folder=False)
+    scored = Path(args.scored) if args.scored else paths.scored
+    if not scored.exists():
+        raise InputError(f"scored: {scored} does not exist: the worklist ranks by the PDs of a rescore (run "
+                         "`riskcast rescore`, or give --scored)", field="scored")
+    rejected_path, summary_path, _ = side_paths(scored)
+    try:
+        scored_on = pd.Timestamp(json.loads(summary_path.read_text())["as_of"])
+    except (OSError, ValueError, KeyError):
+        raise InputError(f"scored: {scored} has no rescore summary beside it ({summary_path.name}): the date its PDs "
+                         "were scored on is not known", field="scored") from None
+    if scored_on > as_of:
+        raise InputError(f"scored: {scored} was scored as of {scored_on.date()}, after --as-of {as_of.date()}: its "
+                         "PDs were not known then", field="scored")
+    cfg = _config(args)
+    tables = _read_book(args, cfg, with_truth=False)
+    say(f"the invoices open on {as_of.date()}, against the PDs of the rescore as of {scored_on.date()}")
+    pds = customer_pds(pd.read_parquet(scored, columns=["customer_id", "pd_12m"]),
+                       pd.read_parquet(rejected_path) if rejected_path.exists() else None)
+    steps = pd.DataFrame(_desk(args).steps())
+    work, stops, summary = collections_of(open_invoices(tables.invoices, as_of), pds, cfg, as_of, steps)
+    stop_path = out.with_name(f"{out.stem}.stop_list.parquet")
+    write_parquet(work, out)
+    write_parquet(stops, stop_path)
+    if (as_of - scored_on).days > 92:
+        print(f"riskcast: the PDs are from the rescore as of {scored_on.date()}, {(as_of - scored_on).days} days "
+              "before the worklist's date", file=sys.stderr)
+    for line in collections_lines(summary):
+        print(line)
+    top = work[work["step_due_now"]].head(args.top)
+    if len(top):
+        print(f"the {len(top)} steps due now that are most at stake:")
+    for r in top.itertuples():
+        print(f"  {r.rank:>6}  {_printable(str(r.customer_id)):<14} {_printable(str(r.invoice_id)):<16} "
+              f"{r.days_past_due:>4} days  {r.open_amount:>14,.2f}  EL {r.expected_loss:>12,.2f}  {r.step}"
+              + ("  (disputed)" if r.disputed else "") + ("" if r.pd_source == "rescore" else f"  ({r.pd_source})"))
+    print(f"worklist: {out} ({len(work):,} overdue invoices)   stop list: {stop_path} ({len(stops):,} customers)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, say: Progress) -> int:
     """Reports on the desk's decisions: override rates and, where outcomes matured, their defaults."""
     import json
@@ -739,6 +824,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--as-of", required=True, help="the date, YYYY-MM-DD")
     sp.add_argument("--out", help="Parquet file for the figures of every customer")
     sp.add_argument("--config", help="TOML file overriding the default configuration")
+
+    sp = add("collections", cmd_collections, "the dunning ladder: the worklist of overdue invoices on a date (stage, "
+                                             "step due, PD, expected loss; the stop list beside it), a step taken "
+                                             "on an invoice (record), the steps on record (steps)")
+    sp.add_argument("action", nargs="?", choices=["worklist", "record", "steps"], default="worklist")
+    sp.add_argument("--data", help="worklist: folder with the raw tables (the invoices are enough)")
+    sp.add_argument("--mapping", help="worklist: TOML column mapping from your own files to the raw tables")
+    sp.add_argument("--as-of", help="worklist: the date, YYYY-MM-DD")
+    sp.add_argument("--scored", help="worklist: the rescore whose PDs rank it, scored on or before --as-of "
+                                     "(default: the work directory's scored book)")
+    sp.add_argument("--out", help="worklist: Parquet file (default: collections_<date>.parquet in the work "
+                                  "directory); the stop list goes beside it")
+    sp.add_argument("--top", type=_positive, default=10, help="worklist: how many steps due now to print (default 10)")
+    sp.add_argument("--customer", help="record: the customer; steps: only this customer's")
+    sp.add_argument("--invoice", help="record: the invoice; steps: only this invoice's")
+    sp.add_argument("--stage", help="record: the stage of the ladder the step answers")
+    sp.add_argument("--outcome", help="record: what came of it (configured; by default done, no answer, promise to "
+                                      "pay, disputed, paid, escalated)")
+    sp.add_argument("--promised", help="record: a promise to pay's date, YYYY-MM-DD")
+    sp.add_argument("--note", help="record: a note")
+    sp.add_argument("--request-id", help="record: an id of the step, so that a retry records it once")
+    with_workdir(sp)
 
     sp = add("report", cmd_report, "reports on the credit desk: override rates by analyst, band and reason code, and "
                                    "the default rate of overridden against followed decisions where outcomes matured")

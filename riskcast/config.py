@@ -349,6 +349,54 @@ class ReceivablesConfig(_Section):
         return self
 
 
+class CollectionStage(_Section):
+    """A step of the dunning ladder: reached once an invoice is more than ``days`` past due.
+    The stage that stops new orders takes its days from ``policy.decline_overdue_days`` (one
+    figure: the worklist's stop list and order entry's decline are the same rule)."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+    action: str = Field(min_length=1, max_length=200)
+    #: None: the stop stage, at ``policy.decline_overdue_days``
+    days: int | None = Field(None, ge=0, le=3650)
+    stops_orders: bool = False
+
+
+def _default_ladder() -> tuple[CollectionStage, ...]:
+    return (CollectionStage(name="reminder", days=7, action="friendly reminder"),
+            CollectionStage(name="call", days=15, action="call to find out what blocks payment"),
+            CollectionStage(name="demand", action="formal demand; new orders stop", stops_orders=True),
+            CollectionStage(name="legal", days=45, action="legal proceedings start"),
+            CollectionStage(name="agency", days=90, action="a collection agency, or a claim on the credit insurance"))
+
+
+class CollectionsConfig(_Section):
+    """The dunning ladder (stages in order of days past due, one of them stopping new orders)
+    and the outcomes a collector records of a step."""
+
+    stages: tuple[CollectionStage, ...] = Field(default_factory=_default_ladder)
+    outcomes: tuple[str, ...] = ("done", "no answer", "promise to pay", "disputed", "paid", "escalated")
+
+    @model_validator(mode="after")
+    def _one_stop(self) -> "CollectionsConfig":
+        names = [s.name for s in self.stages]
+        if not names:
+            raise ValueError("stages: the ladder needs at least its stop stage")
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: each name once; got {names}")
+        stops = [s.name for s in self.stages if s.stops_orders]
+        if len(stops) != 1:
+            raise ValueError(f"stages: exactly one stage stops new orders (stops_orders = true); got {stops or 'none'}")
+        if not self.outcomes or len(set(self.outcomes)) != len(self.outcomes) or \
+                any(not o or len(o) > 32 or not o.isprintable() for o in self.outcomes):
+            raise ValueError("outcomes: distinct printable names of at most 32 characters")
+        return self
+
+    def ladder(self, policy: "PolicyConfig") -> tuple[CollectionStage, ...]:
+        """The stages with their days, the stop stage's from the policy."""
+        return tuple(s if not s.stops_orders else s.model_copy(update={"days": policy.decline_overdue_days})
+                     for s in self.stages)
+
+
 class LabelConfig(_Section):
     """What a default is. ``source``: "defaults" reads the defaults table; "ledger" derives
     defaults from the invoices (severe delinquency: an invoice more than ``days_past_due`` days
@@ -434,6 +482,24 @@ class RiskcastConfig(_Section):
     model_fit: ModelFitConfig = ModelFitConfig()
     desk: DeskConfig = DeskConfig()
     receivables: ReceivablesConfig = ReceivablesConfig()
+    collections: CollectionsConfig = CollectionsConfig()
+
+    @model_validator(mode="after")
+    def _ladder(self) -> "RiskcastConfig":
+        stages = self.collections.stages
+        for s in stages:
+            if s.stops_orders and s.days is not None and s.days != self.policy.decline_overdue_days:
+                raise ValueError(f"collections.stages: the stop stage {s.name!r} is at "
+                                 f"policy.decline_overdue_days ({self.policy.decline_overdue_days}), one rule with "
+                                 f"order entry's decline: leave its days out or set them equal, not {s.days}")
+            if not s.stops_orders and s.days is None:
+                raise ValueError(f"collections.stages: stage {s.name!r} needs its days")
+        days = [s.days for s in self.collections.ladder(self.policy)]
+        if any(b <= a for a, b in zip(days, days[1:])):
+            named = ", ".join(f"{s.name} {d}" for s, d in zip(stages, days))
+            raise ValueError(f"collections.stages: the days must increase along the ladder (the stop stage at "
+                             f"policy.decline_overdue_days); got {named}")
+        return self
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -501,6 +567,11 @@ class WorkPaths(BaseModel):
     def open_invoices(self) -> Path:
         """The invoices open on the store's date, beside it (the desk's customer page)."""
         return self.root / "open_invoices.parquet"
+
+    @property
+    def collections(self) -> Path:
+        """The collections worklist of the store's date, beside it (the desk's collections page)."""
+        return self.root / "collections.parquet"
 
     @property
     def scored(self) -> Path:

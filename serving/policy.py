@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import inf, isfinite, isnan
+from typing import Any
 
 import numpy as np
 
@@ -127,11 +128,18 @@ def _rules(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig, limit: np.n
     referred = np.array([bool(r) for r in x.refer_reason], dtype=bool)
     within = exposure <= limit
     rules = np.select(
-        [np.isin(band, list(cfg.decline_bands)), x.max_days_overdue_open > cfg.decline_overdue_days, referred,
+        [np.isin(band, list(cfg.decline_bands)), stops_orders(x.max_days_overdue_open, cfg), referred,
          _past_seller_cap(x, seller, limit), limit <= 0, within & np.isin(band, list(cfg.conditions_bands)),
          within, exposure <= limit * (1.0 + cfg.refer_margin), x.order_amount <= 0],
         list(RULES)[:9], default="over_limit_prepayment")
     return rules.astype(object)
+
+
+def stops_orders(days_overdue: Any, cfg: PolicyConfig) -> Any:
+    """Whether new orders stop: an invoice more than ``decline_overdue_days`` past due (the
+    dunning ladder's stop stage). Order entry, the rescore and the collections' stop list ask
+    this, of one number or an array of them."""
+    return days_overdue > cfg.decline_overdue_days
 
 
 def _past_seller_cap(x: PolicyInputs, seller: SellerConfig, limit: np.ndarray) -> np.ndarray:
@@ -249,7 +257,7 @@ def _orders(x: PolicyInputs, cfg: PolicyConfig, seller: SellerConfig) -> PolicyO
         total = book_total - booked + limit
         if band in cfg.decline_bands:
             rule = "declined_band"
-        elif overdue > cfg.decline_overdue_days:
+        elif stops_orders(overdue, cfg):
             rule = "declined_overdue"
         elif refer:
             rule = "referred_fallback"

@@ -36,6 +36,7 @@ from riskcast.features.payment import InvoiceLedger
 from riskcast.training.masterscale import (SCALE_FINGERPRINT_COLUMN, SCALE_VERSION_COLUMN, concentration,
                                            describe_concentration, grade_migration)
 
+from .collections import collections_lines, collections_of, customer_pds
 from .core import ScoringCore
 from .desk.orders import book_referrals, with_approved_limits
 from .model_fit import ModelFit, bundle_fit
@@ -213,6 +214,12 @@ def open_invoices_path(out: Path) -> Path:
     return out.with_name(f"{stem}.open_invoices.parquet")
 
 
+def collections_paths(out: Path) -> tuple[Path, Path]:
+    """Where the collections worklist and the stop list of ``out`` go, beside it."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.collections.parquet"), out.with_name(f"{stem}.stop_list.parquet")
+
+
 def _bar(done: int, total: int, rate: float, width: int = 24) -> str:
     share = done / total if total else 1.0
     filled = int(round(share * width))
@@ -342,19 +349,38 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     write_parquet(rejected, rejected_path)
     if (work / "open_invoices.parquet").exists():  # a run resumed from an older version's work has none
         os.replace(work / "open_invoices.parquet", open_invoices_path(out))
+    collections = collect(core, out, rejected, as_of, say)
     say("summarising the book")
     scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
                     "fallback_mode": forced, "seller": seller, "book_notes": notes, "receivables": receivables,
-                    "model_fit": fit.to_dict() if fit is not None else None,
+                    "collections": collections, "model_fit": fit.to_dict() if fit is not None else None,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before,
                     "desk": refer_to_desk(core, out, str(as_of.date()), say)})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats, coverage)
+
+
+def collect(core: ScoringCore, out: Path, rejected: pd.DataFrame, as_of: pd.Timestamp, say: Progress
+            ) -> dict[str, Any] | None:
+    """The collections worklist and the stop list beside ``out``, from the invoices open on the
+    date, the PDs just scored and the steps on record on the desk; returns their summary."""
+    opened = open_invoices_path(out)
+    if not opened.exists():
+        return None
+    say("collections: the dunning ladder's worklist and the stop list")
+    overdue = pd.read_parquet(opened, filters=[("days_past_due", ">", 0)])
+    pds = customer_pds(pd.read_parquet(out, columns=["customer_id", "pd_12m"]), rejected)
+    steps = pd.DataFrame(core.desk.steps()) if core.desk is not None else None
+    work, stops, summary = collections_of(overdue, pds, core.cfg, as_of, steps)
+    work_path, stop_path = collections_paths(out)
+    write_parquet(work, work_path)
+    write_parquet(stops, stop_path)
+    return {**summary, "worklist_file": str(work_path), "stop_list_file": str(stop_path)}
 
 
 def refer_to_desk(core: ScoringCore, out: Path, as_of: str, say: Progress) -> dict[str, int] | None:
@@ -682,6 +708,9 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
                                       for t in s["top_exposures"][:5]))
     if s.get("receivables"):
         for line in receivables_lines(s["receivables"]):
+            say(line)
+    if s.get("collections"):
+        for line in collections_lines(s["collections"]):
             say(line)
     desk = s.get("desk")
     if desk:

@@ -21,7 +21,7 @@ from riskcast.errors import InputError, RiskcastError
 from riskcast.features.coverage import COVERAGE_KEY
 from riskcast.features.store import store_as_of, write_store
 
-from .rescore import RescoreResult, open_invoices_path, read_previous, rescore_to_file
+from .rescore import RescoreResult, collections_paths, open_invoices_path, read_previous, rescore_to_file
 
 Progress = Callable[[str], None]
 
@@ -143,9 +143,10 @@ def rescore_workdir(tables: RawTables | Callable[[], RawTables], workdir: Path, 
     if replace:
         say(f"writing the order-entry feature store {paths.store}")
         write_store(result.features, paths.store, core.registry.version, meta=book_meta(result.features, result.coverage))
-        opened = open_invoices_path(result.out)
-        if opened.exists():
-            with atomic_path(paths.open_invoices) as tmp:
-                shutil.copyfile(opened, tmp)
+        for made, kept in ((open_invoices_path(result.out), paths.open_invoices),
+                           (collections_paths(result.out)[0], paths.collections)):
+            if made.exists():
+                with atomic_path(kept) as tmp:
+                    shutil.copyfile(made, tmp)
     say("done")
     return RescoreJob(result, core.model.name, core.model.version, replace, note, paths.store)

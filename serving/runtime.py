@@ -250,7 +250,8 @@ def audit_url(cfg: RiskcastConfig, paths: WorkPaths) -> str:
 def open_desk(cfg: RiskcastConfig, paths: WorkPaths) -> DeskStore:
     """The credit desk of a work directory: ``RISKCAST_DESK_URL``, else ``desk.url``, else the
     audit log's database (brought to the desk's newest schema on opening)."""
-    return DeskStore(os.environ.get("RISKCAST_DESK_URL") or cfg.desk.url or audit_url(cfg, paths), cfg.desk)
+    return DeskStore(os.environ.get("RISKCAST_DESK_URL") or cfg.desk.url or audit_url(cfg, paths), cfg.desk,
+                     collections=cfg.collections)
 
 
 # -- one version for every worker ------------------------------------------------------------

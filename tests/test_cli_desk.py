@@ -48,7 +48,7 @@ def test_users_keys_queue_and_the_override_report_from_the_command_line(workdir_
     assert main(["desk", "revoke-key", key, *home]) == 2
     assert "revoked already" in capsys.readouterr().err
     assert main(["desk", "migrate", *home]) == 0
-    assert "revision 0002" in capsys.readouterr().out
+    assert "revision 0003" in capsys.readouterr().out
 
 
 def test_an_id_with_a_line_break_stays_on_its_line_of_the_queue(workdir_copy, capsys):

@@ -91,11 +91,27 @@ trail = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
     sa.Column("user_id", sa.String(64), nullable=False),       # 'system' for the service's own
     sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("object", sa.String(16), nullable=False),        # case | limit | user | key
+    sa.Column("object", sa.String(16), nullable=False),        # case | limit | user | key | invoice
     sa.Column("object_id", sa.String(255), nullable=False),
     sa.Column("old", sa.Text),                                  # JSON, null: nothing before
     sa.Column("new", sa.Text),                                  # JSON
     sa.Index("ix_desk_trail_object", "object", "object_id"),
+)
+
+steps = sa.Table(
+    "desk_collection_steps", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("customer_id", sa.String(255), nullable=False),
+    sa.Column("invoice_id", sa.String(255), nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),         # a stage of the configured ladder
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("promised_date", sa.String(10)),                 # YYYY-MM-DD: a promise to pay
+    sa.Column("note", sa.Text),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(255)),                   # a retried record is one row
+    sa.Index("ix_desk_collection_steps_invoice", "customer_id", "invoice_id", "id"),
+    sa.Index("ux_desk_collection_steps_request", "request_id", unique=True),
 )
 
 #: the tables an UPDATE or DELETE is refused on

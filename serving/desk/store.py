@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from riskcast.config import ROLES, DeskConfig
+from riskcast.config import ROLES, CollectionsConfig, DeskConfig
 from riskcast.errors import AuthError, AuthorityError, ConfigError, InputError, NotFoundError, StaleCaseError
 
 from . import schema as t
@@ -156,9 +156,11 @@ def _fold(row: Mapping[str, Any], evs: Sequence[Mapping[str, Any]]) -> Case:
 class DeskStore:
     """The desk's database. ``clock`` gives today's date (tests move it to a review date)."""
 
-    def __init__(self, url: str, cfg: DeskConfig | None = None, *, clock: Callable[[], date] | None = None) -> None:
+    def __init__(self, url: str, cfg: DeskConfig | None = None, *, clock: Callable[[], date] | None = None,
+                 collections: CollectionsConfig | None = None) -> None:
         self.url = url
         self.cfg = cfg or DeskConfig()
+        self.collections = collections or CollectionsConfig()
         self.clock = clock or (lambda: datetime.now(timezone.utc).date())
         sqlite_db = url.startswith("sqlite")
         self.engine = sa.create_engine(url, **({"connect_args": {"timeout": 30}} if sqlite_db else
@@ -507,6 +509,40 @@ class DeskStore:
             "approved_limit": r["credit_limit"], "review_date": r["review_date"], "band": r["band"],
             "recommended_limit": r["credit_limit"], "exposure": 0.0}) for r in due], by="review")
 
+    # -- collections ---------------------------------------------------------------------
+    def record_step(self, customer_id: str, invoice_id: str, stage: str, outcome: str, by: str, *,
+                    note: str | None = None, promised_date: str | None = None,
+                    request_id: str | None = None) -> dict[str, Any]:
+        """A collection step taken on an invoice (the stage of the ladder it answers, its
+        outcome, who and when), with its trail row. A ``request_id`` seen before returns the
+        step on record, so that a retried form or command is one step."""
+        fields = _check_step(self.collections, customer_id, invoice_id, stage, outcome, note, promised_date,
+                             request_id)
+        if not by or len(by) > 64:
+            raise InputError(f"by: who records the step, 1-64 characters; got {by[:80]!r}", field="by")
+
+        def work(conn: sa.Connection) -> dict[str, Any]:
+            if request_id is not None:
+                seen = conn.execute(sa.select(t.steps).where(t.steps.c.request_id == request_id)).mappings().first()
+                if seen is not None:
+                    return dict(seen)
+            row = {**fields, "at": _now(), "user_id": by}
+            new_id = conn.execute(t.steps.insert().values(**row)).inserted_primary_key[0]
+            self._trail(conn, by, "collection_step", "invoice", invoice_id, None,
+                        {k: row[k] for k in ("customer_id", "stage", "outcome", "promised_date", "note")})
+            return {"id": new_id, **row}
+        return self._retrying(work)
+
+    def steps(self, customer_id: str | None = None, invoice_id: str | None = None) -> list[dict[str, Any]]:
+        """The collection steps on record, oldest first (of one customer, or one invoice)."""
+        q = sa.select(t.steps)
+        if customer_id is not None:
+            q = q.where(t.steps.c.customer_id == customer_id)
+        if invoice_id is not None:
+            q = q.where(t.steps.c.invoice_id == invoice_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(t.steps.c.id)).mappings()]
+
     # -- the trail -----------------------------------------------------------------------
     def trail(self, obj: str | None = None, obj_id: str | None = None, last: int = 200) -> list[dict[str, Any]]:
         q = sa.select(t.trail)
@@ -568,6 +604,34 @@ def _check_user_fields(user_id: str, name: str, role: str) -> None:
         raise InputError("name: 1-200 printable characters (no line breaks)", field="name")
     if role not in ROLES:
         raise InputError(f"role: {role!r} is not one of {', '.join(ROLES)}", field="role")
+
+
+def _check_step(collections: CollectionsConfig, customer_id: str, invoice_id: str, stage: str, outcome: str,
+                note: str | None, promised_date: str | None, request_id: str | None) -> dict[str, Any]:
+    for name, value in (("customer_id", customer_id), ("invoice_id", invoice_id)):
+        if not value or len(value) > 255:
+            raise InputError(f"{name}: 1-255 characters", field=name)
+    stages = [s.name for s in collections.stages]
+    if stage not in stages:
+        raise InputError(f"stage: {stage!r} is not a stage of the ladder ({', '.join(stages)})", field="stage")
+    if outcome not in collections.outcomes:
+        raise InputError(f"outcome: {outcome!r} is not one of {', '.join(collections.outcomes)}", field="outcome")
+    if note is not None and len(note) > 2000:
+        raise InputError("note: at most 2,000 characters", field="note")
+    if promised_date is not None:
+        try:
+            if len(promised_date) != 10 or promised_date[4] != "-" or promised_date[7] != "-":
+                raise ValueError(promised_date)
+            promised_date = date.fromisoformat(promised_date).isoformat()
+        except (TypeError, ValueError):
+            raise InputError(f"promised_date: {promised_date!r} is not a date (YYYY-MM-DD)",
+                             field="promised_date") from None
+        if outcome != "promise to pay":
+            raise InputError("promised_date: only a promise to pay has one", field="promised_date")
+    if request_id is not None and not 1 <= len(request_id) <= 255:
+        raise InputError("request_id: 1-255 characters", field="request_id")
+    return {"customer_id": customer_id, "invoice_id": invoice_id, "stage": stage, "outcome": outcome,
+            "promised_date": promised_date, "note": note or None, "request_id": request_id}
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

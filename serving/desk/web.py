@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +29,10 @@ COOKIE = "riskcast_desk"
 _HERE = Path(__file__).parent
 #: roles that see the override report (those who answer for the desk's decisions)
 REPORT_ROLES = ("manager", "credit_committee", "admin")
+#: the collections page's views: the steps due now, every overdue invoice, the stop list's
+COLLECTION_VIEWS = ("due", "all", "stop")
+#: rows the collections page lists at most (the worklist file holds them all)
+COLLECTION_ROWS = 200
 
 
 class DeskContext:
@@ -182,10 +187,63 @@ def desk_app(served: Callable[[], Any]) -> Any:
         for h in history:
             h["reasons"] = [r.get("text") for r in json.loads(h["reasons"] or "[]")]
         invoices = _open_invoices(ctx.paths, cid)
+        overdue, _summary, _on = _collections(ctx, cid)
         return page("customer.html", user=user, title=f"Customer {cid}", cid=cid, view=view,
+                    overdue=[] if overdue is None else overdue.to_dict("records"), steps=desk.steps(cid),
                     approved=desk.approved_limit(cid), limits=desk.limits(cid), cases=desk.cases(cid),
                     invoices=invoices, aged=_aged(invoices, core.cfg.receivables.buckets), history=history,
                     today=desk.clock())
+
+    def collections(request: Request, user: User, _form: dict[str, str]) -> Response:
+        q = request.query_params
+        show, stage, cid = q.get("show") or "due", q.get("stage") or "", (q.get("customer") or "").strip()
+        if show not in COLLECTION_VIEWS:
+            raise InputError(f"show: one of {', '.join(COLLECTION_VIEWS)}; got {show!r}", field="show")
+        work, summary, as_of = _collections(ctx, cid or None)
+        rows = None
+        if work is not None:
+            import numpy as np
+
+            keep = np.ones(len(work), dtype=bool)
+            if show == "due":
+                keep &= work["step_due_now"].to_numpy()
+            elif show == "stop":
+                keep &= work["stops_orders"].to_numpy()
+            if stage:
+                keep &= work["stage"].to_numpy() == stage
+            rows = work[keep]
+        stages = [s.name for s in ctx.core.cfg.collections.stages]
+        return page("collections.html", user=user, title="Collections", rows=None if rows is None else
+                    rows.head(COLLECTION_ROWS).to_dict("records"), shown=0 if rows is None else len(rows),
+                    limit=COLLECTION_ROWS, summary=summary, as_of=as_of, show=show, stage=stage, customer=cid,
+                    stages=stages, views=COLLECTION_VIEWS, notice=q.get("done"))
+
+    def step_page(request: Request, user: User, form: dict[str, str], *, error: str | None = None,
+                  status: int = 200) -> Response:
+        src = form or request.query_params
+        cid, inv = str(src.get("customer") or ""), str(src.get("invoice") or "")
+        work, _summary, as_of = _collections(ctx, cid or None)
+        row = None if work is None else work[work["invoice_id"].astype(str) == inv]
+        if row is None or not len(row):
+            raise NotFoundError(f"invoice: {inv!r} of customer {cid!r} is not on the worklist of the last rescore",
+                                field="invoice")
+        cfg = ctx.core.cfg.collections
+        return page("step.html", status, user=user, title=f"Invoice {inv}", row=row.iloc[0].to_dict(), as_of=as_of,
+                    steps=ctx.desk.steps(cid, inv), stages=[s.name for s in cfg.stages], outcomes=cfg.outcomes,
+                    form=form, error=error, request_id=uuid.uuid4().hex, can_record=user.role in DECIDING,
+                    notice=request.query_params.get("done"))
+
+    def record_step(request: Request, user: User, form: dict[str, str]) -> Response:
+        cid, inv = form.get("customer", ""), form.get("invoice", "")
+        try:
+            ctx.desk.record_step(cid, inv, form.get("stage", ""), form.get("outcome", ""), user.user_id,
+                                 note=(form.get("note") or "").strip() or None,
+                                 promised_date=(form.get("promised_date") or "").strip() or None,
+                                 request_id=form.get("request_id") or None)
+        except InputError as exc:
+            return step_page(request, user, form, error=str(exc), status=exc.http_status)
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/collections/step?customer="
+                                f"{quote(cid, safe='')}&invoice={quote(inv, safe='')}&done=recorded", status_code=303)
 
     def overrides(request: Request, user: User, _form: dict[str, str]) -> Response:
         from .overrides import override_report
@@ -209,6 +267,9 @@ def desk_app(served: Callable[[], Any]) -> Any:
         Route("/customers", guarded(lookup)),
         Route("/customers/{customer_id}", guarded(customer)),
         Route("/overrides", guarded(overrides, REPORT_ROLES)),
+        Route("/collections", guarded(collections)),
+        Route("/collections/step", guarded(step_page), methods=["GET"]),
+        Route("/collections/step", guarded(record_step, DECIDING), methods=["POST"]),
         Route("/desk.css", style),
     ])
 
@@ -287,6 +348,26 @@ def _open_invoices(paths: Any, cid: str) -> list[dict[str, Any]]:
 
     table = pq.read_table(path, filters=[("customer_id", "==", cid)])
     return table.to_pandas().sort_values(["due_date", "invoice_id"], kind="stable").to_dict("records")
+
+
+def _collections(ctx: DeskContext, customer_id: str | None = None) -> tuple[Any, dict[str, Any] | None, Any]:
+    """The worklist of the last rescore (of one customer, or all), with the steps on record now,
+    its summary and its date; (None, None, None) before a rescore wrote one."""
+    import pandas as pd
+
+    from riskcast.features.store import store_as_of
+    from riskcast.serving.collections import collections_summary, stop_list, with_steps
+
+    path = Path(ctx.paths.collections)
+    on = store_as_of(ctx.paths.store)
+    if not path.exists() or on is None:
+        return None, None, None
+    as_of = pd.Timestamp(on)
+    work = pd.read_parquet(path, filters=[("customer_id", "==", customer_id)] if customer_id else None)
+    cfg = ctx.core.cfg
+    work = with_steps(work, pd.DataFrame(ctx.desk.steps(customer_id)), cfg, as_of)
+    summary = collections_summary(work, stop_list(work, cfg.policy), cfg.collections, cfg.policy, as_of)
+    return work, summary, as_of.date()
 
 
 def _aged(invoices: list[dict[str, Any]], buckets: tuple[int, ...]) -> dict[str, float]:

@@ -134,9 +134,33 @@ def test_an_analyst_approves_a_referred_order_and_the_erp_sees_it(workdir_copy, 
             assert "current" in aging and "90+" in aging
             history = page.get_by_role("region", name="Decision history (order entry)").inner_text()
             assert "refer" in history and "approve" in history
+
+            # collections: the ladder, the steps due now, a step recorded that shows on the list
+            page.get_by_role("link", name="Collections").click()
+            page.get_by_role("heading", name="Collections", exact=True).wait_for()
+            ladder = page.get_by_role("region", name="The ladder").inner_text()
+            assert "reminder" in ladder and "demand" in ladder and "new orders stop past 30 days" in ladder
+            worklist = page.locator("table").last  # after the ladder's own table
+            assert "invoices" in worklist.locator("caption").inner_text()
+            first = worklist.locator("tbody tr").first
+            invoice = first.locator("td").nth(2).inner_text().split()[0]
+            page.screenshot(path=str(SHOTS / "desk-collections.png"), full_page=False)
+            first.get_by_role("link", name=f"Step for {invoice}").click()
+            page.get_by_role("heading", name=f"Invoice {invoice}").wait_for()
+            page.get_by_label("Outcome").select_option("promise to pay")
+            page.get_by_label("Promised payment date (a promise to pay only)").fill("2026-01-20")
+            page.get_by_label("Note").fill("Treasurer confirmed by phone.")
+            page.get_by_role("button", name="Record").click()
+            page.get_by_role("status").wait_for()
+            steps = page.get_by_role("region", name="Steps on record").inner_text()
+            assert "promise to pay" in steps and "2026-01-20" in steps and "max" in steps
+            page.screenshot(path=str(SHOTS / "desk-collection-step.png"), full_page=True)
+            page.goto(f"{base}/desk/collections?show=all")
+            row = page.locator("table").last.locator("tbody tr").filter(has_text=invoice).first
+            assert "promise to pay, max" in row.inner_text()
             browser.close()
         assert hosts == {f"127.0.0.1:{port}"}, hosts  # nothing loaded from elsewhere
     finally:
         stop_serving(workdir_copy, proc)
-    for name in ("desk-queue.png", "desk-case.png", "desk-overrides.png"):
+    for name in ("desk-queue.png", "desk-case.png", "desk-overrides.png", "desk-collections.png"):
         assert (SHOTS / name).stat().st_size > 10_000

@@ -39,3 +39,16 @@ def people(desk):
         key = desk.add_user(uid, uid.title(), role, by="setup")
         out[uid] = desk.authenticate(key)
     return out
+
+
+@pytest.fixture
+def workers(desk_url, clock):
+    """Stores of their own on the desk's database, as separate service workers hold."""
+    made: list[DeskStore] = []
+
+    def make(n):
+        made.extend(DeskStore(desk_url, clock=clock) for _ in range(n))
+        return made[-n:]
+    yield make
+    for store in made:
+        store.close()

@@ -4,28 +4,13 @@ orders of one customer referred at once all land in one case."""
 
 from __future__ import annotations
 
-import pytest
-
 from riskcast.errors import StaleCaseError
-from riskcast.serving.desk.store import DeskStore
 
 from .helpers import REASON, TEXT, referral, rows, run_at_once
 
 ROUNDS = 5
 REFERRERS = 8
 
-
-@pytest.fixture
-def workers(desk_url, clock):
-    """Stores of their own on the same database, as separate service workers hold."""
-    made: list[DeskStore] = []
-
-    def make(n):
-        made.extend(DeskStore(desk_url, clock=clock) for _ in range(n))
-        return made[-n:]
-    yield make
-    for store in made:
-        store.close()
 
 
 def test_two_analysts_deciding_one_case_at_once_one_wins_the_other_is_stale(desk, workers):
