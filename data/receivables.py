@@ -53,10 +53,9 @@ def _bucket_of(days_past_due: np.ndarray, buckets: tuple[int, ...]) -> np.ndarra
 
 @dataclass(frozen=True)
 class _Open:
-    """The invoices open on a date: positions, customer, what is left, days past due."""
+    """The invoices open on a date: positions, what is left, days past due."""
 
     where: np.ndarray
-    customer: np.ndarray
     left: np.ndarray
     days_past_due: np.ndarray
 
@@ -64,7 +63,7 @@ class _Open:
 def _open(invoices: pd.DataFrame, as_of: pd.Timestamp) -> _Open:
     where, left = open_left(invoices, as_of)
     dpd = days_past_due(invoices["due_date"].to_numpy(dtype="datetime64[ns]")[where], as_of)
-    return _Open(where, invoices["customer_id"].to_numpy()[where], left, dpd)
+    return _Open(where, left, dpd)
 
 
 def aging(open_inv: pd.DataFrame, buckets: tuple[int, ...]) -> pd.DataFrame:
@@ -159,23 +158,25 @@ def book_receivables(invoices: pd.DataFrame, as_of: pd.Timestamp, buckets: tuple
     return {"as_of": str(as_of.date()), "open": round(total, 2),
             "aging": {k: round(float(v), 2) for k, v in zip(labels, by_bucket)},
             "aging_share": {k: (round(float(v) / total, 4) if total else 0.0) for k, v in zip(labels, by_bucket)},
-            "customers_with_open": int(pd.unique(o.customer).size),
+            "customers_with_open": int(invoices["customer_id"].iloc[o.where].nunique()),
             "sales_window_days": dso_days, "sales": round(sales, 2),
             "dso_countback": countback,
             "dso_simple": round(total / sales * dso_days, 1) if sales else None,
             "add": round((total - float(by_bucket[0])) / sales * dso_days, 1) if sales else None,
             "cei_days": cei_days,
-            "cei": collection_effectiveness(invoices, as_of - pd.Timedelta(days=cei_days), as_of)}
+            "cei": collection_effectiveness(invoices, as_of - pd.Timedelta(days=cei_days), as_of, o)}
 
 
-def collection_effectiveness(invoices: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> float | None:
+def collection_effectiveness(invoices: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp,
+                             at_end: _Open | None = None) -> float | None:
     """The collection effectiveness index over (start, end] for the invoices given (a customer's
-    or the book's); None when nothing could be collected."""
+    or the book's); None when nothing could be collected. ``at_end``: the invoices open on
+    ``end``, when the caller has them."""
     begin = float(open_left(invoices, start)[1].sum())
     issue = invoices["issue_date"].to_numpy(dtype="datetime64[ns]")
     inside = (issue > np.datetime64(pd.Timestamp(start), "ns")) & (issue <= np.datetime64(pd.Timestamp(end), "ns"))
     sales = float(invoices["amount"].to_numpy(dtype=float)[inside].sum())
-    o = _open(invoices, end)
+    o = at_end if at_end is not None else _open(invoices, end)
     ending, current = float(o.left.sum()), float(o.left[o.days_past_due <= 0].sum())
     collectable = begin + sales - current
     return None if collectable <= 0.005 else round((begin + sales - ending) / collectable, 4)

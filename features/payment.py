@@ -120,6 +120,26 @@ class InvoiceLedger:
         seen = np.bincount(self.code[self.issue <= _day(as_of)], minlength=self.customers.size) > 0
         return self.customers[seen]
 
+    def order_pattern(self, as_of: pd.Timestamp, recent: int = 3, months: int = 12) -> pd.DataFrame:
+        """Per customer invoiced in the ``recent`` + ``months`` calendar months counted back
+        from ``as_of``: its monthly orders over the ``recent`` months (``orders_recent``), its
+        monthly mean over the ``months`` before them (``orders_usual``) and in how many of
+        those it bought (``months_with_orders``): the watchlist's unusual swing in orders."""
+        as_of = pd.Timestamp(as_of).normalize()
+        total = recent + months
+        bounds = np.array([_day(as_of - pd.DateOffset(months=k)) for k in range(total, -1, -1)])
+        inside = (self.issue > bounds[0]) & (self.issue <= bounds[-1])
+        month = total - np.searchsorted(bounds, self.issue[inside], side="left")  # 0: the month ending on as_of
+        n = self.customers.size
+        flat = np.bincount(self.code[inside] * total + month, weights=self.amount[inside],
+                           minlength=n * total).reshape(n, total)
+        seen = flat.any(axis=1)
+        before = flat[seen, recent:]
+        return pd.DataFrame({"orders_recent": flat[seen, :recent].mean(axis=1).round(2),
+                             "orders_usual": before.mean(axis=1).round(2),
+                             "months_with_orders": (before > 0).sum(axis=1)},
+                            index=pd.Index(self.customers[seen], name="customer_id"))
+
     def features(self, as_of: pd.Timestamp) -> pd.DataFrame:
         """Payment features per customer (index ``customer_id``) for customers with an invoice
         issued by ``as_of``."""

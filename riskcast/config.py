@@ -329,6 +329,9 @@ class RescoreConfig(_Section):
     chunk_size: int = Field(20_000, ge=1, le=5_000_000)
     #: loss given default: share of the exposure lost when a customer defaults
     lgd: float = Field(0.45, ge=0, le=1)
+    #: the receivables steps: the aging and DSO, the open invoices the desk shows, the
+    #: collections worklist and stop list, the watchlist (false: the credit decisions alone)
+    receivables: bool = True
 
 
 class ReceivablesConfig(_Section):
@@ -395,6 +398,30 @@ class CollectionsConfig(_Section):
         """The stages with their days, the stop stage's from the policy."""
         return tuple(s if not s.stops_orders else s.model_copy(update={"days": policy.decline_overdue_days})
                      for s in self.stages)
+
+
+class WatchlistConfig(_Section):
+    """The early-warning triggers the rescore checks for every scored customer (each a
+    customer on the watchlist, with its figures; where the desk exists, a review case)."""
+
+    #: PD up by this share of the previous rescore's (1.0: doubled), and by at least ``pd_min_rise``
+    pd_rise: float = Field(1.0, gt=0, le=100)
+    pd_min_rise: float = Field(0.002, ge=0, le=1)
+    #: grades down since the last review (the desk's, else the previous rescore's)
+    grade_notches: int = Field(2, ge=1, le=20)
+    #: mean days beyond terms of the last 3 months above the last 12 months' by this many days
+    dbt_trend_days: float = Field(15.0, gt=0, le=365)
+    #: monthly orders of the last ``orders_recent_months`` against the monthly mean of the 12
+    #: months before: at least ``orders_high`` times, or at most ``orders_low`` times, for a
+    #: customer that bought in ``orders_min_months`` of those 12 at least
+    orders_recent_months: int = Field(3, ge=1, le=12)
+    orders_high: float = Field(3.0, gt=1, le=1000)
+    orders_low: float = Field(0.1, ge=0, lt=1)
+    orders_min_months: int = Field(9, ge=1, le=12)
+    #: the latest statement's period ended longer ago than this (customers that file)
+    statements_overdue_months: float = Field(18.0, gt=0, le=120)
+    #: a customer on the watchlist gets a review case on the desk, where the desk exists
+    open_reviews: bool = True
 
 
 class LabelConfig(_Section):
@@ -483,6 +510,7 @@ class RiskcastConfig(_Section):
     desk: DeskConfig = DeskConfig()
     receivables: ReceivablesConfig = ReceivablesConfig()
     collections: CollectionsConfig = CollectionsConfig()
+    watchlist: WatchlistConfig = WatchlistConfig()
 
     @model_validator(mode="after")
     def _ladder(self) -> "RiskcastConfig":

@@ -39,8 +39,10 @@ from riskcast.training.masterscale import (SCALE_FINGERPRINT_COLUMN, SCALE_VERSI
 from .collections import collections_lines, collections_of, customer_pds
 from .core import ScoringCore
 from .desk.orders import book_referrals, with_approved_limits
+from .desk.store import Referral
 from .model_fit import ModelFit, bundle_fit
 from .policy import seller_ceilings
+from .watchlist import watch_summary, watchlist, watchlist_lines
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -350,16 +352,19 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     if (work / "open_invoices.parquet").exists():  # a run resumed from an older version's work has none
         os.replace(work / "open_invoices.parquet", open_invoices_path(out))
     collections = collect(core, out, rejected, as_of, say)
+    referred = refer_to_desk(core, out, str(as_of.date()), say)
+    watch = watch_book(core, out, work / "orders.parquet", previous is not None, as_of, say) \
+        if core.cfg.rescore.receivables else None
     say("summarising the book")
     scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
                     "fallback_mode": forced, "seller": seller, "book_notes": notes, "receivables": receivables,
-                    "collections": collections, "model_fit": fit.to_dict() if fit is not None else None,
+                    "collections": collections, "watchlist": watch, "model_fit": fit.to_dict() if fit is not None else None,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before,
-                    "desk": refer_to_desk(core, out, str(as_of.date()), say)})
+                    "desk": referred})
     write_text(json.dumps(json_ready(summary), indent=2, allow_nan=False), summary_path)
     shutil.rmtree(work, ignore_errors=True)
     return RescoreResult(out, rejected_path, summary_path, summary, feats, coverage)
@@ -381,6 +386,64 @@ def collect(core: ScoringCore, out: Path, rejected: pd.DataFrame, as_of: pd.Time
     write_parquet(work, work_path)
     write_parquet(stops, stop_path)
     return {**summary, "worklist_file": str(work_path), "stop_list_file": str(stop_path)}
+
+
+def watchlist_path(out: Path) -> Path:
+    """Where the watchlist's hits of ``out`` go, beside it."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.watchlist.parquet")
+
+
+def watch_book(core: ScoringCore, out: Path, orders_path: Path, with_previous: bool, as_of: pd.Timestamp,
+               say: Progress) -> dict[str, Any]:
+    """The watchlist's hits beside ``out`` and, where the desk exists, a review case for each
+    customer on it (once per rescore date: a run again refers nothing twice)."""
+    say("watchlist: the early-warning triggers")
+    cfg = core.cfg.watchlist
+    cols = ["customer_id", "pd_12m", "grade", "band", "exposure", "credit_limit", "recommended_terms_days",
+            "dbt_trend", "statement_age_days"]
+    now = pd.read_parquet(out, columns=cols + (["previous_pd_12m", "grade_change"] if with_previous else []))
+    if orders_path.exists():  # a run resumed from an older version's work has none
+        now = now.merge(pd.read_parquet(orders_path), on="customer_id", how="left")
+    desk = core.desk
+    reviewed = pd.DataFrame(desk.review_grades(as_of.date())) if desk is not None else None
+    grades = [str(g) for g in core.model.bundle.master_scale.grades]
+    hits = watchlist(now, cfg, grades, reviewed)
+    path = watchlist_path(out)
+    write_parquet(hits, path)
+    summary = {**watch_summary(hits), "file": str(path)}
+    if desk is not None and cfg.open_reviews and len(hits):
+        summary["reviews_opened"] = watch_to_desk(desk, now, hits, str(as_of.date()))
+    return summary
+
+
+def watch_to_desk(desk: Any, now: pd.DataFrame, hits: pd.DataFrame, as_of: str) -> int:
+    """A review case for each customer on the watchlist, or its open case joined; returns how
+    many cases were opened."""
+    keys = ("trigger", "value", "reference", "threshold", "text")
+    by_customer: dict[str, list[dict[str, Any]]] = {}
+    for row in zip(hits["customer_id"].astype(str), *(hits[k].tolist() for k in keys)):  # plain lists: thousands
+        by_customer.setdefault(row[0], []).append(dict(zip(keys, row[1:])))
+    wanted = now[now["customer_id"].astype(str).isin(by_customer)].drop_duplicates("customer_id")
+    referrals = []
+    for cid, pd_, grade, band, exposure, limit, terms in zip(
+            wanted["customer_id"].astype(str), wanted["pd_12m"].tolist(), wanted["grade"].astype(str),
+            wanted["band"].astype(str), wanted["exposure"].tolist(), wanted["credit_limit"].tolist(),
+            wanted["recommended_terms_days"].tolist()):
+        rows = by_customer[cid]
+        referrals.append(Referral(cid, watch_request_id(cid, as_of), {
+            "decision": "review", "decision_reason": "watchlist: " + "; ".join(r["text"] for r in rows),
+            "pd_12m": float(pd_), "grade": grade, "band": band, "exposure": float(exposure),
+            "recommended_limit": float(limit), "recommended_terms_days": int(terms), "as_of": as_of,
+            "watchlist": rows}, review=True))
+    before = {c.case_id for c in desk.cases(open_only=True)}
+    cases = desk.refer(referrals, by="watchlist")
+    return len(set(cases.values()) - before)
+
+
+def watch_request_id(customer_id: str, as_of: str) -> str:
+    """The watchlist referral's id: one per customer and rescore date."""
+    return f"watchlist:{as_of}:{hashlib.sha256(customer_id.encode()).hexdigest()[:32]}"
 
 
 def refer_to_desk(core: ScoringCore, out: Path, as_of: str, say: Progress) -> dict[str, int] | None:
@@ -466,7 +529,7 @@ def with_seller_limits(feats: pd.DataFrame, core: ScoringCore, forced: str | Non
 
 
 def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, as_of: pd.Timestamp,
-                say: Progress, open_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int, dict, dict]:
+                say: Progress, open_path: Path) -> tuple[pd.DataFrame, pd.DataFrame, int, dict, dict | None]:
     """Feature rows, rejected rows, the number of customers read (bad records included), the
     notes on what was derived from the ledger or left out (``BookNotes``) and the book's
     receivables (``data.receivables``); the invoices open on ``as_of`` go to ``open_path``."""
@@ -480,10 +543,14 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
     for line in notes.lines(label=False):
         say(line)
     ledger = InvoiceLedger.from_invoices(book.invoices)
-    write_parquet(open_invoices(book.invoices, as_of), open_path)
-    r = core.cfg.receivables
-    say("receivables: aging, DSO, collection effectiveness")
-    receivables = book_receivables(book.invoices, as_of, r.buckets, r.dso_days, r.cei_days)
+    receivables = None
+    if core.cfg.rescore.receivables:
+        write_parquet(open_invoices(book.invoices, as_of), open_path)
+        write_parquet(ledger.order_pattern(as_of, core.cfg.watchlist.orders_recent_months).reset_index(),
+                      open_path.with_name("orders.parquet"))
+        r = core.cfg.receivables
+        say("receivables: aging, DSO, collection effectiveness")
+        receivables = book_receivables(book.invoices, as_of, r.buckets, r.dso_days, r.cei_days)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
     release_memory()
@@ -711,6 +778,9 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
             say(line)
     if s.get("collections"):
         for line in collections_lines(s["collections"]):
+            say(line)
+    if s.get("watchlist"):
+        for line in watchlist_lines(s["watchlist"]):
             say(line)
     desk = s.get("desk")
     if desk:

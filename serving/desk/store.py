@@ -76,11 +76,14 @@ class User:
 
 @dataclass(frozen=True)
 class Referral:
-    """What the system knew of an order it referred (or a customer whose review fell due)."""
+    """What the system knew of an order it referred, or of a customer to review (its limit's
+    review fell due, or it is on the watchlist: ``review``, with a ``request_id`` that makes a
+    rescore run again refer it once)."""
 
     customer_id: str
     request_id: str | None
     facts: Mapping[str, Any]          # pd_12m, grade, band, exposure, limits, terms, reasons, decision, ...
+    review: bool = False
 
 
 @dataclass
@@ -99,6 +102,7 @@ class Case:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     decision: dict[str, Any] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    watch: list[dict[str, Any]] = field(default_factory=list)   # the watchlist's hits that referred it
 
     @property
     def exposure(self) -> float:
@@ -123,7 +127,7 @@ class Case:
         return {"case_id": self.case_id, "customer_id": self.customer_id, "kind": self.kind, "state": self.state,
                 "opened_at": self.opened_at, "opened_by": self.opened_by, "seq": self.seq,
                 "exposure": self.exposure, "priority": round(self.priority, 2), "facts": self.facts,
-                "orders": self.orders, "approvals": self.approvals, "decision": self.decision}
+                "orders": self.orders, "approvals": self.approvals, "decision": self.decision, "watch": self.watch}
 
 
 def _fold(row: Mapping[str, Any], evs: Sequence[Mapping[str, Any]]) -> Case:
@@ -134,7 +138,9 @@ def _fold(row: Mapping[str, Any], evs: Sequence[Mapping[str, Any]]) -> Case:
         case.events.append({"seq": e["seq"], "at": e["at"], "kind": e["kind"], "user_id": e["user_id"],
                             "request_id": e["request_id"], **body})
         if e["kind"] in ("referred", "review_due"):
-            case.facts = body
+            if e["kind"] == "referred" or not case.orders:  # a review joining a referral keeps its order's facts
+                case.facts = body
+            case.watch.extend(body.get("watchlist") or ())
             if case.state == "awaiting_second":  # what was approved is no longer the case: two approve it afresh
                 case.state, case.approvals = "open", []
             if e["kind"] == "referred":
@@ -314,9 +320,7 @@ class DeskStore:
         if len(referrals) > 1:  # a rescore's referrals: one transaction, unless one races another writer
             try:
                 with self._tx() as conn:
-                    for r in referrals:
-                        out[r.request_id or r.customer_id] = self._refer_one(conn, r, by)
-                return out
+                    return self._refer_many(conn, referrals, by)
             except sa.exc.IntegrityError:
                 out.clear()
         for r in referrals:
@@ -328,13 +332,13 @@ class DeskStore:
             had = conn.execute(sa.select(t.events.c.case_id).where(t.events.c.request_id == r.request_id)).first()
             if had is not None:
                 return int(had[0])
-        kind = "referred" if r.request_id is not None else "review_due"
+        kind = "referred" if r.request_id is not None and not r.review else "review_due"
         latest = conn.execute(sa.select(t.cases).where(t.cases.c.customer_id == r.customer_id)
                               .order_by(t.cases.c.customer_seq.desc()).limit(1)).mappings().first()
         case = self._case_in(conn, latest) if latest is not None else None
         body = dict(r.facts)
         if case is not None and case.state != "decided":
-            if kind == "review_due":
+            if kind == "review_due" and r.request_id is None:
                 return case.case_id  # the open case is the review
             conn.execute(t.events.insert().values(case_id=case.case_id, seq=case.seq + 1, at=_now(), kind=kind,
                                                   user_id=None, request_id=r.request_id, body=_json(body)))
@@ -350,6 +354,84 @@ class DeskStore:
         self._trail(conn, SYSTEM, "open_case", "case", case_id, None,
                     {"customer_id": r.customer_id, "request_id": r.request_id, "kind": kind, "by": by})
         return int(case_id)
+
+    def _refer_many(self, conn: sa.Connection, referrals: Sequence[Referral], by: str) -> dict[str, int]:
+        """``_refer_one`` for a batch, in a few statements however many referrals: what is on
+        record read at once (orders already in a case, each customer's latest case), the new
+        cases, events and trail rows written in bulk (a rescore refers thousands)."""
+        known: dict[str, int] = {}
+        rids = list({r.request_id for r in referrals if r.request_id is not None})
+        for part in _chunks(rids):
+            known.update((rid, int(cid)) for rid, cid in conn.execute(
+                sa.select(t.events.c.request_id, t.events.c.case_id).where(t.events.c.request_id.in_(part))))
+        customers = list({r.customer_id for r in referrals})
+        latest: dict[str, Mapping[str, Any]] = {}
+        for part in _chunks(customers):
+            for row in conn.execute(sa.select(t.cases).where(t.cases.c.customer_id.in_(part))).mappings():
+                had = latest.get(row["customer_id"])
+                if had is None or row["customer_seq"] > had["customer_seq"]:
+                    latest[row["customer_id"]] = row
+        evs: dict[int, list[Mapping[str, Any]]] = {}
+        for part in _chunks([row["case_id"] for row in latest.values()]):
+            for e in conn.execute(sa.select(t.events).where(t.events.c.case_id.in_(part))
+                                  .order_by(t.events.c.case_id, t.events.c.seq)).mappings():
+                evs.setdefault(e["case_id"], []).append(e)
+        # each customer's latest case as (case_id or a new case's place, next seq, open, customer_seq)
+        state: dict[str, list[Any]] = {}
+        for cid, row in latest.items():
+            case = _fold(row, evs.get(row["case_id"], []))
+            state[cid] = [case.case_id, case.seq, case.state != "decided", row["customer_seq"]]
+        new_cases: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []      # case_id, or ("new", place) until the new cases have ids
+        trail: list[dict[str, Any]] = []
+        out: dict[str, Any] = {}
+        now = _now()
+        for r in referrals:
+            key = r.request_id or r.customer_id
+            if r.request_id is not None and r.request_id in known:
+                out[key] = known[r.request_id]
+                continue
+            kind = "referred" if r.request_id is not None and not r.review else "review_due"
+            st = state.get(r.customer_id)
+            body = _json(dict(r.facts))
+            if st is not None and st[2]:
+                if kind == "review_due" and r.request_id is None:
+                    out[key] = st[0]  # the open case is the review
+                    continue
+                st[1] += 1
+                events.append({"case_id": st[0], "seq": st[1], "at": now, "kind": kind, "user_id": None,
+                               "request_id": r.request_id, "body": body})
+                trail.append({"at": now, "user_id": SYSTEM, "action": "join_case", "object": "case",
+                              "object_id": st[0], "old": None, "new": _json({"request_id": r.request_id, "by": by})})
+            else:
+                place = ("new", len(new_cases))
+                new_cases.append({"customer_id": r.customer_id, "customer_seq": 1 if st is None else st[3] + 1,
+                                  "kind": "referral" if kind == "referred" else "review", "opened_at": now,
+                                  "opened_by": by})
+                st = state[r.customer_id] = [place, 1, True, new_cases[-1]["customer_seq"]]
+                events.append({"case_id": place, "seq": 1, "at": now, "kind": kind, "user_id": None,
+                               "request_id": r.request_id, "body": body})
+                trail.append({"at": now, "user_id": SYSTEM, "action": "open_case", "object": "case",
+                              "object_id": place, "old": None, "new": _json(
+                                  {"customer_id": r.customer_id, "request_id": r.request_id, "kind": kind, "by": by})})
+            out[key] = st[0]
+            if r.request_id is not None:
+                known[r.request_id] = st[0]
+        ids: list[int] = []
+        if new_cases:
+            ids = [int(i) for (i,) in conn.execute(
+                t.cases.insert().returning(t.cases.c.case_id, sort_by_parameter_order=True), new_cases)]
+
+        def real(case_id: Any) -> int:
+            return ids[case_id[1]] if isinstance(case_id, tuple) else int(case_id)
+        for e in events:
+            e["case_id"] = real(e["case_id"])
+        for row in trail:
+            row["object_id"] = str(real(row["object_id"]))
+        if events:
+            conn.execute(t.events.insert(), events)
+            conn.execute(t.trail.insert(), trail)
+        return {k: real(v) for k, v in out.items()}
 
     def _case_in(self, conn: sa.Connection, row: Mapping[str, Any]) -> Case:
         evs = conn.execute(sa.select(t.events).where(t.events.c.case_id == row["case_id"])
@@ -543,6 +625,19 @@ class DeskStore:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q.order_by(t.steps.c.id)).mappings()]
 
+    def review_grades(self, today: date | None = None) -> list[dict[str, Any]]:
+        """The grade each customer with a standing approved limit had when it was approved
+        (the case's facts), and the day: the watchlist counts a grade drop from there."""
+        today = today or self.clock()
+        out = []
+        for cid, row in self.current_limits().items():
+            if not stands(row, today):
+                continue
+            grade = self.case(row["case_id"]).facts.get("grade")
+            if grade is not None:
+                out.append({"customer_id": cid, "grade": str(grade), "reviewed_on": row["approved_at"][:10]})
+        return out
+
     # -- the trail -----------------------------------------------------------------------
     def trail(self, obj: str | None = None, obj_id: str | None = None, last: int = 200) -> list[dict[str, Any]]:
         q = sa.select(t.trail)
@@ -554,6 +649,12 @@ class DeskStore:
             rows = conn.execute(q.order_by(t.trail.c.id.desc()).limit(last)).mappings().all()
         return [{**r, "old": json.loads(r["old"]) if r["old"] else None,
                  "new": json.loads(r["new"]) if r["new"] else None} for r in reversed(rows)]
+
+
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """Pieces of ``values`` small enough for one ``IN (...)`` of either database."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def _final_orders(case: Case, action: str, credit_limit: float | None) -> dict[str, str]:

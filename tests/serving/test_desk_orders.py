@@ -143,17 +143,21 @@ def test_the_rescore_opens_the_books_cases_once(workdir_copy):
     desk = open_desk(cfg, WorkPaths(root=workdir_copy))
     summary = json.loads((workdir_copy / "scored_book.summary.json").read_text())
     referred = summary["decisions"].get("refer", 0)
-    queue = desk.queue()
+    everything = desk.queue()
+    queue = [c for c in everything if c.kind == "referral"]  # the others: the watchlist's reviews
     assert referred > 0 and len(queue) == referred == summary["desk"]["cases_opened"]
     assert all(len(c.orders) == 1 and c.orders[0]["request_id"].startswith("rescore:") for c in queue)
+    reviews = [c for c in everything if c.kind == "review"]
+    assert len(reviews) == summary["watchlist"]["reviews_opened"] and all(c.watch for c in reviews)
     book = workdir_copy / "book"
     out = workdir_copy / "again.parquet"
     assert main(["--quiet", "rescore", "--data", str(book), "--as-of", summary["as_of"], "--out", str(out),
                  "--workdir", str(workdir_copy)]) == 0
-    again = json.loads(out.with_name("again.summary.json").read_text())["desk"]
-    assert again == {"referred": referred, "on_the_desk_already": referred, "cases_opened": 0, "cases_joined": 0,
-                     "reviews_opened": 0}
-    assert len(desk.queue()) == referred
+    again = json.loads(out.with_name("again.summary.json").read_text())
+    assert again["desk"] == {"referred": referred, "on_the_desk_already": referred, "cases_opened": 0,
+                             "cases_joined": 0, "reviews_opened": 0}
+    assert again["watchlist"]["reviews_opened"] == 0
+    assert [c.case_id for c in desk.queue()] == [c.case_id for c in everything]
 
 
 def test_a_referral_on_record_without_its_case_is_opened_by_the_sync(core, tmp_path, referable_order):
