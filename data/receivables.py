@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .ledger import days_past_due, open_left
+from .ledger import ROUNDING, days_past_due, open_left, received
 
 #: how far back the count-back DSO walks before it calls the receivables older than sales
 COUNTBACK_MONTHS = 12
@@ -182,6 +182,91 @@ def collection_effectiveness(invoices: pd.DataFrame, start: pd.Timestamp, end: p
     return None if collectable <= 0.005 else round((begin + sales - ending) / collectable, 4)
 
 
+def loss_rates(invoices: pd.DataFrame, defaults: pd.DataFrame | None, as_of: pd.Timestamp,
+               buckets: tuple[int, ...] = (30, 60, 90), horizon_months: int = 12, snapshots: int = 4,
+               step_months: int = 3) -> dict:
+    """The provision matrix's history: at ``snapshots`` dates ``step_months`` apart, the newest
+    ``horizon_months`` before ``as_of`` (so that every outcome window has closed by then), the
+    receivables open by bucket of days past due, and what of them was still unpaid (or written
+    off) ``horizon_months`` later: the loss rate of each bucket, pooled over the snapshots.
+
+    With the defaults (``customer_id``, ``default_date``), also the observed default rate the
+    forward adjustment compares the book's PD with: the share of the receivables open at a
+    snapshot, of customers not in default then, whose customer defaulted within the horizon."""
+    as_of = pd.Timestamp(as_of).normalize()
+    labels = bucket_labels(buckets)
+    issue = invoices["issue_date"].to_numpy(dtype="datetime64[D]")
+    due = invoices["due_date"].to_numpy(dtype="datetime64[D]")
+    paid = invoices["paid_date"].to_numpy(dtype="datetime64[D]")
+    amount = invoices["amount"].to_numpy(dtype=float)
+    gets = received(amount, invoices["paid_amount"].to_numpy(dtype=float, na_value=np.nan), ~np.isnat(paid))
+    never = np.datetime64("9999-12-31", "D")
+    paid = np.where(np.isnat(paid), never, paid)
+    first = None
+    if defaults is not None and len(defaults):
+        first_default = defaults.groupby("customer_id")["default_date"].min()
+        codes, ids = pd.factorize(invoices["customer_id"])  # a lookup per customer, not per invoice
+        per = pd.Series(pd.Index(ids).map(first_default)).to_numpy(dtype="datetime64[D]")
+        first = np.where(np.isnat(per), never, per)[codes]
+    opened, lost = np.zeros(len(labels)), np.zeros(len(labels))
+    base = defaulted = 0.0
+    dates = []
+    for k in range(snapshots):
+        snap = as_of - pd.DateOffset(months=horizon_months + k * step_months)
+        later = snap + pd.DateOffset(months=horizon_months)
+        s, e = np.datetime64(snap, "D"), np.datetime64(later, "D")
+        left = amount - np.where(paid <= s, gets, 0.0)
+        where = np.flatnonzero((issue <= s) & (left > ROUNDING))
+        if not where.size:
+            continue
+        dates.append(str(snap.date()))
+        left = left[where]
+        still = amount[where] - np.where(paid[where] <= e, gets[where], 0.0)
+        which = _bucket_of(np.maximum((s - due[where]).astype(np.int64), 0), buckets)
+        opened += np.bincount(which, weights=left, minlength=len(labels))
+        lost += np.bincount(which, weights=np.where(still > ROUNDING, still, 0.0), minlength=len(labels))
+        if first is not None:
+            sound = first[where] > s                      # not in default on the snapshot
+            base += float(left[sound].sum())
+            defaulted += float(left[sound & (first[where] <= e)].sum())
+    rates = {k: (round(float(lo / op), 6) if op > ROUNDING else None) for k, op, lo in zip(labels, opened, lost)}
+    return {"snapshots": dates, "horizon_months": horizon_months,
+            "open": {k: round(float(v), 2) for k, v in zip(labels, opened)},
+            "lost": {k: round(float(v), 2) for k, v in zip(labels, lost)}, "loss_rates": rates,
+            "observed_default_rate": round(defaulted / base, 6) if first is not None and base > ROUNDING else None}
+
+
+def provision(aging: dict[str, float], history: dict, book_pd: float | None) -> dict:
+    """The simplified approach's expected credit loss: each bucket's receivables now x its
+    historical loss rate x the forward adjustment, the book's PD (receivables-weighted, of the
+    customers not in default) over the default rate observed in the history (1 without either;
+    a rate stays at most 1). A bucket without history takes the rate of the nearest older one
+    that has it (else of the nearest younger)."""
+    labels = list(aging)
+    rates = [history["loss_rates"].get(k) for k in labels]
+    known = [i for i, r in enumerate(rates) if r is not None]
+    observed = history.get("observed_default_rate")
+    factor = book_pd / observed if book_pd is not None and observed else 1.0
+    out: dict[str, dict] = {}
+    for i, k in enumerate(labels):
+        if rates[i] is not None:
+            rate, note = rates[i], None
+        elif known:
+            j = max((x for x in known if x < i), default=min(known, key=lambda x: abs(x - i)))
+            rate, note = rates[j], f"no history: the rate of {labels[j]}"
+        else:
+            rate, note = 0.0, "no history at all"
+        adjusted = min(1.0, rate * factor)
+        out[k] = {"open": round(float(aging[k]), 2), "loss_rate": rate, "adjusted_rate": round(adjusted, 6),
+                  "provision": round(float(aging[k]) * adjusted, 2), **({"note": note} if note else {})}
+    total = round(sum(b["provision"] for b in out.values()), 2)
+    open_ = sum(float(v) for v in aging.values())
+    return {"buckets": out, "provision": total, "share_of_open": round(total / open_, 6) if open_ > 0 else None,
+            "book_pd": None if book_pd is None else round(book_pd, 6), "observed_default_rate": observed,
+            "adjustment": round(factor, 4), "snapshots": history["snapshots"],
+            "horizon_months": history["horizon_months"]}
+
+
 def receivables_lines(book: dict) -> list[str]:
     """The book's receivables as the CLI and the rescore summary print them."""
     total = book["open"]
@@ -194,4 +279,21 @@ def receivables_lines(book: dict) -> list[str]:
             f"aging {aged}",
             f"DSO {dso(book.get('dso_countback'))} (count-back), {dso(book['dso_simple'])} (simple, "
             f"{book['sales_window_days']} days of sales {book['sales']:,.0f}); average days delinquent "
-            f"{dso(book['add'])}; collection effectiveness {cei} over {book['cei_days']} days"]
+            f"{dso(book['add'])}; collection effectiveness {cei} over {book['cei_days']} days"] + _provision_lines(book)
+
+
+def _provision_lines(book: dict) -> list[str]:
+    p = book.get("provision")
+    if not p:
+        return []
+    rates = "  ".join(f"{k} {b['adjusted_rate']:.2%}" for k, b in p["buckets"].items())
+    history = (f"loss rates of {len(p['snapshots'])} snapshots from {p['snapshots'][-1]} to {p['snapshots'][0]}, "
+               f"{p['horizon_months']} months on" if p["snapshots"] else "no history")
+    fwd = (f"x{p['adjustment']:.2f} for the book's PD {p['book_pd']:.2%} against {p['observed_default_rate']:.2%} "
+           "observed" if p["book_pd"] is not None and p["observed_default_rate"] else "no forward adjustment")
+    share = "" if p["share_of_open"] is None else f" ({p['share_of_open']:.2%} of open)"
+    return [f"expected credit loss, provision matrix: {p['provision']:,.0f}{share}; rates {rates} ({history}; {fwd})"
+            + (f"; on the scored customers' {p['scored_customers']['open']:,.0f} open: "
+               f"{p['scored_customers']['provision']:,.0f}" if p.get("scored_customers") else "")
+            + (f", against PD x LGD x exposure {p['pd_lgd_expected_loss']:,.0f}"
+               if p.get("pd_lgd_expected_loss") is not None else "")]

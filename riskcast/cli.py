@@ -545,7 +545,7 @@ def _needs(value: str | None, name: str) -> str:
 def cmd_receivables(args: argparse.Namespace, say: Progress) -> int:
     """Receivables on a date: aging, DSO, average days delinquent, collection effectiveness."""
     from riskcast.data.io import write_parquet
-    from riskcast.data.receivables import book_receivables, receivables_at, receivables_lines
+    from riskcast.data.receivables import book_receivables, loss_rates, provision, receivables_at, receivables_lines
 
     dates = _as_of(args.as_of)
     if len(dates) != 1:
@@ -557,7 +557,11 @@ def cmd_receivables(args: argparse.Namespace, say: Progress) -> int:
     tables = _read_book(args, cfg, with_truth=False)
     r = cfg.receivables
     say(f"aging {len(tables.invoices):,} invoices as of {as_of.date()}")
-    for line in receivables_lines(book_receivables(tables.invoices, as_of, r.buckets, r.dso_days, r.cei_days)):
+    book = book_receivables(tables.invoices, as_of, r.buckets, r.dso_days, r.cei_days)
+    history = loss_rates(tables.invoices, tables.defaults, as_of, r.buckets, cfg.training.horizon_months,
+                         r.provision_snapshots, r.provision_step_months)
+    book["provision"] = provision(book["aging"], history, _scored_pd(args.scored, as_of) if args.scored else None)
+    for line in receivables_lines(book):
         print(line)
     if args.out:
         per_customer = receivables_at(tables.invoices, as_of, r.buckets, r.dso_days)
@@ -646,6 +650,32 @@ def _worklist(args: argparse.Namespace, say: Progress) -> int:
               + ("  (disputed)" if r.disputed else "") + ("" if r.pd_source == "rescore" else f"  ({r.pd_source})"))
     print(f"worklist: {out} ({len(work):,} overdue invoices)   stop list: {stop_path} ({len(stops):,} customers)")
     return 0
+
+
+def _scored_pd(path: str, as_of) -> float:
+    """The exposure-weighted PD of a rescore made on or before ``as_of`` (``--scored``)."""
+    import json
+
+    import pandas as pd
+
+    from riskcast.serving.rescore import exposure_pd, side_paths
+
+    scored = Path(path)
+    summary_path = side_paths(scored)[1]
+    if not scored.exists():
+        raise InputError(f"scored: {scored} does not exist", field="scored")
+    try:
+        on = pd.Timestamp(json.loads(summary_path.read_text())["as_of"])
+    except (OSError, ValueError, KeyError):
+        raise InputError(f"scored: {scored} has no rescore summary beside it ({summary_path.name})",
+                         field="scored") from None
+    if on > as_of:
+        raise InputError(f"scored: {scored} was scored as of {on.date()}, after --as-of {as_of.date()}: its PDs "
+                         "were not known then", field="scored")
+    pd_ = exposure_pd(pd.read_parquet(scored, columns=["pd_12m", "exposure"]))
+    if pd_ is None:
+        raise InputError(f"scored: {scored} has no exposure to weigh its PDs by", field="scored")
+    return pd_
 
 
 def cmd_report(args: argparse.Namespace, say: Progress) -> int:
@@ -823,6 +853,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mapping", help="TOML column mapping from your own files to the raw tables")
     sp.add_argument("--as-of", required=True, help="the date, YYYY-MM-DD")
     sp.add_argument("--out", help="Parquet file for the figures of every customer")
+    sp.add_argument("--scored", help="a rescore made on or before --as-of: its PDs adjust the provision matrix "
+                                     "forward (without it the historical loss rates stand)")
     sp.add_argument("--config", help="TOML file overriding the default configuration")
 
     sp = add("collections", cmd_collections, "the dunning ladder: the worklist of overdue invoices on a date (stage, "

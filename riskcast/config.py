@@ -343,6 +343,10 @@ class ReceivablesConfig(_Section):
     dso_days: int = Field(90, ge=7, le=730)
     #: days back from the as-of date the collection effectiveness index covers
     cei_days: int = Field(90, ge=7, le=730)
+    #: the provision matrix's history: snapshots this many months apart, the newest a PD
+    #: horizon (``training.horizon_months``) before the as-of date
+    provision_snapshots: int = Field(4, ge=1, le=24)
+    provision_step_months: int = Field(3, ge=1, le=12)
 
     @model_validator(mode="after")
     def _increasing(self) -> "ReceivablesConfig":

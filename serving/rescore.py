@@ -27,7 +27,7 @@ import pandas as pd
 from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
                               write_text)
 from riskcast.data.ledger import BookNotes, open_invoices
-from riskcast.data.receivables import book_receivables, receivables_lines
+from riskcast.data.receivables import book_receivables, loss_rates, provision, receivables_lines
 from riskcast.data.schema import UNKNOWN_INDUSTRY
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
@@ -359,6 +359,15 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     scored = pd.read_parquet(out, columns=_summary_columns(previous is not None))
     summary = book_summary(scored, rejected, n_customers, core.cfg.rescore.lgd,
                            [str(g) for g in core.model.bundle.master_scale.grades], previous)
+    if receivables and receivables.get("history"):
+        book_pd = exposure_pd(scored)
+        matrix = provision(receivables["aging"], receivables["history"], book_pd)
+        scored_aging = _aging_of(open_invoices_path(out), scored["customer_id"], core.cfg.receivables.buckets)
+        if scored_aging is not None:  # the same receivables the PD x LGD x exposure figure covers
+            part = provision(scored_aging, receivables["history"], book_pd)
+            matrix["scored_customers"] = {"open": round(sum(scored_aging.values()), 2),
+                                          "provision": part["provision"]}
+        receivables = {**receivables, "provision": {**matrix, "pd_lgd_expected_loss": summary["expected_loss"]}}
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
                     "fallback_mode": forced, "seller": seller, "book_notes": notes, "receivables": receivables,
                     "collections": collections, "watchlist": watch, "model_fit": fit.to_dict() if fit is not None else None,
@@ -386,6 +395,25 @@ def collect(core: ScoringCore, out: Path, rejected: pd.DataFrame, as_of: pd.Time
     write_parquet(work, work_path)
     write_parquet(stops, stop_path)
     return {**summary, "worklist_file": str(work_path), "stop_list_file": str(stop_path)}
+
+
+def _aging_of(opened: Path, customers: pd.Series, buckets: tuple[int, ...]) -> dict[str, float] | None:
+    """The aging of the open invoices of ``customers`` (the scored ones, not those set aside)."""
+    if not opened.exists():
+        return None
+    from riskcast.data.receivables import aging, bucket_labels
+
+    inv = pd.read_parquet(opened, columns=["customer_id", "open_amount", "days_past_due"])
+    inv = inv[inv["customer_id"].isin(customers.astype(str))]
+    table = aging(inv, buckets)
+    return {k: float(table[k].sum()) for k in bucket_labels(buckets)}
+
+
+def exposure_pd(scored: pd.DataFrame) -> float | None:
+    """The scored book's PD weighted by exposure: the provision matrix's forward adjustment."""
+    w = scored["exposure"].to_numpy(dtype=float)
+    total = float(w.sum())
+    return float((scored["pd_12m"].to_numpy(dtype=float) * w).sum() / total) if total > 0 else None
 
 
 def watchlist_path(out: Path) -> Path:
@@ -551,6 +579,10 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
         r = core.cfg.receivables
         say("receivables: aging, DSO, collection effectiveness")
         receivables = book_receivables(book.invoices, as_of, r.buckets, r.dso_days, r.cei_days)
+        say("receivables: the provision matrix's loss rates from the ledger's history")
+        receivables["history"] = loss_rates(book.invoices, book.defaults, as_of, r.buckets,
+                                            core.cfg.training.horizon_months, r.provision_snapshots,
+                                            r.provision_step_months)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
     release_memory()

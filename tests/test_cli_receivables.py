@@ -31,3 +31,23 @@ def test_the_command_and_the_rescore_give_the_same_receivables(demo_workdir, tmp
     assert 0 < book["dso_countback"] < 365 and 0 < book["dso_simple"] < 365 and 0 < book["cei"] <= 1
     assert book["add"] == pytest.approx(book["dso_simple"] * (1 - book["aging_share"]["current"]), abs=0.2)
     assert main(["--quiet", "receivables", "--data", str(demo_workdir / "book"), "--as-of", "2025-01-01,2025-02-01"]) == 2
+
+
+def test_the_provision_matrix_of_the_command_is_the_rescores(demo_workdir, capsys):
+    summary = json.loads((demo_workdir / "scored_book.summary.json").read_text())
+    p = summary["receivables"]["provision"]
+    assert p["snapshots"] and p["observed_default_rate"] and p["book_pd"] and p["provision"] > 0
+    assert sum(b["provision"] for b in p["buckets"].values()) == pytest.approx(p["provision"], abs=0.05)
+    assert p["scored_customers"]["provision"] < p["provision"]
+    scored = demo_workdir / "scored_book.parquet"
+    assert main(["--quiet", "receivables", "--data", str(demo_workdir / "book"), "--as-of", summary["as_of"],
+                 "--scored", str(scored)]) == 0
+    printed = capsys.readouterr().out
+    assert f"expected credit loss, provision matrix: {p['provision']:,.0f}" in printed
+    assert f"x{p['adjustment']:.2f} for the book's PD" in printed
+    # without PDs the historical rates stand; PDs scored after the date were not known on it
+    assert main(["--quiet", "receivables", "--data", str(demo_workdir / "book"), "--as-of", summary["as_of"]]) == 0
+    assert "no forward adjustment" in capsys.readouterr().out
+    assert main(["--quiet", "receivables", "--data", str(demo_workdir / "book"), "--as-of", "2025-01-31",
+                 "--scored", str(scored)]) == 2
+    assert "scored:" in capsys.readouterr().err

@@ -83,3 +83,57 @@ def test_the_collection_effectiveness_index_by_hand():
     assert collection_effectiveness(b, pd.Timestamp("2025-02-28"), AS_OF) == round(450 / 650, 4)
     nothing = BOOK[BOOK["customer_id"] == "Z"]
     assert collection_effectiveness(nothing, pd.Timestamp("2025-02-28"), AS_OF) is None
+
+
+# -- the provision matrix -----------------------------------------------------------------------
+
+HISTORY_AS_OF = pd.Timestamp("2025-12-31")
+#: snapshots 12 months back and one quarter before it: 2024-12-31 and 2024-09-30
+HISTORY = _inv([
+    # open on 2024-09-30, not yet due, paid in 2025: no loss; open on 2024-12-31? paid 2024-11-15, no
+    ("H1", "P", "2024-09-01", "2024-10-01", 1_000.0, "2024-11-15", np.nan),
+    # 40 days past due on 2024-09-30 (31-60), never paid: lost from both snapshots (on 2024-12-31 it is 131 days: 90+)
+    ("H2", "Q", "2024-07-22", "2024-08-21", 500.0, None, np.nan),
+    # 10 days past due on 2024-12-31 (1-30), half paid in 2025-06: 150 of 300 lost
+    ("H3", "R", "2024-11-21", "2024-12-21", 300.0, "2025-06-01", 150.0),
+    # current on 2024-12-31, paid 2026-02-01, after the outcome window: lost (unpaid 12 months on)
+    ("H4", "S", "2024-12-15", "2025-01-14", 200.0, "2026-02-01", np.nan),
+])
+DEFAULTS = pd.DataFrame({"customer_id": ["Q", "S"], "default_date": pd.to_datetime(["2024-10-15", "2025-05-01"])})
+
+
+def test_the_provision_matrixs_loss_rates_and_the_observed_default_rate_by_hand():
+    from riskcast.data.receivables import loss_rates
+
+    h = loss_rates(HISTORY, DEFAULTS, HISTORY_AS_OF, (30, 60, 90), horizon_months=12, snapshots=2, step_months=3)
+    assert h["snapshots"] == ["2024-12-31", "2024-09-30"]
+    # 2024-12-31: H2 500 in 90+, H3 300 in 1-30, H4 200 current; 2024-09-30: H1 1,000 current, H2 500 in 31-60
+    assert h["open"] == {"current": 1_200.0, "1-30": 300.0, "31-60": 500.0, "61-90": 0.0, "90+": 500.0}
+    assert h["lost"] == {"current": 200.0, "1-30": 150.0, "31-60": 500.0, "61-90": 0.0, "90+": 500.0}
+    assert h["loss_rates"] == {"current": pytest.approx(200 / 1200, abs=1e-6), "1-30": 0.5, "31-60": 1.0,
+                               "61-90": None, "90+": 1.0}
+    # not in default on the snapshot: 2024-12-31 R 300 + S 200 (S defaults 2025-05-01); 2024-09-30 P 1,000 + Q 500
+    # (Q defaults 2024-10-15): defaulted 200 + 500 of 2,000
+    assert h["observed_default_rate"] == pytest.approx(700 / 2000, abs=1e-6)
+
+
+def test_the_provision_is_the_aging_times_the_rates_adjusted_by_the_books_pd():
+    from riskcast.data.receivables import loss_rates, provision
+
+    h = loss_rates(HISTORY, DEFAULTS, HISTORY_AS_OF, (30, 60, 90), horizon_months=12, snapshots=2, step_months=3)
+    aging_now = {"current": 6_000.0, "1-30": 1_000.0, "31-60": 400.0, "61-90": 100.0, "90+": 50.0}
+    p = provision(aging_now, h, book_pd=0.175)          # half the observed 35%
+    assert p["adjustment"] == pytest.approx(0.5)
+    b = p["buckets"]
+    assert b["current"]["provision"] == pytest.approx(6_000 * (200 / 1200) * 0.5, abs=0.01)     # 500
+    assert b["1-30"]["provision"] == pytest.approx(1_000 * 0.5 * 0.5)                           # 250
+    assert b["31-60"]["provision"] == pytest.approx(400 * 1.0 * 0.5)                            # 200
+    # 61-90 has no history: the rate of the bucket before it (31-60)
+    assert b["61-90"]["loss_rate"] == 1.0 and "31-60" in b["61-90"]["note"]
+    assert p["provision"] == pytest.approx(500 + 250 + 200 + 50 + 25, abs=0.01)
+    # a PD above the history's rate scales the rates up, never above 100%
+    up = provision(aging_now, h, book_pd=0.70)
+    assert up["buckets"]["90+"]["adjusted_rate"] == 1.0 and up["buckets"]["1-30"]["adjusted_rate"] == 1.0
+    # without PDs (or defaults) the historical rates stand
+    assert provision(aging_now, h, None)["adjustment"] == 1.0
+    assert loss_rates(HISTORY, None, HISTORY_AS_OF, snapshots=2)["observed_default_rate"] is None
