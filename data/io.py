@@ -37,6 +37,8 @@ class RawTables:
     industry_signals: pd.DataFrame
     defaults: pd.DataFrame
     truth: pd.DataFrame | None = None
+    #: the credit insurance's policies, when the data folder has the optional table
+    credit_insurance: pd.DataFrame | None = None
     #: customers left out when read with ``reject_bad_customers`` (customer_id, kind, reason)
     rejected_customers: pd.DataFrame | None = None
     #: what was derived from the ledger, or could not be used, when the book was read
@@ -280,7 +282,7 @@ def find_table_file(directory: Path, name: str) -> Path | None:
 
 
 #: the tables a book may lack: the invoices ledger is the one table required
-OPTIONAL_TABLES = ("customers", "financial_statements", "industry_signals", "defaults")
+OPTIONAL_TABLES = ("customers", "financial_statements", "industry_signals", "defaults", "credit_insurance")
 
 
 def _read_mapped(directory: Path, name: str, mapping: "ColumnMapping | None") -> pd.DataFrame | None:
@@ -377,6 +379,13 @@ def read_tables(directory: str | Path, *, with_truth: bool = True, mapping: "Col
                                          ledger.ledger_defaults(invoices, label.days_past_due, label.min_amount))
     why = ("no defaults table" if label.source == "auto" else 'label.source = "ledger"') if from_ledger else ""
     out["invoices"] = invoices
+    df = _read_mapped(directory, "credit_insurance", mapping)  # optional, and not missed when absent
+    if df is not None:
+        out["credit_insurance"] = validate_table(RAW_TABLES["credit_insurance"], df, formats("credit_insurance"))
+        gone = ledger.left_out(out["credit_insurance"], customers["customer_id"])
+        if gone:
+            left_out["credit_insurance"] = gone
+    del df
     truth_path = find_table_file(directory, "truth") if with_truth else None
     out["truth"] = validate_table(ALL_TABLES["truth"], read_any(truth_path)) if truth_path else None
     notes = BookNotes(absent=tuple(absent), derived_customers=derived, unknown_customers=unknown, left_out=left_out,

@@ -90,6 +90,7 @@ class ColumnMapping(BaseModel):
     invoices: TableMapping = TableMapping()
     industry_signals: TableMapping = TableMapping()
     defaults: TableMapping = TableMapping()
+    credit_insurance: TableMapping = TableMapping()
 
     @model_validator(mode="after")
     def _known_columns(self) -> "ColumnMapping":

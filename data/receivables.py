@@ -46,9 +46,11 @@ def bucket_labels(buckets: tuple[int, ...]) -> list[str]:
     return out + [f"{buckets[-1]}+"]
 
 
-def _bucket_of(days_past_due: np.ndarray, buckets: tuple[int, ...]) -> np.ndarray:
+def bucket_of(days_past_due: np.ndarray, buckets: tuple[int, ...]) -> np.ndarray:
     """0 for current, k for the k-th bucket of days past due."""
     return np.searchsorted(np.asarray((0, *buckets)), days_past_due, side="left")
+
+
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def aging(open_inv: pd.DataFrame, buckets: tuple[int, ...]) -> pd.DataFrame:
 def _aged(codes: np.ndarray, n: int, amount: np.ndarray, dpd: np.ndarray, buckets: tuple[int, ...],
           index: pd.Index) -> pd.DataFrame:
     labels = bucket_labels(buckets)
-    which = _bucket_of(dpd, buckets)
+    which = bucket_of(dpd, buckets)
     sums = np.bincount(codes * len(labels) + which, weights=amount, minlength=n * len(labels)).reshape(n, len(labels))
     table = pd.DataFrame(sums, index=index, columns=labels)
     table["open"] = sums.sum(axis=1)
@@ -147,7 +149,7 @@ def book_receivables(invoices: pd.DataFrame, as_of: pd.Timestamp, buckets: tuple
     as_of = pd.Timestamp(as_of)
     labels = bucket_labels(buckets)
     o = _open(invoices, as_of)
-    by_bucket = np.bincount(_bucket_of(o.days_past_due, buckets), weights=o.left, minlength=len(labels))
+    by_bucket = np.bincount(bucket_of(o.days_past_due, buckets), weights=o.left, minlength=len(labels))
     total = float(by_bucket.sum())
     issue = invoices["issue_date"].to_numpy(dtype="datetime64[ns]")
     amount = invoices["amount"].to_numpy(dtype=float)
@@ -182,7 +184,51 @@ def collection_effectiveness(invoices: pd.DataFrame, start: pd.Timestamp, end: p
     return None if collectable <= 0.005 else round((begin + sales - ending) / collectable, 4)
 
 
-def loss_rates(invoices: pd.DataFrame, defaults: pd.DataFrame | None, as_of: pd.Timestamp,
+@dataclass(frozen=True)
+class PaymentDays:
+    """The invoices as day numbers (days since 1970): issued, due, paid in full (``NEVER``
+    while not), and a part payment's amount and day (None when the ledger has none); the
+    customer code of each and the day each customer first defaulted (``NEVER``: not)."""
+
+    issue: np.ndarray
+    due: np.ndarray
+    full: np.ndarray
+    amount: np.ndarray
+    part: np.ndarray | None
+    part_day: np.ndarray | None
+    code: np.ndarray | None = None
+    first_default: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, invoices: pd.DataFrame, defaults: pd.DataFrame | None = None) -> "PaymentDays":
+        def days(col: str) -> np.ndarray:
+            d = invoices[col].to_numpy(dtype="datetime64[D]")
+            return np.where(np.isnat(d), NEVER, d.astype(np.int64))
+        amount = invoices["amount"].to_numpy(dtype=float)
+        paid = days("paid_date")
+        gets = received(amount, invoices["paid_amount"].to_numpy(dtype=float, na_value=np.nan), paid != NEVER)
+        short = (paid != NEVER) & (amount - gets > ROUNDING)
+        code = first = None
+        if defaults is not None and len(defaults):
+            code, ids = pd.factorize(invoices["customer_id"])  # a lookup per customer, not per invoice
+            first = first_default_days(ids, defaults)
+        return cls(days("issue_date"), days("due_date"), np.where(short, NEVER, paid), amount,
+                   np.where(short, gets, 0.0) if short.any() else None,
+                   np.where(short, paid, NEVER) if short.any() else None, code, first)
+
+
+#: the day number of a payment or default that never came
+NEVER = np.iinfo(np.int32).max
+
+
+def first_default_days(customers: np.ndarray | pd.Index, defaults: pd.DataFrame) -> np.ndarray:
+    """Per customer of ``customers``, the day number it first defaulted on (``NEVER``: not)."""
+    first = defaults.groupby("customer_id")["default_date"].min()
+    per = pd.Series(pd.Index(customers).map(first)).to_numpy(dtype="datetime64[D]")
+    return np.where(np.isnat(per), NEVER, per.astype(np.int64))
+
+
+def loss_rates(invoices: pd.DataFrame | PaymentDays, defaults: pd.DataFrame | None, as_of: pd.Timestamp,
                buckets: tuple[int, ...] = (30, 60, 90), horizon_months: int = 12, snapshots: int = 4,
                step_months: int = 3) -> dict:
     """The provision matrix's history: at ``snapshots`` dates ``step_months`` apart, the newest
@@ -190,50 +236,51 @@ def loss_rates(invoices: pd.DataFrame, defaults: pd.DataFrame | None, as_of: pd.
     receivables open by bucket of days past due, and what of them was still unpaid (or written
     off) ``horizon_months`` later: the loss rate of each bucket, pooled over the snapshots.
 
-    With the defaults (``customer_id``, ``default_date``), also the observed default rate the
-    forward adjustment compares the book's PD with: the share of the receivables open at a
-    snapshot, of customers not in default then, whose customer defaulted within the horizon."""
+    With the defaults (``customer_id``, ``default_date``; or ``PaymentDays`` that hold them),
+    also the observed default rate the forward adjustment compares the book's PD with: the
+    share of the receivables open at a snapshot, of customers not in default then, whose
+    customer defaulted within the horizon. ``invoices`` may be ``PaymentDays`` already (the
+    rescore's, from the ledger it holds)."""
+    d = invoices if isinstance(invoices, PaymentDays) else PaymentDays.of(invoices, defaults)
     as_of = pd.Timestamp(as_of).normalize()
     labels = bucket_labels(buckets)
-    issue = invoices["issue_date"].to_numpy(dtype="datetime64[D]")
-    due = invoices["due_date"].to_numpy(dtype="datetime64[D]")
-    paid = invoices["paid_date"].to_numpy(dtype="datetime64[D]")
-    amount = invoices["amount"].to_numpy(dtype=float)
-    gets = received(amount, invoices["paid_amount"].to_numpy(dtype=float, na_value=np.nan), ~np.isnat(paid))
-    never = np.datetime64("9999-12-31", "D")
-    paid = np.where(np.isnat(paid), never, paid)
-    first = None
-    if defaults is not None and len(defaults):
-        first_default = defaults.groupby("customer_id")["default_date"].min()
-        codes, ids = pd.factorize(invoices["customer_id"])  # a lookup per customer, not per invoice
-        per = pd.Series(pd.Index(ids).map(first_default)).to_numpy(dtype="datetime64[D]")
-        first = np.where(np.isnat(per), never, per)[codes]
     opened, lost = np.zeros(len(labels)), np.zeros(len(labels))
     base = defaulted = 0.0
     dates = []
+
+    def left_on(rows: np.ndarray, day: int) -> np.ndarray:
+        """What is left of ``rows`` on ``day``, of invoices not paid in full by then."""
+        left = d.amount[rows]
+        if d.part is not None:
+            left = left - np.where(d.part_day[rows] <= day, d.part[rows], 0.0)
+        return left
+
     for k in range(snapshots):
         snap = as_of - pd.DateOffset(months=horizon_months + k * step_months)
-        later = snap + pd.DateOffset(months=horizon_months)
-        s, e = np.datetime64(snap, "D"), np.datetime64(later, "D")
-        left = amount - np.where(paid <= s, gets, 0.0)
-        where = np.flatnonzero((issue <= s) & (left > ROUNDING))
-        if not where.size:
+        s = int(np.datetime64(snap, "D").astype(np.int64))
+        e = int(np.datetime64(snap + pd.DateOffset(months=horizon_months), "D").astype(np.int64))
+        rows = np.flatnonzero((d.issue <= s) & (d.full > s))
+        left = left_on(rows, s)
+        keep = left > ROUNDING
+        rows, left = rows[keep], left[keep]
+        if not rows.size:
             continue
         dates.append(str(snap.date()))
-        left = left[where]
-        still = amount[where] - np.where(paid[where] <= e, gets[where], 0.0)
-        which = _bucket_of(np.maximum((s - due[where]).astype(np.int64), 0), buckets)
+        still = np.where(d.full[rows] > e, left_on(rows, e), 0.0)
+        which = bucket_of(np.maximum(s - d.due[rows], 0), buckets)
         opened += np.bincount(which, weights=left, minlength=len(labels))
         lost += np.bincount(which, weights=np.where(still > ROUNDING, still, 0.0), minlength=len(labels))
-        if first is not None:
-            sound = first[where] > s                      # not in default on the snapshot
+        if d.first_default is not None:
+            first = d.first_default[d.code[rows]]
+            sound = first > s                      # not in default on the snapshot
             base += float(left[sound].sum())
-            defaulted += float(left[sound & (first[where] <= e)].sum())
+            defaulted += float(left[sound & (first <= e)].sum())
     rates = {k: (round(float(lo / op), 6) if op > ROUNDING else None) for k, op, lo in zip(labels, opened, lost)}
     return {"snapshots": dates, "horizon_months": horizon_months,
             "open": {k: round(float(v), 2) for k, v in zip(labels, opened)},
             "lost": {k: round(float(v), 2) for k, v in zip(labels, lost)}, "loss_rates": rates,
-            "observed_default_rate": round(defaulted / base, 6) if first is not None and base > ROUNDING else None}
+            "observed_default_rate": round(defaulted / base, 6) if d.first_default is not None and base > ROUNDING
+            else None}
 
 
 def provision(aging: dict[str, float], history: dict, book_pd: float | None) -> dict:

@@ -139,6 +139,22 @@ DEFAULTS = TableContract(
     key=("customer_id", "default_date"),
 )
 
+#: optional: the buyers the seller's trade credit insurance covers, each policy with its insurer,
+#: the insured limit (the insurer's decision), the share of a loss it pays, the claim waiting
+#: period (protracted default) and when the cover runs
+CREDIT_INSURANCE = TableContract(
+    "credit_insurance",
+    (
+        Column("customer_id", "str"),
+        Column("insurer", "str"),
+        Column("insured_limit", "float", min=0),
+        Column("cover_share", "float", min=0, max=1),
+        Column("waiting_days", "float", min=0, max=3650, optional=True, default=180.0),
+        Column("valid_from", "date", nullable=True, optional=True),
+        Column("valid_to", "date", nullable=True, optional=True),
+    ),
+)
+
 TRUTH = TableContract(
     "truth",
     (
@@ -151,7 +167,7 @@ TRUTH = TableContract(
 )
 
 RAW_TABLES: dict[str, TableContract] = {
-    t.name: t for t in (CUSTOMERS, FINANCIAL_STATEMENTS, INVOICES, INDUSTRY_SIGNALS, DEFAULTS)
+    t.name: t for t in (CUSTOMERS, FINANCIAL_STATEMENTS, INVOICES, INDUSTRY_SIGNALS, DEFAULTS, CREDIT_INSURANCE)
 }
 ALL_TABLES: dict[str, TableContract] = {**RAW_TABLES, TRUTH.name: TRUTH}
 

@@ -714,3 +714,20 @@ def book_seller(invoices: pd.DataFrame, as_of: pd.Timestamp) -> dict[str, float]
     year = (invoices["issue_date"] > as_of - pd.DateOffset(months=12)) & (invoices["issue_date"] <= as_of)
     revenue = float(invoices.loc[year, "amount"].sum()) / SELLER_CREDIT_SHARE
     return {"annual_revenue": round(revenue, 2), "monthly_operating_cash_flow": round(SELLER_CASH_MARGIN * revenue / 12, 2)}
+
+
+def book_insurance(invoices: pd.DataFrame, as_of: pd.Timestamp, *, months_of_purchases: float = 2.0,
+                   cover_share: float = 0.9, waiting_days: float = 180.0) -> pd.DataFrame:
+    """The ``credit_insurance`` table of the demo's seller: a whole-turnover policy taken out a
+    year before ``as_of``, whose insurer set each buyer that traded in the 12 months before its
+    start an insured limit of ``months_of_purchases`` of those purchases (in thousands), paying
+    ``cover_share`` of a loss after ``waiting_days`` of protracted default."""
+    as_of = pd.Timestamp(as_of)
+    start = as_of - pd.DateOffset(months=12)
+    year = (invoices["issue_date"] > start - pd.DateOffset(months=12)) & (invoices["issue_date"] <= start)
+    bought = invoices.loc[year].groupby("customer_id", observed=True)["amount"].sum()
+    limit = (np.floor(bought * months_of_purchases / 12 / 1_000) * 1_000)
+    limit = limit[limit > 0]
+    return pd.DataFrame({"customer_id": limit.index.astype(str), "insurer": "the demo's credit insurer",
+                         "insured_limit": limit.to_numpy(dtype=float), "cover_share": cover_share,
+                         "waiting_days": waiting_days, "valid_from": start, "valid_to": pd.NaT})

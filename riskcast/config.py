@@ -428,6 +428,13 @@ class WatchlistConfig(_Section):
     open_reviews: bool = True
 
 
+class InsuranceConfig(_Section):
+    """Trade credit insurance (the optional ``credit_insurance`` table): how long after the
+    waiting period a claim may still be filed."""
+
+    claim_filing_days: int = Field(60, ge=0, le=3650)
+
+
 class LabelConfig(_Section):
     """What a default is. ``source``: "defaults" reads the defaults table; "ledger" derives
     defaults from the invoices (severe delinquency: an invoice more than ``days_past_due`` days
@@ -515,6 +522,7 @@ class RiskcastConfig(_Section):
     receivables: ReceivablesConfig = ReceivablesConfig()
     collections: CollectionsConfig = CollectionsConfig()
     watchlist: WatchlistConfig = WatchlistConfig()
+    insurance: InsuranceConfig = InsuranceConfig()
 
     @model_validator(mode="after")
     def _ladder(self) -> "RiskcastConfig":

@@ -5,6 +5,7 @@ command calls, so the demo and the commands cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,8 @@ def run_demo(gen: GeneratorConfig, paths: WorkPaths, config_file: str | Path | N
 
     from riskcast.data.io import write_tables, write_text
     from riskcast.data.ledger import compare_labels, ledger_defaults
-    from riskcast.data.synthetic import book_seller, generate_book
+    from riskcast.data.schema import RAW_TABLES, validate_table
+    from riskcast.data.synthetic import book_insurance, book_seller, generate_book
     from riskcast.monitoring.run import monitor
     from riskcast.serving.rescore_job import rescore_workdir
     from riskcast.training.pipeline import train_on_book
@@ -63,6 +65,9 @@ def run_demo(gen: GeneratorConfig, paths: WorkPaths, config_file: str | Path | N
     say(f"work directory {paths.root}")
     say(f"1/5 generating a synthetic book: {gen.customers:,} customers over {gen.years} years")
     tables = generate_book(gen, progress=say)
+    # the seller insures its receivables: the credit view of its insurer comes with the book
+    tables = dataclasses.replace(tables, credit_insurance=validate_table(
+        RAW_TABLES["credit_insurance"], book_insurance(tables.invoices, tables.data_end)))
     write_tables(tables, paths.book)
     paths.root.mkdir(parents=True, exist_ok=True)
     write_text(demo_config_text(base, book_seller(tables.invoices, tables.data_end)), paths.config)

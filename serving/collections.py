@@ -76,7 +76,8 @@ def customer_pds(scored: pd.DataFrame | None, rejected: pd.DataFrame | None) -> 
     if not parts:
         return pd.DataFrame({"customer_id": pd.Series([], dtype=object), "pd_12m": pd.Series([], dtype=float),
                              "pd_source": pd.Series([], dtype=object)})
-    return pd.concat(parts, ignore_index=True).drop_duplicates("customer_id", keep="first")
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return out if out["customer_id"].is_unique else out.drop_duplicates("customer_id", keep="first")
 
 
 def _days(n: np.ndarray) -> np.ndarray:

@@ -26,8 +26,11 @@ import pandas as pd
 
 from riskcast.data.io import (ParquetParts, RawTables, json_ready, read_any, release_memory, write_parquet,
                               write_text)
+from riskcast.data.insurance import (claims, cover_on, insurable, insurance_lines, insurance_summary, insured,
+                                     net_expected_loss)
 from riskcast.data.ledger import BookNotes, open_invoices
-from riskcast.data.receivables import book_receivables, loss_rates, provision, receivables_lines
+from riskcast.data.receivables import (PaymentDays, book_receivables, first_default_days, loss_rates, provision,
+                                       receivables_lines)
 from riskcast.data.schema import UNKNOWN_INDUSTRY
 from riskcast.errors import DataValidationError, InputError, ScoringError
 from riskcast.features.build import empty_book_message, features_at
@@ -352,6 +355,7 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
     if (work / "open_invoices.parquet").exists():  # a run resumed from an older version's work has none
         os.replace(work / "open_invoices.parquet", open_invoices_path(out))
     collections = collect(core, out, rejected, as_of, say)
+    insurance = insure(core, out, work / "cover.parquet", as_of, say)
     referred = refer_to_desk(core, out, str(as_of.date()), say)
     watch = watch_book(core, out, work / "orders.parquet", previous is not None, as_of, say) \
         if core.cfg.rescore.receivables else None
@@ -370,7 +374,8 @@ def rescore_to_file(tables: RawTables | Callable[[], RawTables], core: ScoringCo
         receivables = {**receivables, "provision": {**matrix, "pd_lgd_expected_loss": summary["expected_loss"]}}
     summary.update({"as_of": str(as_of.date()), "model": {"name": core.model.name, "version": core.model.version},
                     "fallback_mode": forced, "seller": seller, "book_notes": notes, "receivables": receivables,
-                    "collections": collections, "watchlist": watch, "model_fit": fit.to_dict() if fit is not None else None,
+                    "collections": collections, "watchlist": watch, "insurance": insurance,
+                    "model_fit": fit.to_dict() if fit is not None else None,
                     "output": str(out), "rejected_file": str(rejected_path),
                     "chunks": len(part_paths), "chunks_resumed": done_before,
                     "desk": referred})
@@ -401,12 +406,50 @@ def _aging_of(opened: Path, customers: pd.Series, buckets: tuple[int, ...]) -> d
     """The aging of the open invoices of ``customers`` (the scored ones, not those set aside)."""
     if not opened.exists():
         return None
-    from riskcast.data.receivables import aging, bucket_labels
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
-    inv = pd.read_parquet(opened, columns=["customer_id", "open_amount", "days_past_due"])
-    inv = inv[inv["customer_id"].isin(customers.astype(str))]
-    table = aging(inv, buckets)
-    return {k: float(table[k].sum()) for k in bucket_labels(buckets)}
+    from riskcast.data.receivables import bucket_labels, bucket_of
+
+    inv = pq.read_table(opened, columns=["customer_id", "open_amount", "days_past_due"])
+    keep = pc.is_in(inv.column("customer_id"), value_set=pa.array(customers.astype(str).to_numpy(), pa.string()))
+    inv = inv.filter(keep)
+    sums = np.bincount(bucket_of(inv.column("days_past_due").to_numpy(), buckets),
+                       weights=inv.column("open_amount").to_numpy(), minlength=len(buckets) + 2)
+    return {k: float(v) for k, v in zip(bucket_labels(buckets), sums)}
+
+
+def insurance_paths(out: Path) -> tuple[Path, Path]:
+    """Where the insured customers' view and the claims list of ``out`` go, beside it."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.insurance.parquet"), out.with_name(f"{stem}.claims.parquet")
+
+
+def insure(core: ScoringCore, out: Path, cover_path: Path, as_of: pd.Timestamp, say: Progress
+           ) -> dict[str, Any] | None:
+    """With a credit insurance table: each insured customer's exposure insured and uninsured
+    and its expected loss net of the cover, and the claims past their threshold, beside
+    ``out``; returns the book's figures."""
+    if not cover_path.exists():
+        return None
+    say("credit insurance: insured exposure, expected loss net of cover, claims")
+    cover = pd.read_parquet(cover_path).set_index("customer_id")
+    opened = open_invoices_path(out)
+    open_inv = pd.read_parquet(opened, columns=["customer_id", "invoice_id", "issue_date", "due_date", "open_amount",
+                                                "days_past_due"]) if opened.exists() else None
+    under = insurable(open_inv, cover) if open_inv is not None else None
+    view = insured(pd.read_parquet(out, columns=["customer_id", "exposure", "pd_12m"]), cover, under)
+    lgd = core.cfg.rescore.lgd
+    view["expected_loss"] = np.round(view["pd_12m"] * lgd * view["exposure"], 2)
+    view["expected_loss_net"] = np.round(net_expected_loss(view["pd_12m"].to_numpy(), lgd,
+                                                           view["exposure"].to_numpy(), view["covered"].to_numpy()), 2)
+    overdue = open_inv[open_inv["days_past_due"].to_numpy() > 0] if open_inv is not None else pd.DataFrame()
+    claimed = claims(overdue, cover, as_of, core.cfg.insurance.claim_filing_days)
+    view_path, claims_path = insurance_paths(out)
+    write_parquet(view[view["insured_limit"].notna()].reset_index(drop=True), view_path)
+    write_parquet(claimed, claims_path)
+    return {**insurance_summary(view, lgd, claimed), "file": str(view_path), "claims_file": str(claims_path)}
 
 
 def exposure_pd(scored: pd.DataFrame) -> float | None:
@@ -449,9 +492,15 @@ def watch_to_desk(desk: Any, now: pd.DataFrame, hits: pd.DataFrame, as_of: str) 
     """A review case for each customer on the watchlist, or its open case joined; returns how
     many cases were opened."""
     keys = ("trigger", "value", "reference", "threshold", "text")
+    ids = hits["customer_id"].astype(str)
+    known = desk.known_orders([watch_request_id(c, as_of) for c in pd.unique(ids)])  # a rescore run again
+    fresh = ~np.array([watch_request_id(c, as_of) in known for c in ids], dtype=bool) if known else \
+        np.ones(len(hits), dtype=bool)
     by_customer: dict[str, list[dict[str, Any]]] = {}
-    for row in zip(hits["customer_id"].astype(str), *(hits[k].tolist() for k in keys)):  # plain lists: thousands
+    for row in zip(ids[fresh], *(hits.loc[fresh, k].tolist() for k in keys)):  # plain lists: thousands
         by_customer.setdefault(row[0], []).append(dict(zip(keys, row[1:])))
+    if not by_customer:
+        return 0
     wanted = now[now["customer_id"].astype(str).isin(by_customer)].drop_duplicates("customer_id")
     referrals = []
     for cid, pd_, grade, band, exposure, limit, terms in zip(
@@ -464,7 +513,7 @@ def watch_to_desk(desk: Any, now: pd.DataFrame, hits: pd.DataFrame, as_of: str) 
             "pd_12m": float(pd_), "grade": grade, "band": band, "exposure": float(exposure),
             "recommended_limit": float(limit), "recommended_terms_days": int(terms), "as_of": as_of,
             "watchlist": rows}, review=True))
-    before = {c.case_id for c in desk.cases(open_only=True)}
+    before = desk.open_case_ids()
     cases = desk.refer(referrals, by="watchlist")
     return len(set(cases.values()) - before)
 
@@ -487,8 +536,9 @@ def refer_to_desk(core: ScoringCore, out: Path, as_of: str, say: Progress) -> di
     desk = core.desk
     referrals = book_referrals(scored, as_of, k)
     # a rescore run again refers what its first run did: those are on the desk already
-    new = [r for r in referrals if desk.case_of_order(r.request_id) is None]
-    before = {c.case_id for c in desk.cases(open_only=True)}
+    known = desk.known_orders([r.request_id for r in referrals])
+    new = [r for r in referrals if r.request_id not in known]
+    before = desk.open_case_ids()
     cases = desk.refer(new, by="rescore") if new else {}
     opened = set(cases.values()) - before
     reviews = desk.open_reviews()
@@ -579,10 +629,14 @@ def _build_book(tables: RawTables | Callable[[], RawTables], core: ScoringCore, 
         r = core.cfg.receivables
         say("receivables: aging, DSO, collection effectiveness")
         receivables = book_receivables(book.invoices, as_of, r.buckets, r.dso_days, r.cei_days)
+        if book.credit_insurance is not None:
+            write_parquet(cover_on(book.credit_insurance, as_of).reset_index(), open_path.with_name("cover.parquet"))
         say("receivables: the provision matrix's loss rates from the ledger's history")
-        receivables["history"] = loss_rates(book.invoices, book.defaults, as_of, r.buckets,
-                                            core.cfg.training.horizon_months, r.provision_snapshots,
-                                            r.provision_step_months)
+        days = PaymentDays(ledger.issue, ledger.due, ledger.paid, ledger.amount, ledger.part, ledger.part_day,
+                           ledger.code, first_default_days(ledger.customers, book.defaults)
+                           if len(book.defaults) else None)  # the ledger's day numbers: no second conversion
+        receivables["history"] = loss_rates(days, None, as_of, r.buckets, core.cfg.training.horizon_months,
+                                            r.provision_snapshots, r.provision_step_months)
     # the ledger holds what the features need of the invoices: let the table go
     book = dataclasses.replace(book, invoices=_empty_like(book.invoices))
     release_memory()
@@ -813,6 +867,9 @@ def print_summary(summary: dict[str, Any], say: Callable[[str], None] = print) -
             say(line)
     if s.get("watchlist"):
         for line in watchlist_lines(s["watchlist"]):
+            say(line)
+    if s.get("insurance"):
+        for line in insurance_lines(s["insurance"]):
             say(line)
     desk = s.get("desk")
     if desk:

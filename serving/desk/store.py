@@ -371,16 +371,19 @@ class DeskStore:
                 had = latest.get(row["customer_id"])
                 if had is None or row["customer_seq"] > had["customer_seq"]:
                     latest[row["customer_id"]] = row
-        evs: dict[int, list[Mapping[str, Any]]] = {}
+        # each latest case's last event number and whether it is decided: all a referral needs
+        seqs: dict[int, tuple[int, bool]] = {}
+        decided = sa.func.max(sa.case((t.events.c.kind == "decided", 1), else_=0))
         for part in _chunks([row["case_id"] for row in latest.values()]):
-            for e in conn.execute(sa.select(t.events).where(t.events.c.case_id.in_(part))
-                                  .order_by(t.events.c.case_id, t.events.c.seq)).mappings():
-                evs.setdefault(e["case_id"], []).append(e)
-        # each customer's latest case as (case_id or a new case's place, next seq, open, customer_seq)
+            for case_id, seq, done in conn.execute(
+                    sa.select(t.events.c.case_id, sa.func.max(t.events.c.seq), decided)
+                    .where(t.events.c.case_id.in_(part)).group_by(t.events.c.case_id)):
+                seqs[int(case_id)] = (int(seq), bool(done))
+        # each customer's latest case as (case_id or a new case's place, last seq, open, customer_seq)
         state: dict[str, list[Any]] = {}
         for cid, row in latest.items():
-            case = _fold(row, evs.get(row["case_id"], []))
-            state[cid] = [case.case_id, case.seq, case.state != "decided", row["customer_seq"]]
+            seq, done = seqs.get(row["case_id"], (0, False))
+            state[cid] = [row["case_id"], seq, not done, row["customer_seq"]]
         new_cases: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []      # case_id, or ("new", place) until the new cases have ids
         trail: list[dict[str, Any]] = []
@@ -444,6 +447,22 @@ class DeskStore:
             if row is None:
                 raise NotFoundError(f"case_id: no case {case_id}", field="case_id")
             return self._case_in(conn, row)
+
+    def known_orders(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of ``request_ids`` a case holds already (a rescore run again)."""
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in _chunks(list(set(request_ids))):
+                out.update(r for (r,) in conn.execute(sa.select(t.events.c.request_id)
+                                                      .where(t.events.c.request_id.in_(part))))
+        return out
+
+    def open_case_ids(self) -> set[int]:
+        """The cases not decided: every case but those with a decision (no case is folded)."""
+        with self.engine.connect() as conn:
+            every = {int(c) for (c,) in conn.execute(sa.select(t.cases.c.case_id))}
+            done = {int(c) for (c,) in conn.execute(sa.select(t.events.c.case_id).where(t.events.c.kind == "decided"))}
+        return every - done
 
     def case_of_order(self, request_id: str) -> int | None:
         with self.engine.connect() as conn:

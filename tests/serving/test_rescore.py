@@ -99,15 +99,16 @@ def test_killed_at_any_moment_and_run_again_it_equals_an_uninterrupted_run(
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(clean))
     pd.testing.assert_frame_equal(pd.read_parquet(out.with_name("scored.rejected.parquet")),
                                   pd.read_parquet(tmp_path / "clean.rejected.parquet"))
-    for side in ("open_invoices", "collections", "stop_list", "watchlist"):
+    for side in ("open_invoices", "collections", "stop_list", "watchlist", "insurance", "claims"):
         pd.testing.assert_frame_equal(pd.read_parquet(out.with_name(f"scored.{side}.parquet")),
                                       pd.read_parquet(tmp_path / f"clean.{side}.parquet"))
     summary = json.loads(out.with_name("scored.summary.json").read_text())
     assert summary["chunks_resumed"] >= 3 and summary["chunks"] > summary["chunks_resumed"]
     assert not parts.exists()
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        "scored.collections.parquet", "scored.open_invoices.parquet", "scored.parquet", "scored.rejected.parquet",
-        "scored.stop_list.parquet", "scored.summary.json", "scored.watchlist.parquet"]
+        "scored.claims.parquet", "scored.collections.parquet", "scored.insurance.parquet", "scored.open_invoices.parquet",
+        "scored.parquet", "scored.rejected.parquet", "scored.stop_list.parquet", "scored.summary.json",
+        "scored.watchlist.parquet"]
 
 
 def test_leftovers_of_a_run_with_other_arguments_are_not_reused(demo_workdir, workdir_copy, tmp_path, small_chunks):

@@ -15,7 +15,8 @@ def _rescore(demo_workdir, home, out, *extra):
     summary = json.loads(out.with_name(out.stem + ".summary.json").read_text())
     for key in ("output", "rejected_file"):
         summary.pop(key)
-    for part, key in (("collections", "worklist_file"), ("collections", "stop_list_file"), ("watchlist", "file")):
+    for part, key in (("collections", "worklist_file"), ("collections", "stop_list_file"), ("watchlist", "file"),
+                      ("insurance", "file"), ("insurance", "claims_file")):
         assert summary[part].pop(key).startswith(str(out.with_suffix("")))
     return pd.read_parquet(out), pd.read_parquet(out.with_name(out.stem + ".rejected.parquet")), summary
 
@@ -42,7 +43,7 @@ def test_spark_engine_equals_local_engine_for_every_customer(demo_workdir, workd
     assert spark_sum["watchlist"].pop("reviews_opened") == 0
     assert 0 < local_sum["watchlist"].pop("reviews_opened") <= local_sum["watchlist"]["customers"]
     assert spark_sum == local_sum
-    for part in ("collections", "watchlist"):
+    for part in ("collections", "watchlist", "insurance", "claims"):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"spark.{part}.parquet"),
                                       pd.read_parquet(tmp_path / f"local.{part}.parquet"))
     assert not (tmp_path / ".spark.parquet.parts").exists()
