@@ -594,8 +594,6 @@ def cmd_collections(args: argparse.Namespace, say: Progress) -> int:
 
 
 def _worklist(args: argparse.Namespace, say: Progress) -> int:
-    import json
-
     import pandas as pd
 
     from riskcast.data.io import write_parquet
@@ -614,18 +612,9 @@ def _worklist(args: argparse.Namespace, say: Progress) -> int:
     out = Path(args.out) if args.out else paths.root / f"collections_{as_of.date()}.parquet"
     _writable(out, "--out", folder=False)
     scored = Path(args.scored) if args.scored else paths.scored
-    if not scored.exists():
-        raise InputError(f"scored: {scored} does not exist: the worklist ranks by the PDs of a rescore (run "
-                         "`riskcast rescore`, or give --scored)", field="scored")
-    rejected_path, summary_path, _ = side_paths(scored)
-    try:
-        scored_on = pd.Timestamp(json.loads(summary_path.read_text())["as_of"])
-    except (OSError, ValueError, KeyError):
-        raise InputError(f"scored: {scored} has no rescore summary beside it ({summary_path.name}): the date its PDs "
-                         "were scored on is not known", field="scored") from None
-    if scored_on > as_of:
-        raise InputError(f"scored: {scored} was scored as of {scored_on.date()}, after --as-of {as_of.date()}: its "
-                         "PDs were not known then", field="scored")
+    scored_on = _scored_on(scored, as_of, "the worklist ranks by the PDs of a rescore (run `riskcast rescore`, or "
+                                          "give --scored)")
+    rejected_path = side_paths(scored)[0]
     cfg = _config(args)
     tables = _read_book(args, cfg, with_truth=False)
     say(f"the invoices open on {as_of.date()}, against the PDs of the rescore as of {scored_on.date()}")
@@ -652,26 +641,37 @@ def _worklist(args: argparse.Namespace, say: Progress) -> int:
     return 0
 
 
-def _scored_pd(path: str, as_of) -> float:
-    """The exposure-weighted PD of a rescore made on or before ``as_of`` (``--scored``)."""
+def _scored_on(scored: Path, as_of, needed_for: str):
+    """The date a rescore (``--scored``) scored its book on, refused unless it exists, has its
+    summary beside it and is on or before ``as_of`` (PDs scored later were not known then)."""
     import json
 
     import pandas as pd
 
-    from riskcast.serving.rescore import exposure_pd, side_paths
+    from riskcast.serving.rescore import side_paths
 
-    scored = Path(path)
-    summary_path = side_paths(scored)[1]
     if not scored.exists():
-        raise InputError(f"scored: {scored} does not exist", field="scored")
+        raise InputError(f"scored: {scored} does not exist: {needed_for}", field="scored")
+    summary_path = side_paths(scored)[1]
     try:
         on = pd.Timestamp(json.loads(summary_path.read_text())["as_of"])
     except (OSError, ValueError, KeyError):
-        raise InputError(f"scored: {scored} has no rescore summary beside it ({summary_path.name})",
-                         field="scored") from None
+        raise InputError(f"scored: {scored} has no rescore summary beside it ({summary_path.name}): the date its PDs "
+                         "were scored on is not known", field="scored") from None
     if on > as_of:
         raise InputError(f"scored: {scored} was scored as of {on.date()}, after --as-of {as_of.date()}: its PDs "
                          "were not known then", field="scored")
+    return on
+
+
+def _scored_pd(path: str, as_of) -> float:
+    """The exposure-weighted PD of a rescore made on or before ``as_of`` (``--scored``)."""
+    import pandas as pd
+
+    from riskcast.serving.rescore import exposure_pd
+
+    scored = Path(path)
+    _scored_on(scored, as_of, "the provision's forward adjustment weighs its PDs")
     pd_ = exposure_pd(pd.read_parquet(scored, columns=["pd_12m", "exposure"]))
     if pd_ is None:
         raise InputError(f"scored: {scored} has no exposure to weigh its PDs by", field="scored")

@@ -206,23 +206,25 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _beside(out: Path, part: str) -> Path:
+    """``out``'s name with ``part`` in place of its suffix: a file the rescore writes beside it."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.{part}")
+
+
 def side_paths(out: Path) -> tuple[Path, Path, Path]:
     """Where the rejected rows, the summary and the unfinished work of ``out`` go."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return (out.with_name(f"{stem}.rejected.parquet"), out.with_name(f"{stem}.summary.json"),
-            out.with_name(f".{out.name}.parts"))
+    return _beside(out, "rejected.parquet"), _beside(out, "summary.json"), out.with_name(f".{out.name}.parts")
 
 
 def open_invoices_path(out: Path) -> Path:
     """Where the invoices open on the rescore's date go, beside ``out`` (the desk shows them)."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.open_invoices.parquet")
+    return _beside(out, "open_invoices.parquet")
 
 
 def collections_paths(out: Path) -> tuple[Path, Path]:
     """Where the collections worklist and the stop list of ``out`` go, beside it."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.collections.parquet"), out.with_name(f"{stem}.stop_list.parquet")
+    return _beside(out, "collections.parquet"), _beside(out, "stop_list.parquet")
 
 
 def _bar(done: int, total: int, rate: float, width: int = 24) -> str:
@@ -422,8 +424,7 @@ def _aging_of(opened: Path, customers: pd.Series, buckets: tuple[int, ...]) -> d
 
 def insurance_paths(out: Path) -> tuple[Path, Path]:
     """Where the insured customers' view and the claims list of ``out`` go, beside it."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.insurance.parquet"), out.with_name(f"{stem}.claims.parquet")
+    return _beside(out, "insurance.parquet"), _beside(out, "claims.parquet")
 
 
 def insure(core: ScoringCore, out: Path, cover_path: Path, as_of: pd.Timestamp, say: Progress
@@ -461,8 +462,7 @@ def exposure_pd(scored: pd.DataFrame) -> float | None:
 
 def watchlist_path(out: Path) -> Path:
     """Where the watchlist's hits of ``out`` go, beside it."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.watchlist.parquet")
+    return _beside(out, "watchlist.parquet")
 
 
 def watch_book(core: ScoringCore, out: Path, orders_path: Path, with_previous: bool, as_of: pd.Timestamp,
